@@ -1,0 +1,80 @@
+"""Sessions that build the site, verify the spec and run the reference release.
+
+``nox`` alone runs lint, typing and tests; ``nox -s docs`` builds the site.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+ROOT = Path(__file__).parent
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "NO_MKDOCS_2_WARNING": "1",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+}
+
+
+def _hypothesis_profile() -> str:
+    return os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the property tests, parity tests, doctests and browser tests."""
+    session.install("-e", ".[test]")
+    env = {**QUIET_ENV, "HYPOTHESIS_PROFILE": _hypothesis_profile()}
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """Type-check the package with mypy."""
+    session.install("mypy>=1.10", "numpy>=1.26", "scipy>=1.11", "types-tqdm", "types-psutil")
+    session.install("--no-deps", "-e", ".")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time the formulas against their peers; write docs/data/bench.json."""
+    session.install("-e", ".[test]")
+    out = ROOT / "docs" / "data" / "bench.json"
+    session.run("python", "tests/bench/run.py", "--out", str(out), *session.posargs, env=QUIET_ENV)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site to site/ (strict, notebooks executed)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", env=QUIET_ENV)
+    session.log(f"Site built: {ROOT / 'site' / 'index.html'}")
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """Preview the site with live reload on http://127.0.0.1:8000."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "serve", *session.posargs, env=QUIET_ENV)
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """Run the reference release end to end on the embedded data set."""
+    session.install("-e", ".[workbench]")
+    session.run("release-spec", "run", "--out", "build/release", *session.posargs, env=QUIET_ENV)
