@@ -1,0 +1,658 @@
+"""Phased rollout: traffic steps, sticky routing, a sequential judge and automatic rollback.
+
+The release stage ends by sending a growing share of live traffic to the
+candidate (the *canary*) while the production model serves the rest (the
+*baseline*). After every batch of outcomes the controller *looks*: it feeds
+the new error counts to an anytime-valid judge, checks the latency guardrail,
+and decides whether to abort (canary share to 0 at once), to mark the step
+ready for promotion, or, when the step's bake is over without an answer, to
+hold or roll back as the plan says. Because the judge is anytime-valid, looking
+after every batch does not inflate false rollbacks the way a fixed-level test
+repeated at every look does (see ``release_spec.simulation``).
+
+Shares are kept in integer basis points (1 % = 100 bp) so the two traffic
+weights always sum to exactly 100 %.
+
+This module is the strategy layer: the standard library and the formulas in
+``release_spec.statistics`` only, never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import statistics as _stats
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+__all__ = [
+    "Counts",
+    "DifferenceBound",
+    "Judge",
+    "LookRecord",
+    "Outcome",
+    "RolloutController",
+    "RolloutEvent",
+    "RolloutPlan",
+    "RolloutState",
+    "RolloutStep",
+    "StepForecast",
+    "default_rollout_plan",
+    "forecast_steps",
+    "route",
+]
+
+BASIS_POINTS = 10_000
+Arm = Literal["canary", "baseline"]
+Status = Literal["idle", "analysing", "promotion_pending", "holding", "aborted", "completed"]
+
+
+class Judge(Protocol):
+    """What the controller needs from a sequential test (``SequentialErrorRateTest``)."""
+
+    @property
+    def decision(self) -> str:
+        """``"continue"`` or ``"reject"`` (evidence that the canary errs more)."""
+        ...
+
+    @property
+    def p_value(self) -> float:
+        """Always-valid p-value, non-increasing over updates."""
+        ...
+
+    def update(
+        self,
+        *,
+        canary_errors: int,
+        canary_requests: int,
+        baseline_errors: int,
+        baseline_requests: int,
+    ) -> object:
+        """Add the counts observed since the previous update."""
+        ...
+
+
+class DifferenceBound(Protocol):
+    """Upper confidence-sequence bound on canary minus baseline error rate."""
+
+    def __call__(self, counts: Counts) -> float:
+        """Return the bound for the cumulative counts of the analysis."""
+        ...
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Requests and errors per arm."""
+
+    canary_requests: int = 0
+    canary_errors: int = 0
+    baseline_requests: int = 0
+    baseline_errors: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("canary", "baseline"):
+            n = getattr(self, f"{name}_requests")
+            e = getattr(self, f"{name}_errors")
+            if n < 0 or e < 0:
+                raise ValueError(f"{name} counts must be non-negative, got {e} errors of {n}")
+            if e > n:
+                raise ValueError(f"{name} errors ({e}) exceed {name} requests ({n})")
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.canary_requests + other.canary_requests,
+            self.canary_errors + other.canary_errors,
+            self.baseline_requests + other.baseline_requests,
+            self.baseline_errors + other.baseline_errors,
+        )
+
+    @property
+    def requests(self) -> int:
+        """Requests on both arms."""
+        return self.canary_requests + self.baseline_requests
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One served request: which arm served it, whether it was wrong, how long it took."""
+
+    arm: Arm
+    error: bool
+    latency_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.arm not in ("canary", "baseline"):
+            raise ValueError(f"arm must be 'canary' or 'baseline', got {self.arm!r}")
+        if not math.isfinite(self.latency_ms) or self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be finite and >= 0, got {self.latency_ms}")
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """One traffic step: canary share, minimum canary requests, maximum bake.
+
+    Args:
+        share: canary share of traffic in percent, (0, 100], a multiple of 0.01.
+        min_canary_requests: canary requests this step must see before it may promote.
+        max_bake_minutes: how long the step may run without an answer; the
+            controller's clock is routed requests divided by the plan's
+            ``requests_per_minute``.
+    """
+
+    share: float
+    min_canary_requests: int
+    max_bake_minutes: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.share <= 100) or not math.isfinite(self.share):
+            raise ValueError(f"step share must be in (0, 100] percent, got {self.share}")
+        if abs(self.share * 100 - round(self.share * 100)) > 1e-9:
+            raise ValueError(f"step share must be a multiple of 0.01 %, got {self.share}")
+        if self.min_canary_requests < 0:
+            raise ValueError(f"min_canary_requests must be >= 0, got {self.min_canary_requests}")
+        if not (self.max_bake_minutes > 0) or not math.isfinite(self.max_bake_minutes):
+            raise ValueError(
+                f"max_bake_minutes must be finite and > 0, got {self.max_bake_minutes}"
+            )
+
+    @property
+    def basis_points(self) -> int:
+        """The share in basis points (1 % = 100)."""
+        return round(self.share * 100)
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """Steps and decision rules of a phased rollout.
+
+    Args:
+        steps: increasing canary shares; a final step at 100 % means "the
+            candidate becomes production" and is not analysed.
+        alpha: level of the sequential judge (false-rollback budget for the
+            whole rollout, however often it looks).
+        margin: a step may promote once the upper confidence bound on
+            (canary error rate - baseline error rate) is at most this.
+        on_inconclusive: what a step does when its bake ends undecided:
+            ``"hold"`` keeps the share and keeps analysing (never promotes
+            without evidence), ``"rollback"`` aborts.
+        latency_p99_ms: guardrail on the canary's p99 latency within a step.
+        latency_min_samples: canary requests in a step before the p99 counts.
+        requests_per_minute: expected live traffic, the controller's clock.
+    """
+
+    steps: tuple[RolloutStep, ...]
+    alpha: float = 0.05
+    margin: float = 0.01
+    on_inconclusive: Literal["hold", "rollback"] = "hold"
+    latency_p99_ms: float = 250.0
+    latency_min_samples: int = 50
+    requests_per_minute: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError("rollout plan needs at least one step")
+        bps = [s.basis_points for s in self.steps]
+        if any(b >= c for b, c in itertools.pairwise(bps)):
+            raise ValueError(
+                f"step shares must increase strictly, got {[s.share for s in self.steps]}"
+            )
+        if bps[0] == BASIS_POINTS:
+            raise ValueError("the first step cannot send 100 % of traffic to the canary")
+        if not (0 < self.alpha < 1):
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if not (0 <= self.margin < 1) or not math.isfinite(self.margin):
+            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
+        if self.on_inconclusive not in ("hold", "rollback"):
+            raise ValueError(
+                f"on_inconclusive must be 'hold' or 'rollback', got {self.on_inconclusive!r}"
+            )
+        if not (self.latency_p99_ms > 0) or not math.isfinite(self.latency_p99_ms):
+            raise ValueError(f"latency_p99_ms must be finite and > 0, got {self.latency_p99_ms}")
+        if self.latency_min_samples < 1:
+            raise ValueError(f"latency_min_samples must be >= 1, got {self.latency_min_samples}")
+        if not (self.requests_per_minute > 0) or not math.isfinite(self.requests_per_minute):
+            raise ValueError(f"requests_per_minute must be > 0, got {self.requests_per_minute}")
+
+
+def default_rollout_plan() -> RolloutPlan:
+    """The default plan: 1 % -> 5 % -> 25 % -> 50 % -> 100 %.
+
+    >>> [s.share for s in default_rollout_plan().steps]
+    [1.0, 5.0, 25.0, 50.0, 100.0]
+    """
+    return RolloutPlan(
+        steps=(
+            RolloutStep(1.0, 500, 60.0),
+            RolloutStep(5.0, 1_000, 60.0),
+            RolloutStep(25.0, 2_000, 30.0),
+            RolloutStep(50.0, 4_000, 30.0),
+            RolloutStep(100.0, 0, 1.0),
+        )
+    )
+
+
+def route(request_id: str, canary_basis_points: int, salt: str = "") -> Arm:
+    """Assign a request to an arm by a stable hash of its id.
+
+    The id is hashed with BLAKE2b (not Python's per-process ``hash``) into a
+    bucket in [0, 10 000); the request goes to the canary when its bucket is
+    below the canary share in basis points. The same id therefore always
+    lands on the same arm for a given share, and a user on the canary at 1 %
+    stays on it at 5 %. ``salt`` (the candidate's id) reshuffles the buckets
+    so successive candidates are tried on different users.
+
+    >>> route("user-42", 0), route("user-42", 10_000)
+    ('baseline', 'canary')
+    >>> route("user-42", 500, salt="v2") == route("user-42", 500, salt="v2")
+    True
+    """
+    if not (0 <= canary_basis_points <= BASIS_POINTS):
+        raise ValueError(f"canary_basis_points must be in [0, 10000], got {canary_basis_points}")
+    digest = hashlib.blake2b(f"{salt}\x1f{request_id}".encode(), digest_size=8).digest()
+    return (
+        "canary"
+        if int.from_bytes(digest, "big") % BASIS_POINTS < canary_basis_points
+        else "baseline"
+    )
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """A decision with its evidence: start, restart, promote, hold, abort, complete."""
+
+    kind: Literal["start", "restart", "promotion_ready", "promote", "hold", "abort", "complete"]
+    look: int
+    step: int
+    share_before: float
+    share_after: float
+    reason: str
+    counts: Counts
+    step_counts: Counts
+    p_value: float
+    upper_bound: float
+
+
+@dataclass(frozen=True)
+class LookRecord:
+    """One look: the clock, the traffic split and the judge's state after it."""
+
+    look: int
+    minutes: float
+    step: int
+    share: float
+    canary_requests: int
+    canary_errors: int
+    baseline_requests: int
+    baseline_errors: int
+    p_value: float
+    upper_bound: float
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """A snapshot of the controller; every field is a value."""
+
+    production: str
+    candidate: str | None = None
+    status: Status = "idle"
+    step: int = 0
+    canary_basis_points: int = 0
+    counts: Counts = field(default_factory=Counts)
+    step_counts: Counts = field(default_factory=Counts)
+    step_requests: int = 0
+    minutes: float = 0.0
+    p_value: float = 1.0
+    upper_bound: float = math.inf
+    looks: int = 0
+    events: tuple[RolloutEvent, ...] = ()
+    history: tuple[LookRecord, ...] = ()
+
+    @property
+    def canary_share(self) -> float:
+        """Canary share in percent."""
+        return self.canary_basis_points / 100
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Traffic weights in percent; they always sum to 100."""
+        return {
+            "production": (BASIS_POINTS - self.canary_basis_points) / 100,
+            "canary": self.canary_basis_points / 100,
+        }
+
+    @property
+    def aborted(self) -> bool:
+        """True once the canary was rolled back."""
+        return self.status == "aborted"
+
+
+class RolloutController:
+    """Runs one candidate at a time through the plan's steps.
+
+    Invariants (checked by ``tests/test_rollout.py`` with a Hypothesis state machine):
+    the canary share is 0 or a step's share, so the weights lie in [0, 100] and
+    sum to 100; after an abort the share is 0 and stays 0 until a new candidate
+    starts; nothing promotes after an abort; the production model changes only
+    when the last step completes; a request id keeps its arm within a step.
+
+    Args:
+        plan: the steps and decision rules.
+        production: the id of the model currently in production.
+        judge_factory: returns a fresh sequential test; one test covers the
+            whole rollout of a candidate (the shares may change between
+            updates), a new candidate gets a new one.
+        upper_bound: the confidence-sequence bound used to promote a step.
+    """
+
+    def __init__(
+        self,
+        plan: RolloutPlan,
+        *,
+        production: str,
+        judge_factory: Callable[[], Judge],
+        upper_bound: DifferenceBound,
+    ) -> None:
+        self.plan = plan
+        self._judge_factory = judge_factory
+        self._upper_bound = upper_bound
+        self._judge: Judge | None = None
+        self._latencies: list[float] = []
+        self._state = RolloutState(production=production)
+
+    @property
+    def state(self) -> RolloutState:
+        """The current snapshot."""
+        return self._state
+
+    def route(self, request_id: str) -> Arm:
+        """The arm that serves ``request_id`` under the current share."""
+        return route(request_id, self._state.canary_basis_points, salt=self._state.candidate or "")
+
+    def start(self, candidate: str) -> RolloutState:
+        """Start (or, mid-analysis, restart) the rollout of ``candidate`` at the first step.
+
+        Whatever the previous candidate had accumulated is discarded: its
+        evidence says nothing about the new model.
+        """
+        if not candidate:
+            raise ValueError("candidate id must be a non-empty string")
+        s = self._state
+        kind: Literal["start", "restart"] = (
+            "restart" if s.status in ("analysing", "promotion_pending", "holding") else "start"
+        )
+        self._judge = self._judge_factory()
+        self._latencies = []
+        first = self.plan.steps[0]
+        fresh = RolloutState(
+            production=s.production,
+            candidate=candidate,
+            status="analysing",
+            step=0,
+            canary_basis_points=first.basis_points,
+            minutes=s.minutes,
+            looks=s.looks,
+            events=s.events,
+            history=s.history,
+        )
+        reason = (
+            f"new candidate {candidate!r} replaces {s.candidate!r}; analysis restarted"
+            if kind == "restart"
+            else f"candidate {candidate!r} starts at {first.share:g} %"
+        )
+        self._state = self._with_event(fresh, kind, reason, share_before=s.canary_share)
+        return self._state
+
+    def observe(self, outcomes: Iterable[Outcome]) -> RolloutState:
+        """Take one batch of outcomes, then look once.
+
+        Outcomes that arrive after an abort or completion (requests already
+        in flight) change nothing.
+        """
+        s = self._state
+        if s.status == "idle":
+            raise ValueError("no rollout in progress: call start(candidate) first")
+        if s.status in ("aborted", "completed"):
+            return s
+        batch = list(outcomes)
+        delta = _count(batch)
+        self._latencies.extend(o.latency_ms for o in batch if o.arm == "canary")
+        assert self._judge is not None
+        if delta.requests:
+            self._judge.update(
+                canary_errors=delta.canary_errors,
+                canary_requests=delta.canary_requests,
+                baseline_errors=delta.baseline_errors,
+                baseline_requests=delta.baseline_requests,
+            )
+        counts = s.counts + delta
+        s = replace(
+            s,
+            counts=counts,
+            step_counts=s.step_counts + delta,
+            step_requests=s.step_requests + delta.requests,
+            minutes=s.minutes + delta.requests / self.plan.requests_per_minute,
+            p_value=float(self._judge.p_value),
+            upper_bound=float(self._upper_bound(counts)),
+            looks=s.looks + 1,
+        )
+        s = replace(s, history=(*s.history, _record(s)))
+        self._state = s
+        return self._decide()
+
+    def promote(self) -> RolloutState:
+        """Apply a pending promotion: next step, or completion after the last analysed step.
+
+        Does nothing unless a promotion is pending; in particular an abort
+        that came first wins, and the share stays 0.
+        """
+        s = self._state
+        if s.status != "promotion_pending":
+            return s
+        nxt = s.step + 1
+        if nxt >= len(self.plan.steps) or self.plan.steps[nxt].basis_points == BASIS_POINTS:
+            assert s.candidate is not None
+            done = replace(
+                s, status="completed", production=s.candidate, canary_basis_points=0, step=nxt
+            )
+            self._state = self._with_event(
+                done, "complete", f"candidate {s.candidate!r} is production", s.canary_share
+            )
+            return self._state
+        step = self.plan.steps[nxt]
+        self._latencies = []
+        moved = replace(
+            s,
+            status="analysing",
+            step=nxt,
+            canary_basis_points=step.basis_points,
+            step_counts=Counts(),
+            step_requests=0,
+        )
+        reason = f"step {s.step} passed; canary share {s.canary_share:g} % -> {step.share:g} %"
+        self._state = self._with_event(moved, "promote", reason, s.canary_share)
+        return self._state
+
+    def abort(self, reason: str = "manual abort") -> RolloutState:
+        """Send the canary's share to 0 at once; idempotent, production untouched."""
+        s = self._state
+        if s.status not in ("analysing", "promotion_pending", "holding"):
+            return s
+        self._state = self._with_event(
+            replace(s, status="aborted", canary_basis_points=0), "abort", reason, s.canary_share
+        )
+        return self._state
+
+    def _decide(self) -> RolloutState:
+        s = self._state
+        step = self.plan.steps[s.step]
+        if self._judge is not None and self._judge.decision == "reject":
+            return self.abort(
+                f"judge rejected at step {s.step} ({s.canary_share:g} %): canary error rate "
+                f"{_rate(s.counts.canary_errors, s.counts.canary_requests)} vs baseline "
+                f"{_rate(s.counts.baseline_errors, s.counts.baseline_requests)}, "
+                f"always-valid p = {s.p_value:.3g} <= alpha = {self.plan.alpha:g}"
+            )
+        if len(self._latencies) >= self.plan.latency_min_samples:
+            p99 = _p99(self._latencies)
+            if p99 > self.plan.latency_p99_ms:
+                return self.abort(
+                    f"latency guardrail at step {s.step} ({s.canary_share:g} %): canary p99 "
+                    f"{p99:.1f} ms > {self.plan.latency_p99_ms:g} ms"
+                )
+        if s.status == "promotion_pending":
+            return s
+        ready = (
+            s.step_counts.canary_requests >= step.min_canary_requests
+            and s.upper_bound <= self.plan.margin
+        )
+        if ready:
+            reason = (
+                f"step {s.step}: {s.step_counts.canary_requests} canary requests >= "
+                f"{step.min_canary_requests}, upper bound on the error-rate difference "
+                f"{s.upper_bound:.4f} <= margin {self.plan.margin:g}"
+            )
+            self._state = self._with_event(
+                replace(s, status="promotion_pending"), "promotion_ready", reason, s.canary_share
+            )
+            return self._state
+        baked = s.step_requests >= step.max_bake_minutes * self.plan.requests_per_minute
+        if baked and s.status == "analysing":
+            why = (
+                f"step {s.step} baked {step.max_bake_minutes:g} min without a decision "
+                f"({s.step_counts.canary_requests} canary requests, p = {s.p_value:.3g}, "
+                f"upper bound {s.upper_bound:.4f} vs margin {self.plan.margin:g})"
+            )
+            if self.plan.on_inconclusive == "rollback":
+                return self.abort(f"inconclusive: {why}")
+            self._state = self._with_event(
+                replace(s, status="holding"), "hold", f"holding: {why}", s.canary_share
+            )
+        return self._state
+
+    def _with_event(
+        self,
+        s: RolloutState,
+        kind: Literal[
+            "start", "restart", "promotion_ready", "promote", "hold", "abort", "complete"
+        ],
+        reason: str,
+        share_before: float,
+    ) -> RolloutState:
+        event = RolloutEvent(
+            kind=kind,
+            look=s.looks,
+            step=s.step,
+            share_before=share_before,
+            share_after=s.canary_share,
+            reason=reason,
+            counts=s.counts,
+            step_counts=s.step_counts,
+            p_value=s.p_value,
+            upper_bound=s.upper_bound,
+        )
+        return replace(s, events=(*s.events, event))
+
+
+def _count(batch: Sequence[Outcome]) -> Counts:
+    cn = sum(1 for o in batch if o.arm == "canary")
+    ce = sum(1 for o in batch if o.arm == "canary" and o.error)
+    be = sum(1 for o in batch if o.arm == "baseline" and o.error)
+    return Counts(cn, ce, len(batch) - cn, be)
+
+
+def _record(s: RolloutState) -> LookRecord:
+    c = s.counts
+    return LookRecord(
+        look=s.looks,
+        minutes=s.minutes,
+        step=s.step,
+        share=s.canary_share,
+        canary_requests=c.canary_requests,
+        canary_errors=c.canary_errors,
+        baseline_requests=c.baseline_requests,
+        baseline_errors=c.baseline_errors,
+        p_value=s.p_value,
+        upper_bound=s.upper_bound,
+    )
+
+
+def _rate(errors: int, requests: int) -> str:
+    return f"{errors}/{requests}" + (f" = {errors / requests:.4f}" if requests else "")
+
+
+def _p99(values: Sequence[float]) -> float:
+    # 'inclusive' interpolates inside the observed range, like numpy's default percentile.
+    return _stats.quantiles(values, n=100, method="inclusive")[98]
+
+
+@dataclass(frozen=True)
+class StepForecast:
+    """What a step can be expected to see against what the judge needs."""
+
+    step: int
+    share: float
+    expected_canary_requests: float
+    required_canary_requests: int
+    min_canary_requests: int
+    warning: str | None
+
+
+def forecast_steps(
+    plan: RolloutPlan,
+    *,
+    baseline_error: float,
+    regression: float,
+    power: float = 0.8,
+    sample_size: Callable[[float, float, float, float, float], float],
+) -> tuple[StepForecast, ...]:
+    """Expected canary requests per step, and a warning where the bake cannot reach them.
+
+    For each analysed step with canary share rho, the required number is the
+    fixed-horizon sample size to detect ``baseline_error -> baseline_error +
+    regression`` at the plan's alpha and the given power, with the baseline
+    getting (1 - rho) / rho requests per canary request. The expected number
+    is rho x ``requests_per_minute`` x the step's maximum bake.
+
+    Args:
+        sample_size: ``(p_baseline, p_canary, alpha, power, ratio) -> canary requests``
+            where ratio = baseline requests per canary request.
+    """
+    if not (0 < baseline_error < 1):
+        raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
+    if not (0 < regression < 1 - baseline_error):
+        raise ValueError(
+            f"regression must be in (0, 1 - baseline_error), got {regression} "
+            f"with baseline_error {baseline_error}"
+        )
+    if not (0 < power < 1):
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    out = []
+    for i, step in enumerate(plan.steps):
+        if step.basis_points == BASIS_POINTS:
+            continue
+        rho = step.share / 100
+        expected = rho * plan.requests_per_minute * step.max_bake_minutes
+        required = math.ceil(
+            sample_size(
+                baseline_error, baseline_error + regression, plan.alpha, power, (1 - rho) / rho
+            )
+        )
+        warning = None
+        if expected < required:
+            warning = (
+                f"step {i} ({step.share:g} %): the {step.max_bake_minutes:g} min bake brings about "
+                f"{expected:.0f} canary requests, fewer than the {required} needed to detect "
+                f"{baseline_error:g} -> {baseline_error + regression:g} with power {power:g}; "
+                f"bake at least {required / (rho * plan.requests_per_minute):.0f} min"
+            )
+        elif expected < step.min_canary_requests:
+            warning = (
+                f"step {i} ({step.share:g} %): the bake brings about {expected:.0f} canary "
+                f"requests, fewer than the step's minimum {step.min_canary_requests}"
+            )
+        out.append(
+            StepForecast(i, step.share, expected, required, step.min_canary_requests, warning)
+        )
+    return tuple(out)

@@ -1,0 +1,282 @@
+"""Simulate many canary rollouts at once: how often does a judge roll back, and how soon?
+
+Every rollout is a sequence of *looks*. Before look ``i`` the canary's share
+``rho_i`` is fixed (it may differ between looks and between rollouts); the look's
+requests are routed at random with that share (what hashing request ids does
+for a population of users), every request errs independently with its arm's
+error rate, and the judge looks at the counts. Two judges see the same draws:
+
+* ``sequential``: :class:`release_spec.statistics.SequentialErrorRateTest`
+  (through its vectorised form ``sequential_log_evidence``), anytime-valid;
+* ``naive``: the one-sided two-proportion z-test on the cumulative counts,
+  repeated at every look at level alpha, stopping at the first rejection.
+
+Whole arrays of shape ``(runs, looks)`` are drawn and judged at once with NumPy,
+so thousands of rollouts take seconds. A rollout's *exposure* is the number of
+canary requests served until it was rolled back, or until its last look when it
+never was.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from release_spec.statistics import sequential_log_evidence, two_proportion_z_test
+
+__all__ = [
+    "JudgeRun",
+    "Simulation",
+    "draw_looks",
+    "monte_carlo_bound",
+    "random_share_schedule",
+    "simulate",
+]
+
+Method = Literal["sequential", "naive"]
+IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+
+def monte_carlo_bound(alpha: float, runs: int, k: float = 3.0) -> float:
+    """alpha plus ``k`` binomial standard errors of a rate estimated from ``runs`` rollouts.
+
+    >>> round(monte_carlo_bound(0.05, 2000), 4)
+    0.0646
+    """
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    return alpha + k * math.sqrt(alpha * (1 - alpha) / runs)
+
+
+def random_share_schedule(
+    rng: np.random.Generator,
+    runs: int,
+    looks: int,
+    *,
+    low: float = 0.01,
+    high: float = 0.5,
+    max_steps: int = 6,
+) -> FloatArray:
+    """A different piecewise-constant share schedule per rollout, shares in [low, high].
+
+    Each rollout gets 1 to ``max_steps`` steps with random boundaries and shares
+    drawn log-uniformly, in random order (shares may go down as well as up: the
+    judge must not depend on the schedule).
+    """
+    if not (0 < low <= high < 1):
+        raise ValueError(f"need 0 < low <= high < 1, got low={low}, high={high}")
+    if runs < 1 or looks < 1 or max_steps < 1:
+        raise ValueError(
+            f"runs, looks and max_steps must be >= 1, got {runs}, {looks}, {max_steps}"
+        )
+    n_steps = rng.integers(1, max_steps + 1, size=runs)
+    shares = np.exp(rng.uniform(math.log(low), math.log(high), size=(runs, max_steps)))
+    # Step boundaries: sorted uniform cut points; the step of look i is how many cuts precede it.
+    cuts = np.sort(rng.integers(1, max(looks, 2), size=(runs, max_steps - 1)), axis=1)
+    cuts = np.where(np.arange(max_steps - 1) < (n_steps - 1)[:, None], cuts, looks)
+    step_of_look = (np.arange(looks)[None, :, None] >= cuts[:, None, :]).sum(axis=2)
+    out: FloatArray = np.take_along_axis(shares, step_of_look, axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class Looks:
+    """Per-look counts of a batch of simulated rollouts, each of shape ``(runs, looks)``."""
+
+    canary_requests: IntArray
+    canary_errors: IntArray
+    baseline_requests: IntArray
+    baseline_errors: IntArray
+
+
+def draw_looks(
+    rng: np.random.Generator,
+    shares: FloatArray,
+    *,
+    baseline_error: float,
+    canary_error: float,
+    canary_per_look: int,
+) -> Looks:
+    """Draw the counts of every look of every rollout.
+
+    A look holds ``round(canary_per_look / rho)`` requests, so the canary
+    gets about ``canary_per_look`` of them whatever its share; each request
+    goes to the canary with probability ``rho`` and errs with its arm's rate.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    if shares.ndim != 2:
+        raise ValueError(f"shares must have shape (runs, looks), got {shares.shape}")
+    if np.any(~np.isfinite(shares)) or np.any(shares <= 0) or np.any(shares >= 1):
+        raise ValueError("shares must lie in (0, 1)")
+    for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
+        if not (0 <= p <= 1):
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    if canary_per_look < 1:
+        raise ValueError(f"canary_per_look must be >= 1, got {canary_per_look}")
+    total = np.maximum(np.rint(canary_per_look / shares), 1).astype(np.int64)
+    m_c = rng.binomial(total, shares)
+    m_b = total - m_c
+    return Looks(m_c, rng.binomial(m_c, canary_error), m_b, rng.binomial(m_b, baseline_error))
+
+
+@dataclass(frozen=True)
+class JudgeRun:
+    """What one judge did on a batch of simulated rollouts.
+
+    ``rejected_at`` is the index of the look that rolled each rollout back (-1 if
+    none); ``exposure`` the canary requests served until then (until the last
+    look if never).
+    """
+
+    method: Method
+    alpha: float
+    rejected_at: IntArray = field(repr=False, compare=False)
+    exposure: IntArray = field(repr=False, compare=False)
+
+    @property
+    def runs(self) -> int:
+        """Number of simulated rollouts."""
+        return int(self.rejected_at.size)
+
+    @property
+    def rollback_rate(self) -> float:
+        """Fraction of rollouts rolled back at some look."""
+        return float(np.mean(self.rejected_at >= 0))
+
+    @property
+    def median_exposure(self) -> float:
+        """Median canary requests served per rollout (rolled back or not)."""
+        return float(np.median(self.exposure))
+
+    def rolled_back_within(self, canary_requests: int) -> float:
+        """Fraction of rollouts rolled back by ``canary_requests`` canary requests served."""
+        return float(np.mean((self.rejected_at >= 0) & (self.exposure <= canary_requests)))
+
+
+def _first_true(mask: NDArray[np.bool_]) -> IntArray:
+    hit = mask.any(axis=-1)
+    first = np.argmax(mask, axis=-1)
+    out: IntArray = np.where(hit, first, -1).astype(np.int64)
+    return out
+
+
+def _judge(method: Method, looks: Looks, alpha: float) -> JudgeRun:
+    cum_c = np.cumsum(looks.canary_requests, axis=-1)
+    if method == "sequential":
+        log_m = sequential_log_evidence(
+            looks.canary_errors,
+            looks.canary_requests,
+            looks.baseline_errors,
+            looks.baseline_requests,
+        )
+        # Exactly SequentialErrorRateTest.p_value after each look.
+        p = np.minimum(1.0, np.exp(-np.maximum.accumulate(np.maximum(log_m, 0.0), axis=-1)))
+    else:
+        c_b = np.cumsum(looks.baseline_requests, axis=-1)
+        # The z-test needs both arms non-empty; before that a look cannot reject.
+        ok = (cum_c > 0) & (c_b > 0)
+        p = np.where(
+            ok,
+            two_proportion_z_test(
+                np.cumsum(looks.canary_errors, axis=-1),
+                np.maximum(cum_c, 1),
+                np.cumsum(looks.baseline_errors, axis=-1),
+                np.maximum(c_b, 1),
+            ),
+            1.0,
+        )
+    rejected_at = _first_true(p <= alpha)
+    last = cum_c[..., -1]
+    exposure = np.where(
+        rejected_at >= 0,
+        np.take_along_axis(cum_c, np.maximum(rejected_at, 0)[:, None], 1)[:, 0],
+        last,
+    )
+    return JudgeRun(method, alpha, rejected_at, exposure.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """Both judges on the same simulated rollouts."""
+
+    baseline_error: float
+    canary_error: float
+    canary_per_look: int
+    looks: int
+    sequential: JudgeRun
+    naive: JudgeRun
+
+    @property
+    def max_canary_requests(self) -> int:
+        """About how many canary requests a rollout serves if it is never rolled back."""
+        return self.canary_per_look * self.looks
+
+
+def simulate(
+    *,
+    runs: int,
+    baseline_error: float,
+    canary_error: float,
+    shares: float | FloatArray,
+    canary_per_look: int,
+    looks: int | None = None,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Simulation:
+    """Simulate ``runs`` rollouts and judge each with both judges.
+
+    Args:
+        runs: number of rollouts.
+        baseline_error: error rate of the production model.
+        canary_error: error rate of the candidate (equal for the no-regression case).
+        shares: the canary's share in (0, 1): a constant, one schedule of shape
+            ``(looks,)`` shared by all rollouts, or ``(runs, looks)``.
+        canary_per_look: expected canary requests between two looks.
+        looks: number of looks (needed when ``shares`` is a constant).
+        alpha: level of both judges.
+        seed: seed of the NumPy generator.
+
+    Example:
+        >>> sim = simulate(runs=200, baseline_error=0.02, canary_error=0.04, shares=0.05,
+        ...                canary_per_look=50, looks=60, seed=1)
+        >>> sim.sequential.rolled_back_within(2500) > 0.9
+        True
+    """
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    if not (0 < alpha < 1):
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    arr = np.asarray(shares, dtype=np.float64)
+    if arr.ndim == 0:
+        if looks is None or looks < 1:
+            raise ValueError("looks must be >= 1 when shares is a constant")
+        arr = np.full((runs, looks), float(arr))
+    elif arr.ndim == 1:
+        arr = np.broadcast_to(arr, (runs, arr.size))
+    elif arr.shape[0] != runs:
+        raise ValueError(f"shares has {arr.shape[0]} rows for {runs} runs")
+    if looks is not None and arr.shape[1] != looks:
+        raise ValueError(f"shares has {arr.shape[1]} looks, expected {looks}")
+    rng = np.random.default_rng(seed)
+    drawn = draw_looks(
+        rng,
+        arr,
+        baseline_error=baseline_error,
+        canary_error=canary_error,
+        canary_per_look=canary_per_look,
+    )
+    return Simulation(
+        baseline_error=baseline_error,
+        canary_error=canary_error,
+        canary_per_look=canary_per_look,
+        looks=int(arr.shape[1]),
+        sequential=_judge("sequential", drawn, alpha),
+        naive=_judge("naive", drawn, alpha),
+    )
