@@ -1,0 +1,474 @@
+"""Optimizer update rules: gradient descent, momentum (Keras SGD) and Adam.
+
+One file, NumPy only: copy it into a project and it works. Every step is a
+pure function: it returns new arrays and never writes into its inputs.
+Parameters keep their floating dtype (float32 stays float32, as in Keras);
+integer parameters are promoted to float64 and gradients are cast to the
+parameters' dtype. Bad input raises `ValueError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "AdamState",
+    "adam_init",
+    "adam_step",
+    "gradient_descent_step",
+    "momentum_init",
+    "momentum_step",
+]
+
+FloatArray = NDArray[np.floating[Any]]
+
+# Adam works through the arrays in blocks so that its temporaries stay in L2
+# cache; the arrays are then read and written once each instead of once per
+# arithmetic operation.
+_BLOCK = 1 << 16
+# Below this size one thread is faster than starting workers.
+_PARALLEL_MIN = 1 << 20
+
+
+def _params(theta: ArrayLike) -> FloatArray:
+    arr = np.asarray(theta)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"theta must be a real numeric array, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError("theta is empty")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def _like(x: ArrayLike, theta: FloatArray, name: str) -> FloatArray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.shape != theta.shape:
+        raise ValueError(f"shape mismatch: theta {theta.shape} vs {name} {arr.shape}")
+    return arr.astype(theta.dtype, copy=False)
+
+
+def _learning_rate(learning_rate: float) -> float:
+    lr = float(learning_rate)
+    if not (math.isfinite(lr) and lr > 0.0):
+        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
+    return lr
+
+
+def _unit_interval(value: float, name: str, *, closed: bool) -> float:
+    x = float(value)
+    ok = 0.0 <= x <= 1.0 if closed else 0.0 <= x < 1.0
+    if not ok:
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return x
+
+
+def _check_finite(
+    outputs: tuple[FloatArray, ...], partial_sums: float, inputs: dict[str, FloatArray]
+) -> None:
+    """Raise if an input held NaN/inf, which always reaches one of ``outputs``.
+
+    ``partial_sums`` is a sum over the outputs computed while they were in
+    cache; it is finite unless an output is non-finite or the sum overflowed,
+    so the full checks below run only on that rare path.
+    """
+    if math.isfinite(partial_sums):
+        return
+    for name, arr in inputs.items():
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf")
+    if not all(np.isfinite(out).all() for out in outputs):
+        raise ValueError(
+            f"the update overflows {outputs[0].dtype}: gradients too large for the parameter dtype"
+        )
+
+
+# --8<-- [start:gradient_descent_step]
+def gradient_descent_step(theta: ArrayLike, grad: ArrayLike, *, learning_rate: float) -> FloatArray:
+    r"""One step of gradient descent.
+
+    $$
+    \theta_{t+1} = \theta_t - \alpha\,\nabla J(\theta_t)
+    $$
+
+    Spec: eq-gd
+
+    On a quadratic $J(\theta) = \tfrac12 \theta^\top A \theta$ whose largest
+    Hessian eigenvalue is $L$, the iteration contracts for
+    $0 < \alpha < 2/L$ and diverges along that eigenvector for
+    $\alpha > 2/L$.
+
+    Matches: ``keras.optimizers.SGD(learning_rate, momentum=0.0)``, which
+    computes ``variable - gradient * learning_rate`` in the variable's dtype.
+
+    References:
+        Cauchy, "Méthode générale pour la résolution des systèmes
+        d'équations simultanées" (1847); Nocedal and Wright, *Numerical
+        Optimization* (2006), chapter 3.
+
+    Args:
+        theta: Parameters.
+        grad: Gradient of the objective at ``theta``, the same shape.
+        learning_rate: Step size $\alpha > 0$.
+
+    Returns:
+        The new parameters (a new array; ``theta`` is not modified).
+
+    Raises:
+        ValueError: A shape mismatch, empty input, NaN/inf, or a learning
+            rate that is not finite and positive.
+
+    Example:
+        >>> gradient_descent_step([1.0, -2.0], [0.5, -1.0], learning_rate=0.1)
+        array([ 0.95, -1.9 ])
+    """
+    lr = _learning_rate(learning_rate)
+    th = _params(theta)
+    g = _like(grad, th, "grad")
+    new = np.multiply(g, lr, dtype=th.dtype)
+    np.subtract(th, new, out=new)
+    _check_finite((new,), float(np.add.reduce(new, axis=None)), {"theta": th, "grad": g})
+    return new
+
+
+# --8<-- [end:gradient_descent_step]
+
+
+# --8<-- [start:momentum_init]
+def momentum_init(theta: ArrayLike) -> FloatArray:
+    """Initial velocity for :func:`momentum_step`: zeros shaped like ``theta``.
+
+    Example:
+        >>> momentum_init([1.0, 2.0])
+        array([0., 0.])
+    """
+    return np.zeros_like(_params(theta))
+
+
+# --8<-- [end:momentum_init]
+
+
+# --8<-- [start:momentum_step]
+def momentum_step(
+    theta: ArrayLike,
+    grad: ArrayLike,
+    velocity: ArrayLike,
+    *,
+    learning_rate: float,
+    momentum: float,
+    nesterov: bool = False,
+) -> tuple[FloatArray, FloatArray]:
+    r"""One step of gradient descent with (optionally Nesterov) momentum.
+
+    $$
+    v_{t+1} = \mu\,v_t - \alpha\,g_t, \qquad
+    \theta_{t+1} = \begin{cases}
+        \theta_t + v_{t+1} & \text{classical} \\
+        \theta_t + \mu\,v_{t+1} - \alpha\,g_t & \text{Nesterov}
+    \end{cases}
+    $$
+
+    Spec: eq-momentum
+
+    $g_t$ is the gradient at $\theta_t$. The Nesterov line is the
+    reformulation used by Keras (and by Sutskever et al.) in which the stored
+    parameters are the look-ahead point.
+
+    Matches: ``keras.optimizers.SGD(learning_rate, momentum, nesterov)``, whose
+    momentum buffer holds $v$ (the velocity, already scaled by the learning
+    rate).
+
+    References:
+        Polyak, "Some methods of speeding up the convergence of iteration
+        methods" (1964); Sutskever, Martens, Dahl and Hinton, "On the
+        importance of initialization and momentum in deep learning", ICML 2013.
+
+    Args:
+        theta: Parameters.
+        grad: Gradient at ``theta``, the same shape.
+        velocity: Velocity from :func:`momentum_init` or the previous step.
+        learning_rate: Step size $\alpha > 0$.
+        momentum: $\mu \in [0, 1]$.
+        nesterov: Use the Nesterov form.
+
+    Returns:
+        ``(theta, velocity)`` after the step, both new arrays.
+
+    Raises:
+        ValueError: Shape mismatches, empty input, NaN/inf, a learning rate
+            that is not finite and positive, or momentum outside [0, 1].
+
+    Example:
+        >>> theta, v = momentum_step([1.0], [0.5], [0.0], learning_rate=0.1, momentum=0.9)
+        >>> theta, v
+        (array([0.95]), array([-0.05]))
+        >>> momentum_step(theta, [0.5], v, learning_rate=0.1, momentum=0.9)
+        (array([0.855]), array([-0.095]))
+    """
+    lr = _learning_rate(learning_rate)
+    mu = _unit_interval(momentum, "momentum", closed=True)
+    th = _params(theta)
+    g = _like(grad, th, "grad")
+    vel = _like(velocity, th, "velocity")
+    step = np.multiply(g, lr, dtype=th.dtype)
+    new_v = np.multiply(vel, mu, dtype=th.dtype)
+    new_v -= step
+    if nesterov:
+        new_th = np.multiply(new_v, mu, dtype=th.dtype)
+        new_th -= step
+        new_th += th
+    else:
+        new_th = np.add(th, new_v)
+    _check_finite(
+        (new_th, new_v),
+        float(np.add.reduce(new_th, axis=None)),
+        {"theta": th, "grad": g, "velocity": vel},
+    )
+    return new_th, new_v
+
+
+# --8<-- [end:momentum_step]
+
+
+# --8<-- [start:adam_state]
+@dataclass(frozen=True, eq=False)
+class AdamState:
+    """Adam's state after ``t`` steps: the moment estimates, without bias correction.
+
+    Attributes:
+        m: First moment (exponential average of gradients), shaped like theta.
+        v: Second moment (exponential average of squared gradients).
+        t: Number of steps taken so far (0 for a fresh state).
+    """
+
+    m: FloatArray
+    v: FloatArray
+    t: int
+
+
+# --8<-- [end:adam_state]
+
+
+# --8<-- [start:adam_init]
+def adam_init(theta: ArrayLike) -> AdamState:
+    """Initial Adam state: zero moments shaped like ``theta``, ``t = 0``.
+
+    Example:
+        >>> adam_init([1.0, 2.0])
+        AdamState(m=array([0., 0.]), v=array([0., 0.]), t=0)
+    """
+    th = _params(theta)
+    return AdamState(m=np.zeros_like(th), v=np.zeros_like(th), t=0)
+
+
+# --8<-- [end:adam_init]
+
+
+def _adam_blocks(
+    th: FloatArray,
+    g: FloatArray,
+    m: FloatArray,
+    v: FloatArray,
+    out: tuple[FloatArray, FloatArray, FloatArray],
+    coefficients: tuple[float, float, float, float, float],
+) -> float:
+    """Write the Adam update of 1-D arrays into ``out``; return a sum over the outputs.
+
+    The operations follow Keras's order, m + (g - m)(1 - beta_1) and
+    v + (g^2 - v)(1 - beta_2), so float32 results match Keras's to an ulp.
+    ``v_scale`` is 1 (Keras form) or 1/(1 - beta_2^t) (paper form).
+    """
+    new_th, new_m, new_v = out
+    c1, c2, step, eps, v_scale = coefficients
+    scratch = np.empty(min(_BLOCK, th.size), dtype=th.dtype)
+    total = 0.0
+    for start in range(0, th.size, _BLOCK):
+        stop = min(start + _BLOCK, th.size)
+        gb, mb, vb = g[start:stop], m[start:stop], v[start:stop]
+        mo, vo, to, s = (
+            new_m[start:stop],
+            new_v[start:stop],
+            new_th[start:stop],
+            scratch[: stop - start],
+        )
+        np.subtract(gb, mb, out=mo)
+        mo *= c1
+        mo += mb
+        np.multiply(gb, gb, out=vo)
+        vo -= vb
+        vo *= c2
+        vo += vb
+        if v_scale == 1.0:
+            np.sqrt(vo, out=s)
+        else:
+            np.multiply(vo, v_scale, out=s)
+            np.sqrt(s, out=s)
+        s += eps
+        np.multiply(mo, step, out=to)
+        np.divide(to, s, out=to)
+        np.subtract(th[start:stop], to, out=to)
+        total += float(np.add.reduce(to)) + float(np.add.reduce(vo))
+    return total
+
+
+def _workers(n: int) -> int:
+    if n < _PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _in_parallel(n: int, work: Callable[[slice], float]) -> float:
+    """Run ``work`` over contiguous slices of ``range(n)``, one per worker; sum the results.
+
+    NumPy releases the GIL inside its loops, so threads share the cores.
+    """
+    k = _workers(n)
+    if k == 1:
+        return work(slice(0, n))
+    cuts = [n * i // k for i in range(k + 1)]
+    with ThreadPoolExecutor(max_workers=k) as pool:
+        parts = [slice(a, b) for a, b in itertools.pairwise(cuts)]
+        return math.fsum(pool.map(work, parts))
+
+
+# --8<-- [start:adam_step]
+def adam_step(
+    theta: ArrayLike,
+    grad: ArrayLike,
+    state: AdamState,
+    *,
+    learning_rate: float = 0.001,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    form: Literal["keras", "paper"] = "keras",
+) -> tuple[FloatArray, AdamState]:
+    r"""One Adam step, in Keras's form (default) or the paper's Algorithm 1.
+
+    Both forms update the moments the same way, with $t$ the new step count:
+
+    $$
+    m_t = \beta_1 m_{t-1} + (1-\beta_1)\,g_t, \qquad
+    v_t = \beta_2 v_{t-1} + (1-\beta_2)\,g_t^2
+    $$
+
+    Keras form (``form="keras"``): bias correction folded into the step size,
+    $\hat\epsilon$ added to the *uncorrected* $\sqrt{v_t}$:
+
+    $$
+    \alpha_t = \alpha\,\frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}, \qquad
+    \theta_t = \theta_{t-1} - \alpha_t\,\frac{m_t}{\sqrt{v_t} + \hat\epsilon}
+    $$
+
+    Paper form (``form="paper"``, Kingma and Ba 2015, Algorithm 1):
+
+    $$
+    \hat m_t = \frac{m_t}{1-\beta_1^t}, \quad
+    \hat v_t = \frac{v_t}{1-\beta_2^t}, \quad
+    \theta_t = \theta_{t-1} - \alpha\,\frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+    $$
+
+    Spec: eq-adam
+
+    The identity linking them: the two forms take exactly the same step when
+    $\epsilon_{\text{paper}} = \hat\epsilon / \sqrt{1-\beta_2^t}$, because
+    $\alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon) =
+    \alpha_t m_t / (\sqrt{v_t} + \epsilon\sqrt{1-\beta_2^t})$. With the same
+    $\epsilon$ they differ only while $\sqrt{v_t}$ is comparable to $\epsilon$.
+    In the Keras form every element's first step has $|\Delta\theta| \le \alpha$.
+
+    The work runs in cache-sized blocks (and, for large arrays, on one thread
+    per core) into fresh output arrays; float32 stays float32.
+
+    Matches: ``keras.optimizers.Adam`` (Keras 3, ``amsgrad=False``): the same
+    moment updates, the same step-size folding and $\hat\epsilon = 10^{-7}$.
+
+    References:
+        Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR
+        2015 (arXiv:1412.6980), Algorithm 1 and the remark in section 2.
+
+    Args:
+        theta: Parameters.
+        grad: Gradient at ``theta``, the same shape.
+        state: Moments and step count from :func:`adam_init` or the last step.
+        learning_rate: $\alpha > 0$.
+        beta_1: First-moment decay, in [0, 1).
+        beta_2: Second-moment decay, in [0, 1).
+        epsilon: $\hat\epsilon$ (Keras form) or $\epsilon$ (paper form), > 0.
+        form: ``"keras"`` or ``"paper"``.
+
+    Returns:
+        ``(theta, state)`` after the step: new arrays and a new state with
+        ``t`` increased by one. Nothing passed in is modified.
+
+    Raises:
+        ValueError: Shape mismatches, empty input, NaN/inf, a learning rate
+            that is not finite and positive, a beta outside [0, 1), a
+            non-positive epsilon, a negative step count or an unknown form.
+
+    Example:
+        >>> state = adam_init([1.0, 1.0])
+        >>> theta, state = adam_step([1.0, 1.0], [0.5, -2.0], state, learning_rate=0.1)
+        >>> theta.round(8), state.m, state.v, state.t
+        (array([0.90000063, 1.09999984]), array([ 0.05, -0.2 ]), array([0.00025, 0.004  ]), 1)
+        >>> theta, _ = adam_step([1.0], [0.5], adam_init([1.0]), learning_rate=0.1, form="paper")
+        >>> theta.round(6)
+        array([0.9])
+    """
+    lr = _learning_rate(learning_rate)
+    b1 = _unit_interval(beta_1, "beta_1", closed=False)
+    b2 = _unit_interval(beta_2, "beta_2", closed=False)
+    eps = float(epsilon)
+    if not (math.isfinite(eps) and eps > 0.0):
+        raise ValueError(f"epsilon must be finite and > 0, got {epsilon!r}")
+    if form not in ("keras", "paper"):
+        raise ValueError(f"form must be 'keras' or 'paper', got {form!r}")
+    if not isinstance(state, AdamState):
+        raise ValueError(f"state must be an AdamState, got {type(state).__name__}")
+    if isinstance(state.t, bool) or not isinstance(state.t, int | np.integer) or state.t < 0:
+        raise ValueError(f"state.t must be a non-negative integer, got {state.t!r}")
+    th = _params(theta)
+    g = _like(grad, th, "grad")
+    m = _like(state.m, th, "state.m")
+    v = _like(state.v, th, "state.v")
+
+    t = int(state.t) + 1
+    bias_1 = 1.0 - b1**t
+    bias_2 = 1.0 - b2**t
+    if form == "keras":
+        coefficients = (1.0 - b1, 1.0 - b2, lr * math.sqrt(bias_2) / bias_1, eps, 1.0)
+    else:
+        coefficients = (1.0 - b1, 1.0 - b2, lr / bias_1, eps, 1.0 / bias_2)
+
+    out = (np.empty(th.shape, th.dtype), np.empty(th.shape, th.dtype), np.empty(th.shape, th.dtype))
+    th1, g1, m1, v1 = (a.reshape(-1) for a in (th, g, m, v))
+    new_th, new_m, new_v = (a.reshape(-1) for a in out)
+
+    def work(part: slice) -> float:
+        return _adam_blocks(
+            th1[part],
+            g1[part],
+            m1[part],
+            v1[part],
+            (new_th[part], new_m[part], new_v[part]),
+            coefficients,
+        )
+
+    total = _in_parallel(th.size, work)
+    _check_finite((out[0], out[2]), total, {"theta": th, "grad": g, "state.m": m, "state.v": v})
+    return out[0], AdamState(m=out[1], v=out[2], t=t)
+
+
+# --8<-- [end:adam_step]
