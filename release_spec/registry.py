@@ -123,9 +123,9 @@ _KERAS_MEMBERS = frozenset(
 )
 # Layers that execute code or load foreign graphs on deserialisation.
 _FORBIDDEN_CLASSES = {
-    "Lambda": "a Lambda layer (arbitrary Python code)",
-    "__lambda__": "a serialised Python lambda",
-    "TFSMLayer": "a TFSMLayer (loads a TensorFlow SavedModel)",
+    "Lambda": ("a Lambda layer", "runs arbitrary Python code"),
+    "__lambda__": ("a serialised Python lambda", "runs arbitrary Python code"),
+    "TFSMLayer": ("a TFSMLayer", "loads a TensorFlow SavedModel"),
 }
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -382,10 +382,11 @@ def _forbidden_in_config(node: Any, where: str = "config") -> list[str]:
     if isinstance(node, dict):
         cls = node.get("class_name")
         if isinstance(cls, str) and cls in _FORBIDDEN_CLASSES:
-            name = (
-                node.get("config", {}).get("name") if isinstance(node.get("config"), dict) else None
-            )
-            found.append(f"{_FORBIDDEN_CLASSES[cls]}{f' {name!r}' if name else ''} at {where}")
+            what, why = _FORBIDDEN_CLASSES[cls]
+            config = node.get("config")
+            name = config.get("name") if isinstance(config, dict) else None
+            label = f"{what} {name!r}" if isinstance(name, str) else what
+            found.append(f"{label} ({why}) at {where}")
         module = node.get("module")
         foreign = isinstance(module, str) and not (module == "keras" or module.startswith("keras."))
         if isinstance(cls, str) and foreign:
@@ -595,7 +596,7 @@ class ModelStore:
         pointer = self._pointer()
         return list(pointer["history"]) if pointer else []
 
-    def _problems_of(self, version: str) -> list[str]:
+    def _problems_of(self, version: str, *, check_model: bool = True) -> list[str]:
         """Every mismatch between a version's files and its manifest (empty when sound)."""
         vdir = self._versions_dir / version
         try:
@@ -620,7 +621,7 @@ class ModelStore:
                     f"({entry['sha256'][:12]}…, size {entry['size']})"
                 )
         model = vdir / MODEL_NAME
-        if not problems:
+        if check_model and not problems:
             try:
                 check_model_file(model)
             except UnsafeModelError as exc:
@@ -664,9 +665,10 @@ class ModelStore:
 
     def _verified(self, version: str) -> VersionInfo:
         info = self.info(version)
-        problems = self._problems_of(version)
+        problems = self._problems_of(version, check_model=False)
         if problems:
             raise IntegrityError(f"version {version!r} is damaged: " + "; ".join(problems))
+        check_model_file(info.path)
         return info
 
     def load_model(self, version: str | None = None) -> Any:
