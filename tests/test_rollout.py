@@ -1,0 +1,509 @@
+"""The phased-rollout controller: routing, steps, abort, hold, restart, planner, invariants."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from release_spec.rollout import (
+    Counts,
+    Outcome,
+    RolloutController,
+    RolloutPlan,
+    RolloutStep,
+    default_rollout_plan,
+    forecast_steps,
+    route,
+)
+from release_spec.statistics import SequentialErrorRateTest
+
+# A plan small enough to walk through by hand: 100 requests per minute, so a
+# 1-minute bake is 100 routed requests.
+SMALL = RolloutPlan(
+    steps=(
+        RolloutStep(10.0, 20, 1.0),
+        RolloutStep(50.0, 20, 1.0),
+        RolloutStep(100.0, 0, 1.0),
+    ),
+    alpha=0.05,
+    margin=0.05,
+    latency_p99_ms=100.0,
+    latency_min_samples=10,
+    requests_per_minute=100.0,
+)
+
+
+@dataclass
+class ScriptedJudge:
+    """A judge whose decision the test sets; it records what the controller fed it."""
+
+    reject: bool = False
+    updates: int = 0
+    canary_requests: int = 0
+
+    @property
+    def decision(self) -> str:
+        return "reject" if self.reject else "continue"
+
+    @property
+    def p_value(self) -> float:
+        return 0.001 if self.reject else 0.5
+
+    def update(
+        self,
+        *,
+        canary_errors: int,
+        canary_requests: int,
+        baseline_errors: int,
+        baseline_requests: int,
+    ) -> None:
+        self.updates += 1
+        self.canary_requests += canary_requests
+
+
+class Bound:
+    """An upper bound the test controls: small enough to promote or not."""
+
+    def __init__(self, value: float = 1.0) -> None:
+        self.value = value
+
+    def __call__(self, counts: Counts) -> float:
+        return self.value
+
+
+def controller(
+    plan: RolloutPlan = SMALL, bound: float = 1.0
+) -> tuple[RolloutController, list[ScriptedJudge], Bound]:
+    judges: list[ScriptedJudge] = []
+
+    def factory() -> ScriptedJudge:
+        judges.append(ScriptedJudge())
+        return judges[-1]
+
+    b = Bound(bound)
+    return RolloutController(plan, production="v1", judge_factory=factory, upper_bound=b), judges, b
+
+
+def batch(
+    canary: int, baseline: int, canary_errors: int = 0, latency: float = 5.0
+) -> list[Outcome]:
+    return [Outcome("canary", i < canary_errors, latency) for i in range(canary)] + [
+        Outcome("baseline", False, latency) for _ in range(baseline)
+    ]
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+def test_route_is_the_blake2b_bucket() -> None:
+    digest = hashlib.blake2b(b"v2\x1fuser-7", digest_size=8).digest()
+    bucket = int.from_bytes(digest, "big") % 10_000
+    assert route("user-7", bucket + 1, salt="v2") == "canary"
+    assert route("user-7", bucket, salt="v2") == "baseline"
+
+
+def test_route_share_matches_fraction_and_is_nested() -> None:
+    ids = [f"req-{i}" for i in range(20_000)]
+    at_1 = {i for i in ids if route(i, 100) == "canary"}
+    at_5 = {i for i in ids if route(i, 500) == "canary"}
+    # Binomial(20000, 0.05): sd about 31, so 4 sd either side.
+    assert 1000 - 125 < len(at_5) < 1000 + 125
+    assert 200 - 57 < len(at_1) < 200 + 57
+    assert at_1 <= at_5
+
+
+def test_route_rejects_share_out_of_range() -> None:
+    with pytest.raises(ValueError, match="canary_basis_points"):
+        route("x", 10_001)
+
+
+# --- plan validation -----------------------------------------------------------------------
+
+
+def test_default_plan_weights_sum_to_100() -> None:
+    plan = default_rollout_plan()
+    assert [s.share for s in plan.steps] == [1.0, 5.0, 25.0, 50.0, 100.0]
+    assert [s.basis_points for s in plan.steps] == [100, 500, 2500, 5000, 10_000]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": ()}, "at least one step"),
+        ({"steps": (RolloutStep(5.0, 1, 1.0), RolloutStep(5.0, 1, 1.0))}, "increase strictly"),
+        ({"steps": (RolloutStep(100.0, 1, 1.0),)}, "first step"),
+        ({"steps": SMALL.steps, "alpha": 1.0}, "alpha"),
+        ({"steps": SMALL.steps, "on_inconclusive": "promote"}, "on_inconclusive"),
+        ({"steps": SMALL.steps, "requests_per_minute": 0.0}, "requests_per_minute"),
+    ],
+)
+def test_plan_rejects_bad_values(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RolloutPlan(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0.0, 1, 1.0), "share"),
+        ((0.005, 1, 1.0), "multiple of 0.01"),
+        ((5.0, -1, 1.0), "min_canary"),
+        ((5.0, 1, 0.0), "max_bake"),
+    ],
+)
+def test_step_rejects_bad_values(args: tuple[float, int, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RolloutStep(*args)
+
+
+def test_counts_reject_errors_above_requests() -> None:
+    with pytest.raises(ValueError, match="canary errors"):
+        Counts(canary_requests=1, canary_errors=2)
+    with pytest.raises(ValueError, match="non-negative"):
+        Counts(baseline_requests=-1)
+
+
+# --- controller ----------------------------------------------------------------------------
+
+
+def test_observe_before_start_raises() -> None:
+    c, _, _ = controller()
+    with pytest.raises(ValueError, match="no rollout in progress"):
+        c.observe(batch(1, 9))
+
+
+def test_reject_aborts_at_once_with_evidence() -> None:
+    c, judges, _ = controller()
+    c.start("v2")
+    c.observe(batch(5, 45, canary_errors=1))
+    judges[0].reject = True
+    s = c.observe(batch(5, 45, canary_errors=4))
+    assert s.status == "aborted"
+    assert s.canary_share == 0
+    assert s.weights == {"production": 100.0, "canary": 0.0}
+    assert s.production == "v1"
+    abort = s.events[-1]
+    assert abort.kind == "abort"
+    assert abort.step == 0
+    assert abort.share_before == 10.0
+    assert abort.counts == Counts(10, 5, 90, 0)
+    assert abort.p_value == 0.001
+    assert "p = 0.001" in abort.reason
+    assert "5/10" in abort.reason
+
+
+def test_abort_is_idempotent_and_late_outcomes_change_nothing() -> None:
+    c, _, _ = controller()
+    c.start("v2")
+    first = c.abort("manual")
+    assert c.abort("again") == first
+    assert c.observe(batch(3, 3)) == first
+    assert [e.kind for e in first.events] == ["start", "abort"]
+
+
+def test_abort_wins_over_pending_promotion() -> None:
+    c, _, _ = controller(bound=0.0)
+    c.start("v2")
+    s = c.observe(batch(20, 80))
+    assert s.status == "promotion_pending"
+    assert s.events[-1].kind == "promotion_ready"
+    c.abort("pager")
+    s = c.promote()
+    assert s.status == "aborted"
+    assert s.canary_share == 0
+    assert s.step == 0
+    assert "promote" not in [e.kind for e in s.events]
+
+
+def test_reject_while_promotion_pending_aborts() -> None:
+    c, judges, _ = controller(bound=0.0)
+    c.start("v2")
+    assert c.observe(batch(20, 80)).status == "promotion_pending"
+    judges[0].reject = True
+    s = c.observe(batch(2, 8))
+    assert s.status == "aborted"
+    assert c.promote().status == "aborted"
+
+
+def test_promotion_needs_min_requests_and_bound() -> None:
+    c, _, bound = controller(bound=0.0)
+    c.start("v2")
+    assert c.observe(batch(19, 21)).status == "analysing"  # 19 < 20 canary requests
+    bound.value = 0.06  # above the margin 0.05
+    assert c.observe(batch(5, 5)).status in ("analysing", "holding")
+    bound.value = 0.05
+    assert c.observe(batch(1, 1)).status == "promotion_pending"
+
+
+def test_walks_all_steps_then_production_changes() -> None:
+    c, judges, _ = controller(bound=0.0)
+    c.start("v2")
+    c.observe(batch(20, 80))
+    s = c.promote()
+    assert s.step == 1
+    assert s.canary_share == 50.0
+    assert s.step_counts == Counts()
+    assert s.production == "v1"
+    c.observe(batch(20, 20))
+    s = c.promote()
+    assert s.status == "completed"
+    assert s.production == "v2"
+    assert s.canary_share == 0
+    assert [e.kind for e in s.events] == [
+        "start",
+        "promotion_ready",
+        "promote",
+        "promotion_ready",
+        "complete",
+    ]
+    # One sequential test spans the whole rollout of a candidate.
+    assert len(judges) == 1
+    assert judges[0].canary_requests == 40
+
+
+def test_inconclusive_step_holds_and_never_promotes_without_evidence() -> None:
+    c, _, bound = controller(bound=1.0)
+    c.start("v2")
+    s = c.observe(batch(30, 70))  # 100 requests = the 1-minute bake
+    assert s.status == "holding"
+    assert s.canary_share == 10.0
+    assert s.events[-1].kind == "hold"
+    assert "baked 1 min" in s.events[-1].reason
+    for _ in range(5):
+        s = c.observe(batch(10, 90))
+        assert s.status == "holding"
+        assert s.canary_share == 10.0
+    assert c.promote().step == 0
+    bound.value = 0.0
+    assert c.observe(batch(10, 90)).status == "promotion_pending"
+
+
+def test_inconclusive_step_rolls_back_when_plan_says_so() -> None:
+    plan = RolloutPlan(steps=SMALL.steps, on_inconclusive="rollback", requests_per_minute=100.0)
+    c, _, _ = controller(plan)
+    c.start("v2")
+    s = c.observe(batch(30, 70))
+    assert s.status == "aborted"
+    assert s.canary_share == 0
+    assert s.production == "v1"
+    assert s.events[-1].reason.startswith("inconclusive")
+
+
+def test_latency_guardrail_aborts() -> None:
+    c, _, _ = controller()
+    c.start("v2")
+    assert c.observe(batch(9, 1, latency=500.0)).status == "analysing"  # 9 < 10 samples
+    s = c.observe(batch(1, 1, latency=500.0))
+    assert s.status == "aborted"
+    assert "canary p99 500.0 ms > 100 ms" in s.events[-1].reason
+
+
+def test_new_candidate_mid_analysis_restarts() -> None:
+    c, judges, _ = controller(bound=0.0)
+    c.start("v2")
+    c.observe(batch(20, 80))
+    c.promote()
+    c.observe(batch(5, 5, canary_errors=2))
+    s = c.start("v3")
+    assert s.status == "analysing"
+    assert s.step == 0
+    assert s.canary_share == 10.0
+    assert s.candidate == "v3"
+    assert s.counts == Counts()
+    assert s.step_counts == Counts()
+    assert s.events[-1].kind == "restart"
+    assert "'v2'" in s.events[-1].reason
+    assert len(judges) == 2
+    assert judges[1].updates == 0
+
+
+def test_history_records_share_and_p_value_per_look() -> None:
+    c, _, _ = controller(bound=0.0)
+    c.start("v2")
+    c.observe(batch(20, 80))
+    c.promote()
+    c.observe(batch(10, 10))
+    h = c.state.history
+    assert [(r.look, r.share, r.canary_requests) for r in h] == [(1, 10.0, 20), (2, 50.0, 30)]
+    assert h[-1].minutes == pytest.approx(1.2)
+
+
+# --- with the real judge -------------------------------------------------------------------
+
+
+def _simulate(p_canary: float, p_baseline: float, seed: int) -> RolloutController:
+    plan = RolloutPlan(
+        steps=(
+            RolloutStep(5.0, 300, 60.0),
+            RolloutStep(25.0, 500, 60.0),
+            RolloutStep(100.0, 0, 1.0),
+        ),
+        margin=0.03,
+        requests_per_minute=1000.0,
+    )
+    c = RolloutController(
+        plan,
+        production="v1",
+        judge_factory=lambda: SequentialErrorRateTest(plan.alpha),
+        upper_bound=lambda counts: 0.0 if counts.canary_requests >= 300 else 1.0,
+    )
+    rng = random.Random(seed)
+    c.start("v2")
+    n = 0
+    while c.state.status not in ("aborted", "completed") and n < 200_000:
+        out = []
+        for _ in range(500):
+            n += 1
+            arm = c.route(f"r{n}")
+            p = p_canary if arm == "canary" else p_baseline
+            out.append(Outcome(arm, rng.random() < p, 1.0))
+        c.observe(out)
+        c.promote()
+    return c
+
+
+def test_real_judge_rolls_back_a_regression() -> None:
+    c = _simulate(p_canary=0.10, p_baseline=0.02, seed=3)
+    s = c.state
+    assert s.status == "aborted"
+    assert s.production == "v1"
+    assert s.events[-1].p_value <= 0.05
+    assert s.events[-1].reason.startswith("judge rejected")
+
+
+def test_real_judge_completes_without_regression() -> None:
+    s = _simulate(p_canary=0.02, p_baseline=0.02, seed=4).state
+    assert s.status == "completed"
+    assert s.production == "v2"
+
+
+# --- planner -------------------------------------------------------------------------------
+
+
+def test_forecast_warns_when_bake_is_too_short() -> None:
+    def n(p0: float, p1: float, alpha: float, power: float, ratio: float) -> float:
+        return 1000.0 / (1 + 1 / ratio)
+
+    fc = forecast_steps(default_rollout_plan(), baseline_error=0.02, regression=0.02, sample_size=n)
+    assert [f.share for f in fc] == [1.0, 5.0, 25.0, 50.0]
+    # 1 % of 1000 requests/min for 60 min = 600 canary requests < 990 needed.
+    assert fc[0].expected_canary_requests == pytest.approx(600)
+    assert fc[0].required_canary_requests == 990
+    assert fc[0].warning is not None
+    assert "bake at least 99 min" in fc[0].warning
+    assert fc[1].warning is None
+
+
+def test_forecast_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="regression"):
+        forecast_steps(
+            default_rollout_plan(), baseline_error=0.5, regression=0.6, sample_size=lambda *a: 1.0
+        )
+
+
+# --- invariants, statefully ----------------------------------------------------------------
+
+
+class RolloutMachine(RuleBasedStateMachine):
+    """Random sequences of starts, batches, promotions and aborts keep the invariants."""
+
+    @initialize()
+    def setup(self) -> None:
+        self.plan = SMALL
+        self.ctl = RolloutController(
+            self.plan,
+            production="v0",
+            judge_factory=lambda: SequentialErrorRateTest(self.plan.alpha),
+            upper_bound=lambda counts: 0.0 if counts.canary_requests % 3 == 0 else 1.0,
+        )
+        self.production = "v0"
+        self.ids = [f"user-{i}" for i in range(64)]
+        self.arms: dict[str, str] | None = None
+        self.step_key: tuple[str | None, int, int] | None = None
+        self.n = 0
+
+    @rule(name=st.sampled_from(["a", "b", "c", "d"]))
+    def new_candidate(self, name: str) -> None:
+        self.ctl.start(name)
+
+    @precondition(lambda self: self.ctl.state.status != "idle")
+    @rule(
+        canary=st.integers(0, 40),
+        baseline=st.integers(0, 60),
+        canary_error_rate=st.sampled_from([0.0, 0.05, 0.5, 1.0]),
+        latency=st.sampled_from([1.0, 1000.0]),
+    )
+    def observe(self, canary: int, baseline: int, canary_error_rate: float, latency: float) -> None:
+        before = self.ctl.state
+        errs = round(canary * canary_error_rate)
+        after = self.ctl.observe(batch(canary, baseline, errs, latency))
+        if before.status == "aborted":
+            assert after == before
+
+    @rule()
+    def promote(self) -> None:
+        before = self.ctl.state
+        after = self.ctl.promote()
+        if before.status == "aborted":
+            assert after == before
+        if after.status == "completed" and before.status != "completed":
+            self.production = before.candidate or self.production
+
+    @rule()
+    def abort(self) -> None:
+        before = self.ctl.state
+        after = self.ctl.abort("test")
+        if before.status == "aborted":
+            assert after == before
+
+    @invariant()
+    def weights_in_range_and_sum_to_100(self) -> None:
+        w = self.ctl.state.weights
+        assert 0 <= w["canary"] <= 100
+        assert 0 <= w["production"] <= 100
+        assert self.ctl.state.canary_basis_points + round(w["production"] * 100) == 10_000
+        assert w["canary"] in {0.0, *(s.share for s in self.plan.steps)}
+
+    @invariant()
+    def aborted_means_zero_share(self) -> None:
+        s = self.ctl.state
+        if s.status in ("aborted", "completed", "idle"):
+            assert s.canary_basis_points == 0
+
+    @invariant()
+    def no_promotion_after_abort(self) -> None:
+        since_abort = False
+        for e in self.ctl.state.events:
+            if e.kind in ("start", "restart"):
+                since_abort = False
+            elif e.kind == "abort":
+                since_abort = True
+            elif since_abort:
+                raise AssertionError(f"{e.kind} after an abort: {e}")
+
+    @invariant()
+    def production_changes_only_on_completion(self) -> None:
+        assert self.ctl.state.production == self.production
+
+    @invariant()
+    def routing_sticky_within_a_step(self) -> None:
+        s = self.ctl.state
+        key = (s.candidate, s.step, s.canary_basis_points)
+        arms = {i: self.ctl.route(i) for i in self.ids}
+        if key == self.step_key:
+            assert arms == self.arms
+        self.step_key, self.arms = key, arms
+
+
+TestRolloutMachine = RolloutMachine.TestCase
