@@ -100,7 +100,7 @@ def _num_classes(num_classes: int | None) -> int | None:
 def _invalid(block: NDArray[Any], offset: int, name: str, limit: int | None) -> ValueError:
     """Describe the first bad label of a block that failed the fast check."""
 
-    def first(mask: NDArray[np.bool_]) -> tuple[int, object]:
+    def first(mask: NDArray[np.bool_]) -> tuple[int, Any]:
         i = int(np.argmax(mask))
         return offset + i, block[i].item()
 
@@ -123,6 +123,7 @@ def _invalid(block: NDArray[Any], offset: int, name: str, limit: int | None) -> 
     # Compared as Python ints: exact for every integer dtype and for floats.
     big = np.array([int(v) >= bound for v in block.tolist()])
     i, v = first(big)
+    v = int(v)
     if limit is None:
         return ValueError(f"{name} contains label {v} at index {i}, too large for int64")
     return ValueError(f"{name} contains label {v} at index {i}, which is >= num_classes={limit}")

@@ -1,0 +1,735 @@
+"""Spec tests for release_spec.metrics.
+
+Three-way agreement: the NumPy reference == scikit-learn / Keras (and TF's
+confusion matrix) == the formula written out with loops in this file.
+scikit-learn works in float64 on the same counts, so it agrees to 1e-12
+relative (in practice bit for bit). Keras works in float32 and F1Score adds
+1e-7 to each denominator, so Keras comparisons use atol 1e-6.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn import metrics as skm
+
+from release_spec import metrics
+from release_spec.metrics import (
+    ConfusionMatrix,
+    accuracy,
+    argmax_predictions,
+    confusion_matrix,
+    f1_score,
+    precision,
+    recall,
+    threshold_predictions,
+)
+
+AVERAGES = [None, "micro", "macro", "weighted"]
+ZERO_DIVISIONS = [0.0, 1.0, math.nan]
+SCORES = {"precision": precision, "recall": recall, "f1": f1_score}
+KERAS_ATOL = 1e-6
+SK_RTOL = 1e-12
+# Keras tests run eager TensorFlow ops per example: fewer examples keep the
+# file well under two minutes with the ci profile.
+KERAS_EXAMPLES = 25
+
+# The 3-class example of the docs page and the docstrings.
+T3 = [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
+P3 = [0, 1, 1, 1, 0, 2, 2, 2, 1, 0]
+
+
+@st.composite
+def labelled(draw: st.DrawFn, max_classes: int = 6, max_size: int = 40) -> tuple:
+    """(y_true, y_pred, K): int64 label vectors in [0, K)."""
+    k = draw(st.integers(1, max_classes))
+    n = draw(st.integers(1, max_size))
+    labels = st.integers(0, k - 1)
+    t = draw(hnp.arrays(np.int64, n, elements=labels))
+    p = draw(hnp.arrays(np.int64, n, elements=labels))
+    return t, p, k
+
+
+def close(a: object, b: object, *, rtol: float = SK_RTOL, atol: float = 0.0) -> None:
+    np.testing.assert_allclose(
+        np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=rtol, atol=atol
+    )
+
+
+# -- the formulas written out literally ---------------------------------------
+
+
+def literal_confusion(t: list[int], p: list[int], k: int) -> list[list[int]]:
+    c = [[0] * k for _ in range(k)]
+    for a, b in zip(t, p, strict=True):
+        c[a][b] += 1
+    return c
+
+
+def literal_scores(
+    t: list[int], p: list[int], k: int, average: str | None, zd: float
+) -> tuple[object, object, object]:
+    """Precision, recall, F1 from TP/FP/FN counted one sample at a time."""
+    tp = [sum(1 for a, b in zip(t, p, strict=True) if a == c and b == c) for c in range(k)]
+    fp = [sum(1 for a, b in zip(t, p, strict=True) if a != c and b == c) for c in range(k)]
+    fn = [sum(1 for a, b in zip(t, p, strict=True) if a == c and b != c) for c in range(k)]
+
+    def ratio(num: int, den: int) -> float:
+        return num / den if den else zd
+
+    if average == "micro":
+        TP, FP, FN = sum(tp), sum(fp), sum(fn)
+        return ratio(TP, TP + FP), ratio(TP, TP + FN), ratio(2 * TP, 2 * TP + FP + FN)
+    P = [ratio(tp[c], tp[c] + fp[c]) for c in range(k)]
+    R = [ratio(tp[c], tp[c] + fn[c]) for c in range(k)]
+    F = [ratio(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]) for c in range(k)]
+    if average is None:
+        return P, R, F
+    support = [tp[c] + fn[c] for c in range(k)]
+
+    def avg(values: list[float]) -> float:
+        kept = [(v, w) for v, w in zip(values, support, strict=True) if not math.isnan(v)]
+        if not kept:
+            return math.nan
+        total = sum(w for _, w in kept)
+        if average == "weighted" and total > 0:
+            return sum(v * w for v, w in kept) / total
+        return sum(v for v, _ in kept) / len(kept)
+
+    return avg(P), avg(R), avg(F)
+
+
+# -- eq-confusion-matrix -------------------------------------------------------
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="parity")
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")  # K = 1 is intended
+@settings(max_examples=KERAS_EXAMPLES)
+@given(labelled())
+def test_confusion_matrix_parity(data: tuple) -> None:
+    t, p, k = data
+    ours = confusion_matrix(t, p, num_classes=k)
+    assert ours.dtype == np.int64
+    assert ours.shape == (k, k)
+    np.testing.assert_array_equal(ours, skm.confusion_matrix(t, p, labels=list(range(k))))
+    np.testing.assert_array_equal(ours, tf.math.confusion_matrix(t, p, num_classes=k).numpy())
+    np.testing.assert_array_equal(ours, literal_confusion(t.tolist(), p.tolist(), k))
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled())
+def test_confusion_matrix_sums_to_n(data: tuple) -> None:
+    t, p, k = data
+    c = confusion_matrix(t, p, num_classes=k)
+    assert c.sum() == len(t)
+    np.testing.assert_array_equal(c.sum(axis=1), np.bincount(t, minlength=k))
+    np.testing.assert_array_equal(c.sum(axis=0), np.bincount(p, minlength=k))
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled(), st.randoms(use_true_random=False))
+def test_confusion_matrix_permutation_invariant(data: tuple, rnd: object) -> None:
+    t, p, k = data
+    order = np.arange(len(t))
+    rnd.shuffle(order)
+    np.testing.assert_array_equal(
+        confusion_matrix(t[order], p[order], num_classes=k), confusion_matrix(t, p, num_classes=k)
+    )
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled())
+def test_confusion_matrix_swap_transposes(data: tuple) -> None:
+    t, p, k = data
+    np.testing.assert_array_equal(
+        confusion_matrix(p, t, num_classes=k), confusion_matrix(t, p, num_classes=k).T
+    )
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled(), st.data())
+def test_confusion_matrix_relabel_permutes_rows_and_columns(
+    data: tuple, draw: st.DataObject
+) -> None:
+    t, p, k = data
+    perm = np.array(draw.draw(st.permutations(range(k))))
+    c = confusion_matrix(t, p, num_classes=k)
+    relabelled = confusion_matrix(perm[t], perm[p], num_classes=k)
+    inverse = np.argsort(perm)
+    np.testing.assert_array_equal(relabelled[np.ix_(perm, perm)], c)
+    np.testing.assert_array_equal(relabelled, c[np.ix_(inverse, inverse)])
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled(), st.sampled_from([np.int8, np.uint16, np.int32, np.float32, np.float64, ">i8"]))
+def test_confusion_matrix_dtype_invariant(data: tuple, dtype: object) -> None:
+    t, p, k = data
+    expected = confusion_matrix(t, p, num_classes=k)
+    np.testing.assert_array_equal(
+        confusion_matrix(t.astype(dtype), p.astype(dtype), num_classes=k), expected
+    )
+    np.testing.assert_array_equal(confusion_matrix(t.tolist(), p.tolist(), num_classes=k), expected)
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled())
+def test_confusion_matrix_inferred_num_classes(data: tuple) -> None:
+    t, p, k = data
+    c = confusion_matrix(t, p)
+    top = int(max(t.max(), p.max()))
+    assert c.shape == (top + 1, top + 1)
+    np.testing.assert_array_equal(c, confusion_matrix(t, p, num_classes=k)[: top + 1, : top + 1])
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@settings(max_examples=10)
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(metrics._BLOCK - 3, 3 * metrics._BLOCK + 5),
+    st.integers(1, 12),
+    st.booleans(),
+)
+def test_confusion_matrix_blocked_matches_one_bincount(
+    seed: int, n: int, k: int, infer: bool
+) -> None:
+    # Inputs longer than one validation block: block edges must not lose or
+    # double-count samples, and a large label first seen in a late block must
+    # grow the inferred matrix without moving earlier counts.
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, k, n)
+    p = rng.integers(0, k, n)
+    first_block_classes = int(rng.integers(1, k + 1))
+    t[: metrics._BLOCK] %= first_block_classes
+    p[: metrics._BLOCK] %= first_block_classes
+    t[-1] = k - 1
+    expected = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    got = confusion_matrix(t, p, num_classes=None if infer else k)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(
+        confusion_matrix(t.astype(np.float64), p, num_classes=k), expected
+    )
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled(), st.lists(st.integers(0, 40), max_size=4), st.booleans())
+def test_confusion_matrix_streaming_equals_one_pass(data: tuple, cuts: list, fixed: bool) -> None:
+    t, p, k = data
+    edges = [0, *sorted(min(c, len(t)) for c in cuts), len(t)]
+    cm = ConfusionMatrix(num_classes=k if fixed else None)
+    for lo, hi in itertools.pairwise(edges):
+        if hi > lo:
+            cm.update(t[lo:hi], p[lo:hi])
+    np.testing.assert_array_equal(
+        cm.counts, confusion_matrix(t, p, num_classes=k if fixed else None)
+    )
+    assert cm.num_classes == cm.counts.shape[0]
+    for average in AVERAGES:
+        for name, fn in SCORES.items():
+            method = getattr(cm, "f1_score" if name == "f1" else name)
+            close(method(average=average), fn(t, p, num_classes=cm.num_classes, average=average))
+    assert cm.accuracy() == accuracy(t, p)
+
+
+# -- eq-accuracy ---------------------------------------------------------------
+
+
+@pytest.mark.spec("eq-accuracy", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(labelled())
+def test_accuracy_parity(data: tuple) -> None:
+    t, p, k = data
+    ours = accuracy(t, p)
+    literal = sum(1 for a, b in zip(t.tolist(), p.tolist(), strict=True) if a == b) / len(t)
+    assert ours == literal
+    assert ours == skm.accuracy_score(t, p)
+    m = keras.metrics.Accuracy()
+    m.update_state(t, p)
+    close(m.result(), ours, atol=KERAS_ATOL)
+    eye = np.eye(k, dtype=np.float32)
+    m = keras.metrics.CategoricalAccuracy()
+    m.update_state(eye[t], eye[p])
+    close(m.result(), ours, atol=KERAS_ATOL)
+
+
+@pytest.mark.spec("eq-accuracy", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 30), st.integers(2, 5)),
+        elements=st.floats(0.0625, 1.0, width=32),
+        unique=True,
+    ),
+    st.data(),
+)
+def test_accuracy_of_argmax_parity(scores: np.ndarray, draw: st.DataObject) -> None:
+    # Probability rows (no ties, as Keras and np.argmax break ties differently
+    # from F1Score's threshold=None rule) against CategoricalAccuracy.
+    rows = (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
+    assume(all(len(set(r.tolist())) == r.size for r in rows))
+    n, k = rows.shape
+    t = np.array(draw.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    ours = accuracy(t, argmax_predictions(rows))
+    literal = sum(1 for i in range(n) if max(range(k), key=lambda c: rows[i, c]) == t[i]) / n
+    assert ours == literal
+    m = keras.metrics.CategoricalAccuracy()
+    m.update_state(np.eye(k, dtype=np.float32)[t], rows)
+    close(m.result(), ours, atol=KERAS_ATOL)
+
+
+@pytest.mark.spec("eq-accuracy", kind="property")
+@given(labelled())
+def test_accuracy_binary_form_equals_trace_form(data: tuple) -> None:
+    t, p, _ = data
+    positive = t.max()
+    tt, pp = (t == positive), (p == positive)
+    TP, TN = np.sum(tt & pp), np.sum(~tt & ~pp)
+    FP, FN = np.sum(~tt & pp), np.sum(tt & ~pp)
+    binary = (TP + TN) / (TP + TN + FP + FN)
+    c = confusion_matrix(tt.astype(int), pp.astype(int), num_classes=2)
+    assert accuracy(tt, pp) == binary == np.trace(c) / c.sum()
+    multi = confusion_matrix(t, p)
+    assert accuracy(t, p) == np.trace(multi) / multi.sum()
+
+
+@pytest.mark.spec("eq-accuracy", kind="property")
+@given(labelled(), st.randoms(use_true_random=False))
+def test_accuracy_range_symmetry_and_permutation(data: tuple, rnd: object) -> None:
+    t, p, _ = data
+    a = accuracy(t, p)
+    assert 0.0 <= a <= 1.0
+    assert accuracy(p, t) == a
+    assert accuracy(t, t) == 1.0
+    order = np.arange(len(t))
+    rnd.shuffle(order)
+    assert accuracy(t[order], p[order]) == a
+
+
+@pytest.mark.spec("eq-accuracy", kind="property")
+@settings(max_examples=10)
+@given(st.integers(0, 2**32 - 1), st.integers(metrics._BLOCK - 3, 3 * metrics._BLOCK + 5))
+def test_accuracy_blocked_matches_one_pass(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 3, n)
+    p = rng.integers(0, 3, n)
+    assert accuracy(t, p) == np.count_nonzero(t == p) / n
+    assert accuracy(t.astype(np.float32), p.astype(np.uint8)) == np.count_nonzero(t == p) / n
+
+
+@pytest.mark.spec("eq-accuracy", kind="property")
+def test_accuracy_worked_examples() -> None:
+    assert accuracy([1, 1, 1, 0, 0, 0, 0, 1], [1, 0, 1, 0, 1, 0, 0, 1]) == 0.75
+    assert accuracy(T3, P3) == 0.6
+    c = confusion_matrix(T3, P3)
+    assert np.trace(c) / c.sum() == 0.6
+
+
+# -- eq-precision, eq-recall, eq-f1 -------------------------------------------
+
+
+@pytest.mark.spec("eq-precision", kind="parity")
+@pytest.mark.spec("eq-recall", kind="parity")
+@pytest.mark.spec("eq-f1", kind="parity")
+@given(labelled(), st.sampled_from(AVERAGES), st.sampled_from(ZERO_DIVISIONS))
+def test_precision_recall_f1_sklearn_and_literal_parity(
+    data: tuple, average: str | None, zd: float
+) -> None:
+    t, p, k = data
+    sk = skm.precision_recall_fscore_support(
+        t, p, labels=list(range(k)), average=average, zero_division=zd
+    )
+    lit = literal_scores(t.tolist(), p.tolist(), k, average, zd)
+    for i, fn in enumerate(SCORES.values()):
+        ours = fn(t, p, num_classes=k, average=average, zero_division=zd)
+        if average is None:
+            assert isinstance(ours, np.ndarray)
+            assert ours.shape == (k,)
+        else:
+            assert isinstance(ours, float)
+        close(ours, sk[i])
+        close(ours, lit[i])
+
+
+@pytest.mark.spec("eq-f1", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(labelled(), st.sampled_from(AVERAGES))
+def test_f1_score_keras_parity(data: tuple, average: str | None) -> None:
+    # Fed as a Keras user would: one-hot truth, one-hot (argmax) predictions,
+    # threshold=None. Keras has no zero_division: it matches zero_division=0.
+    t, p, k = data
+    eye = np.eye(k, dtype=np.float32)
+    m = keras.metrics.F1Score(average=average, threshold=None)
+    m.update_state(eye[t], eye[p])
+    ours = f1_score(t, p, num_classes=k, average=average, zero_division=0.0)
+    close(m.result(), ours, rtol=0, atol=KERAS_ATOL)
+    close(literal_scores(t.tolist(), p.tolist(), k, average, 0.0)[2], ours)
+
+
+@pytest.mark.spec("eq-precision", kind="parity")
+@pytest.mark.spec("eq-recall", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(labelled(max_classes=4))
+def test_precision_recall_keras_per_class_parity(data: tuple) -> None:
+    # keras Precision/Recall(class_id=c) on one-hot rows: the per-class scores.
+    t, p, k = data
+    eye = np.eye(k, dtype=np.float32)
+    ours_p = precision(t, p, num_classes=k, average=None)
+    ours_r = recall(t, p, num_classes=k, average=None)
+    for c in range(k):
+        mp, mr = keras.metrics.Precision(class_id=c), keras.metrics.Recall(class_id=c)
+        mp.update_state(eye[t], eye[p])
+        mr.update_state(eye[t], eye[p])
+        close(mp.result(), ours_p[c], rtol=0, atol=KERAS_ATOL)
+        close(mr.result(), ours_r[c], rtol=0, atol=KERAS_ATOL)
+
+
+@pytest.mark.spec("eq-precision", kind="parity")
+@pytest.mark.spec("eq-recall", kind="parity")
+@pytest.mark.spec("eq-threshold", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(
+    hnp.arrays(
+        np.float32,
+        st.integers(1, 40),
+        elements=st.one_of(st.floats(0, 1, width=32), st.sampled_from([0.25, 0.5, 0.75])),
+    ),
+    st.data(),
+    st.sampled_from([0.5, 0.25, 0.75]),
+)
+def test_binary_precision_recall_keras_parity(
+    y_prob: np.ndarray, draw: st.DataObject, tau: float
+) -> None:
+    # Binary case from probabilities: Keras counts y_prob > threshold as positive.
+    n = y_prob.shape[0]
+    t = np.array(draw.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+    labels = threshold_predictions(y_prob, threshold=tau)
+    assert labels.tolist() == [1 if x > tau else 0 for x in y_prob.tolist()]
+    for metric_cls, fn in ((keras.metrics.Precision, precision), (keras.metrics.Recall, recall)):
+        m = metric_cls(thresholds=tau)
+        m.update_state(t, y_prob)
+        ours = fn(t, labels, num_classes=2, average=None, zero_division=0.0)[1]
+        close(m.result(), ours, rtol=0, atol=KERAS_ATOL)
+    b = keras.metrics.BinaryAccuracy(threshold=tau)
+    b.update_state(labels, y_prob)
+    assert float(b.result()) == 1.0
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@pytest.mark.spec("eq-recall", kind="property")
+@pytest.mark.spec("eq-f1", kind="property")
+@given(labelled(), st.sampled_from(AVERAGES), st.sampled_from([0.0, 1.0]))
+def test_precision_recall_f1_range(data: tuple, average: str | None, zd: float) -> None:
+    t, p, k = data
+    for fn in SCORES.values():
+        v = np.asarray(fn(t, p, num_classes=k, average=average, zero_division=zd))
+        assert np.all((v >= 0) & (v <= 1))
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@pytest.mark.spec("eq-recall", kind="property")
+@pytest.mark.spec("eq-f1", kind="property")
+@given(labelled(), st.randoms(use_true_random=False), st.sampled_from(AVERAGES))
+def test_precision_recall_f1_permutation_invariant(
+    data: tuple, rnd: object, average: str | None
+) -> None:
+    t, p, k = data
+    order = np.arange(len(t))
+    rnd.shuffle(order)
+    for fn in SCORES.values():
+        close(
+            fn(t[order], p[order], num_classes=k, average=average),
+            fn(t, p, num_classes=k, average=average),
+            rtol=0,
+        )
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@pytest.mark.spec("eq-recall", kind="property")
+@given(labelled(), st.sampled_from([None, "micro", "macro"]), st.sampled_from(ZERO_DIVISIONS))
+def test_precision_swap_equals_recall(data: tuple, average: str | None, zd: float) -> None:
+    # Swapping truth and prediction turns FP into FN: P(t, p) = R(p, t).
+    # (Not for "weighted": the weights are the support of the first argument.)
+    t, p, k = data
+    close(
+        precision(t, p, num_classes=k, average=average, zero_division=zd),
+        recall(p, t, num_classes=k, average=average, zero_division=zd),
+        rtol=0,
+    )
+
+
+@pytest.mark.spec("eq-f1", kind="property")
+@given(labelled(), st.sampled_from([0.0, 1.0]))
+def test_f1_score_between_precision_and_recall(data: tuple, zd: float) -> None:
+    t, p, k = data
+    P = precision(t, p, num_classes=k, average=None, zero_division=zd)
+    R = recall(t, p, num_classes=k, average=None, zero_division=zd)
+    F = f1_score(t, p, num_classes=k, average=None, zero_division=zd)
+    assert np.all(np.minimum(P, R) - 1e-12 <= F)
+    assert np.all(np.maximum(P, R) + 1e-12 >= F)
+
+
+@pytest.mark.spec("eq-f1", kind="property")
+@given(labelled())
+def test_f1_score_is_harmonic_mean(data: tuple) -> None:
+    t, p, k = data
+    P = precision(t, p, num_classes=k, average=None)
+    R = recall(t, p, num_classes=k, average=None)
+    F = f1_score(t, p, num_classes=k, average=None)
+    defined = P + R > 0
+    harmonic = np.divide(2 * P * R, P + R, out=np.zeros_like(P), where=defined)
+    np.testing.assert_allclose(F[defined], harmonic[defined], rtol=1e-12)
+    assert np.all(F[~defined] == 0)
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@pytest.mark.spec("eq-recall", kind="property")
+@pytest.mark.spec("eq-f1", kind="property")
+@given(labelled())
+def test_precision_recall_f1_micro_and_weighted_recall_equal_accuracy(data: tuple) -> None:
+    t, p, k = data
+    a = accuracy(t, p)
+    for fn in SCORES.values():
+        assert math.isclose(fn(t, p, num_classes=k, average="micro"), a, rel_tol=1e-12)
+    assert math.isclose(recall(t, p, num_classes=k, average="weighted"), a, rel_tol=1e-12)
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@pytest.mark.spec("eq-recall", kind="property")
+@pytest.mark.spec("eq-f1", kind="property")
+@given(labelled(), st.sampled_from(ZERO_DIVISIONS))
+def test_precision_recall_f1_zero_division(data: tuple, zd: float) -> None:
+    # Add a class k that never occurs in y_true nor y_pred: every score of it
+    # is undefined and takes the zero_division value; nan drops out of averages.
+    t, p, k = data
+    for fn in SCORES.values():
+        per_class = fn(t, p, num_classes=k + 1, average=None, zero_division=zd)
+        assert per_class[k] == zd or (math.isnan(zd) and math.isnan(per_class[k]))
+        macro = fn(t, p, num_classes=k + 1, average="macro", zero_division=zd)
+        rest = per_class[:k]
+        if math.isnan(zd):
+            expected = np.nan if np.isnan(rest).all() else np.nanmean(rest)
+        else:
+            expected = np.mean(per_class)
+        close(macro, expected)
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@pytest.mark.spec("eq-recall", kind="property")
+@pytest.mark.spec("eq-f1", kind="property")
+def test_precision_recall_f1_worked_example() -> None:
+    np.testing.assert_array_equal(confusion_matrix(T3, P3), [[1, 1, 0], [1, 2, 0], [1, 1, 3]])
+    close(precision(T3, P3, average=None), [1 / 3, 1 / 2, 1])
+    close(recall(T3, P3, average=None), [1 / 2, 2 / 3, 3 / 5])
+    close(f1_score(T3, P3, average=None), [2 / 5, 4 / 7, 6 / 8])
+    close(precision(T3, P3), (1 / 3 + 1 / 2 + 1) / 3)
+    close(precision(T3, P3, average="weighted"), (2 / 3 + 3 / 2 + 5) / 10)
+    close(recall(T3, P3), (1 / 2 + 2 / 3 + 3 / 5) / 3)
+    close(f1_score(T3, P3), (2 / 5 + 4 / 7 + 6 / 8) / 3)
+    close(f1_score(T3, P3, average="weighted"), (2 * 2 / 5 + 3 * 4 / 7 + 5 * 6 / 8) / 10)
+    assert f1_score(T3, P3, average="micro") == 0.6
+    assert round(f1_score(T3, P3), 6) == 0.57381
+    assert round(f1_score(T3, P3, average="weighted"), 6) == 0.626429
+
+
+# -- eq-threshold ----------------------------------------------------------------
+
+
+@pytest.mark.spec("eq-threshold", kind="property")
+@given(
+    hnp.arrays(np.float64, st.integers(1, 40), elements=st.floats(0, 1)),
+    st.floats(0, 1),
+    st.floats(0, 1),
+)
+def test_threshold_predictions_strict_and_monotone(y_prob: np.ndarray, a: float, b: float) -> None:
+    lo, hi = min(a, b), max(a, b)
+    at_lo, at_hi = threshold_predictions(y_prob, lo), threshold_predictions(y_prob, hi)
+    assert at_lo.dtype == np.int64
+    assert np.all(at_hi <= at_lo)  # raising the threshold never adds positives
+    assert threshold_predictions(np.array([lo]), lo)[0] == 0  # exactly at tau is negative
+    assert threshold_predictions(y_prob, 1.0).sum() == 0
+    np.testing.assert_array_equal(threshold_predictions(y_prob), (y_prob > 0.5).astype(int))
+
+
+@pytest.mark.spec("eq-threshold", kind="property")
+def test_threshold_predictions_worked_example() -> None:
+    np.testing.assert_array_equal(threshold_predictions([0.2, 0.5, 0.51, 0.9]), [0, 0, 1, 1])
+    np.testing.assert_array_equal(threshold_predictions([[0.3], [0.7]], 0.5), [[0], [1]])
+
+
+# -- errors ----------------------------------------------------------------------
+
+LABEL_FUNCS = [
+    pytest.param(lambda t, p: confusion_matrix(t, p, num_classes=3), id="confusion_matrix"),
+    pytest.param(accuracy, id="accuracy"),
+    pytest.param(lambda t, p: precision(t, p, num_classes=3), id="precision"),
+    pytest.param(lambda t, p: recall(t, p, num_classes=3), id="recall"),
+    pytest.param(lambda t, p: f1_score(t, p, num_classes=3), id="f1_score"),
+    pytest.param(lambda t, p: ConfusionMatrix(3).update(t, p), id="ConfusionMatrix.update"),
+]
+
+BAD_LABELS = [
+    pytest.param(
+        [0, np.nan, 1], [0, 1, 1], r"y_true contains nan \(NaN or infinity\) at index 1", id="nan"
+    ),
+    pytest.param(
+        [0, 1, 1], [0, np.inf, 1], r"y_pred contains inf \(NaN or infinity\) at index 1", id="inf"
+    ),
+    pytest.param([], [], "y_true is empty", id="empty"),
+    pytest.param(
+        [0, 1], [0, 1, 1], "length mismatch: y_true has 2 labels, y_pred has 3", id="length"
+    ),
+    pytest.param(
+        [0, -1, 1], [0, 1, 1], "y_true contains a negative label -1 at index 1", id="negative"
+    ),
+    pytest.param(
+        [0, 1, 1],
+        [0.0, 1.5, 1.0],
+        "y_pred contains a non-integer label 1.5 at index 1",
+        id="fraction",
+    ),
+    pytest.param([[0, 1]], [[0, 1]], r"y_true must be a 1-D vector .* shape \(1, 2\)", id="2-D"),
+    pytest.param(
+        ["a", "b"], ["a", "b"], "y_true must hold integer class labels; got dtype <U1", id="strings"
+    ),
+]
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+@pytest.mark.spec("eq-accuracy", kind="errors")
+@pytest.mark.spec("eq-precision", kind="errors")
+@pytest.mark.spec("eq-recall", kind="errors")
+@pytest.mark.spec("eq-f1", kind="errors")
+@pytest.mark.parametrize("fn", LABEL_FUNCS)
+@pytest.mark.parametrize(("t", "p", "message"), BAD_LABELS)
+def test_bad_labels_raise(fn: object, t: list, p: list, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fn(t, p)
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+@pytest.mark.parametrize(
+    "fn",
+    [
+        pytest.param(lambda t, p: confusion_matrix(t, p, num_classes=3), id="function"),
+        pytest.param(lambda t, p: ConfusionMatrix(3).update(t, p), id="streaming"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.int64, np.int16, np.uint8, np.float64])
+def test_label_at_or_above_num_classes_raises(fn: object, dtype: object) -> None:
+    with pytest.raises(
+        ValueError, match="y_pred contains label 3 at index 2, which is >= num_classes=3"
+    ):
+        fn(np.array([0, 1, 2], dtype=dtype), np.array([0, 1, 3], dtype=dtype))
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+def test_bad_label_in_a_late_block_names_its_index() -> None:
+    n = 2 * metrics._BLOCK + 10
+    t, p = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    t[n - 3] = -7
+    with pytest.raises(ValueError, match=f"y_true contains a negative label -7 at index {n - 3}"):
+        confusion_matrix(t, p, num_classes=2)
+    with pytest.raises(ValueError, match=f"y_true contains a negative label -7 at index {n - 3}"):
+        accuracy(t, p)
+    t[n - 3] = 0
+    p[metrics._BLOCK] = 2
+    with pytest.raises(
+        ValueError, match=f"label 2 at index {metrics._BLOCK}, which is >= num_classes=2"
+    ):
+        confusion_matrix(t, p, num_classes=2)
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+@pytest.mark.parametrize("k", [0, -1, 2.5, True, "3"])
+def test_bad_num_classes_raises(k: object) -> None:
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        confusion_matrix([0], [0], num_classes=k)
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        ConfusionMatrix(k)
+
+
+@pytest.mark.spec("eq-precision", kind="errors")
+@pytest.mark.spec("eq-recall", kind="errors")
+@pytest.mark.spec("eq-f1", kind="errors")
+@pytest.mark.parametrize("name", ["precision", "recall", "f1_score"])
+def test_unknown_average_and_zero_division_raise(name: str) -> None:
+    fn = getattr(metrics, name)
+    with pytest.raises(ValueError, match="unknown average 'binary'"):
+        fn([0, 1], [0, 1], average="binary")
+    with pytest.raises(ValueError, match="zero_division must be 0, 1 or nan; got 'warn'"):
+        fn([0, 1], [0, 1], zero_division="warn")
+    with pytest.raises(ValueError, match=re.escape("zero_division must be 0, 1 or nan; got 0.5")):
+        fn([0, 1], [0, 1], zero_division=0.5)
+    cm = ConfusionMatrix(2)
+    with pytest.raises(ValueError, match="ConfusionMatrix is empty"):
+        getattr(cm, name)()
+    cm.update([0, 1], [0, 1])
+    with pytest.raises(ValueError, match="unknown average 'samples'"):
+        getattr(cm, name)(average="samples")
+
+
+@pytest.mark.spec("eq-accuracy", kind="errors")
+def test_empty_confusion_matrix_accuracy_raises() -> None:
+    with pytest.raises(ValueError, match="ConfusionMatrix is empty"):
+        ConfusionMatrix().accuracy()
+
+
+@pytest.mark.spec("eq-threshold", kind="errors")
+@pytest.mark.parametrize(
+    ("y_prob", "threshold", "message"),
+    [
+        pytest.param([0.2, 1.2], 0.5, r"outside \[0, 1\] \(min 0.2, max 1.2\)", id="above-one"),
+        pytest.param([-0.1, 0.5], 0.5, r"outside \[0, 1\]", id="negative"),
+        pytest.param([0.2, np.nan], 0.5, "y_prob contains NaN or infinity", id="nan"),
+        pytest.param([], 0.5, "y_prob is empty", id="empty"),
+        pytest.param([0.2], 1.5, r"threshold must be in \[0, 1\]; got 1.5", id="threshold"),
+        pytest.param([0.2], float("nan"), r"threshold must be in \[0, 1\]", id="threshold-nan"),
+    ],
+)
+def test_threshold_predictions_bad_input_raises(
+    y_prob: list, threshold: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        threshold_predictions(y_prob, threshold)
+
+
+@pytest.mark.spec("eq-accuracy", kind="errors")
+@pytest.mark.parametrize(
+    ("y_prob", "message"),
+    [
+        pytest.param([0.2, 0.8], r"must have shape \(N, K\); got shape \(2,\)", id="1-D"),
+        pytest.param([[0.5, 0.6]], "rows must sum to 1; row 0 sums to 1.1", id="row-sum"),
+        pytest.param([[2.0, -1.0]], r"outside \[0, 1\]", id="logits"),
+        pytest.param([[0.5, np.nan]], "NaN or infinity", id="nan"),
+        pytest.param(np.zeros((0, 3)), "y_prob is empty", id="empty"),
+    ],
+)
+def test_argmax_predictions_bad_input_raises(y_prob: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        argmax_predictions(y_prob)
+
+
+def test_argmax_predictions_ties_go_to_lowest_index() -> None:
+    np.testing.assert_array_equal(argmax_predictions([[0.4, 0.4, 0.2], [0.25, 0.25, 0.5]]), [0, 2])
+
+
+def test_import_does_not_load_tensorflow_or_keras() -> None:
+    code = (
+        "import sys, release_spec.metrics\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not loaded, loaded\n"
+        "print('clean')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "clean"
