@@ -27,9 +27,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+from release_spec.statistics import (
+    ErrorRateConfidenceSequence,
+    SequentialErrorRateTest,
+    fixed_horizon_sample_size,
+)
+
 __all__ = [
+    "ConfidenceSequence",
     "Counts",
-    "DifferenceBound",
     "Judge",
     "LookRecord",
     "Outcome",
@@ -74,11 +80,28 @@ class Judge(Protocol):
         ...
 
 
-class DifferenceBound(Protocol):
-    """Upper confidence-sequence bound on canary minus baseline error rate."""
+class ConfidenceSequence(Protocol):
+    """What the controller needs from a running confidence sequence for canary minus baseline
+    error rate (``ErrorRateConfidenceSequence``)."""
 
-    def __call__(self, counts: Counts) -> float:
-        """Return the bound for the cumulative counts of the analysis."""
+    @property
+    def upper(self) -> float:
+        """Upper bound on (canary error rate - baseline error rate), valid at every look."""
+        ...
+
+    def shows_not_worse(self, margin: float) -> bool:
+        """True once the upper bound is below ``margin``."""
+        ...
+
+    def update(
+        self,
+        *,
+        canary_errors: int,
+        canary_requests: int,
+        baseline_errors: int,
+        baseline_requests: int,
+    ) -> object:
+        """Add the counts observed since the previous update."""
         ...
 
 
@@ -340,10 +363,13 @@ class RolloutController:
     Args:
         plan: the steps and decision rules.
         production: the id of the model currently in production.
-        judge_factory: returns a fresh sequential test; one test covers the
-            whole rollout of a candidate (the shares may change between
-            updates), a new candidate gets a new one.
-        upper_bound: the confidence-sequence bound used to promote a step.
+        judge_factory: returns a fresh sequential test (default:
+            ``SequentialErrorRateTest(plan.alpha)``); one test covers the whole
+            rollout of a candidate (the shares may change between updates), a
+            new candidate gets a new one.
+        bound_factory: returns a fresh confidence sequence for the error-rate
+            difference (default: ``ErrorRateConfidenceSequence(plan.alpha)``),
+            used to promote a step.
     """
 
     def __init__(
@@ -351,13 +377,18 @@ class RolloutController:
         plan: RolloutPlan,
         *,
         production: str,
-        judge_factory: Callable[[], Judge],
-        upper_bound: DifferenceBound,
+        judge_factory: Callable[[], Judge] | None = None,
+        bound_factory: Callable[[], ConfidenceSequence] | None = None,
     ) -> None:
         self.plan = plan
-        self._judge_factory = judge_factory
-        self._upper_bound = upper_bound
+        self._judge_factory: Callable[[], Judge] = judge_factory or (
+            lambda: SequentialErrorRateTest(plan.alpha)
+        )
+        self._bound_factory: Callable[[], ConfidenceSequence] = bound_factory or (
+            lambda: ErrorRateConfidenceSequence(plan.alpha)
+        )
         self._judge: Judge | None = None
+        self._bound: ConfidenceSequence | None = None
         self._latencies: list[float] = []
         self._state = RolloutState(production=production)
 
@@ -383,6 +414,7 @@ class RolloutController:
             "restart" if s.status in ("analysing", "promotion_pending", "holding") else "start"
         )
         self._judge = self._judge_factory()
+        self._bound = self._bound_factory()
         self._latencies = []
         first = self.plan.steps[0]
         fresh = RolloutState(
@@ -419,13 +451,15 @@ class RolloutController:
         delta = _count(batch)
         self._latencies.extend(o.latency_ms for o in batch if o.arm == "canary")
         assert self._judge is not None
+        assert self._bound is not None
         if delta.requests:
-            self._judge.update(
-                canary_errors=delta.canary_errors,
-                canary_requests=delta.canary_requests,
-                baseline_errors=delta.baseline_errors,
-                baseline_requests=delta.baseline_requests,
-            )
+            for stat in (self._judge, self._bound):
+                stat.update(
+                    canary_errors=delta.canary_errors,
+                    canary_requests=delta.canary_requests,
+                    baseline_errors=delta.baseline_errors,
+                    baseline_requests=delta.baseline_requests,
+                )
         counts = s.counts + delta
         s = replace(
             s,
@@ -434,7 +468,7 @@ class RolloutController:
             step_requests=s.step_requests + delta.requests,
             minutes=s.minutes + delta.requests / self.plan.requests_per_minute,
             p_value=float(self._judge.p_value),
-            upper_bound=float(self._upper_bound(counts)),
+            upper_bound=float(self._bound.upper),
             looks=s.looks + 1,
         )
         s = replace(s, history=(*s.history, _record(s)))
@@ -503,15 +537,16 @@ class RolloutController:
                 )
         if s.status == "promotion_pending":
             return s
+        assert self._bound is not None
         ready = (
             s.step_counts.canary_requests >= step.min_canary_requests
-            and s.upper_bound <= self.plan.margin
+            and self._bound.shows_not_worse(self.plan.margin)
         )
         if ready:
             reason = (
                 f"step {s.step}: {s.step_counts.canary_requests} canary requests >= "
                 f"{step.min_canary_requests}, upper bound on the error-rate difference "
-                f"{s.upper_bound:.4f} <= margin {self.plan.margin:g}"
+                f"{s.upper_bound:.4f} < margin {self.plan.margin:g}"
             )
             self._state = self._with_event(
                 replace(s, status="promotion_pending"), "promotion_ready", reason, s.canary_share
@@ -605,19 +640,23 @@ def forecast_steps(
     baseline_error: float,
     regression: float,
     power: float = 0.8,
-    sample_size: Callable[[float, float, float, float, float], float],
 ) -> tuple[StepForecast, ...]:
     """Expected canary requests per step, and a warning where the bake cannot reach them.
 
     For each analysed step with canary share rho, the required number is the
-    fixed-horizon sample size to detect ``baseline_error -> baseline_error +
-    regression`` at the plan's alpha and the given power, with the baseline
-    getting (1 - rho) / rho requests per canary request. The expected number
-    is rho x ``requests_per_minute`` x the step's maximum bake.
+    fixed-horizon sample size (``fixed_horizon_sample_size``, eq-sample-size,
+    two-sided Wald form at the plan's alpha) to detect ``baseline_error ->
+    baseline_error + regression`` with the given power when the baseline gets
+    (1 - rho) / rho requests per canary request. The sequential judge usually
+    decides sooner under a real regression (see ``release_spec.simulation``),
+    so this is a conservative planning figure. The expected number is
+    rho x ``requests_per_minute`` x the step's maximum bake.
 
-    Args:
-        sample_size: ``(p_baseline, p_canary, alpha, power, ratio) -> canary requests``
-            where ratio = baseline requests per canary request.
+    >>> fc = forecast_steps(default_rollout_plan(), baseline_error=0.02, regression=0.02)
+    >>> [(f.share, f.required_canary_requests, round(f.expected_canary_requests)) for f in fc[:2]]
+    [(1.0, 758, 600), (5.0, 774, 3000)]
+    >>> fc[1].warning is None, fc[0].warning is None
+    (True, False)
     """
     if not (0 < baseline_error < 1):
         raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
@@ -634,18 +673,16 @@ def forecast_steps(
             continue
         rho = step.share / 100
         expected = rho * plan.requests_per_minute * step.max_bake_minutes
-        required = math.ceil(
-            sample_size(
-                baseline_error, baseline_error + regression, plan.alpha, power, (1 - rho) / rho
-            )
-        )
+        required = fixed_horizon_sample_size(
+            baseline_error, baseline_error + regression, alpha=plan.alpha, power=power, share=rho
+        ).canary_requests
         warning = None
         if expected < required:
             warning = (
                 f"step {i} ({step.share:g} %): the {step.max_bake_minutes:g} min bake brings about "
                 f"{expected:.0f} canary requests, fewer than the {required} needed to detect "
                 f"{baseline_error:g} -> {baseline_error + regression:g} with power {power:g}; "
-                f"bake at least {required / (rho * plan.requests_per_minute):.0f} min"
+                f"bake at least {math.ceil(required / (rho * plan.requests_per_minute))} min"
             )
         elif expected < step.min_canary_requests:
             warning = (
