@@ -1,0 +1,328 @@
+"""Monitoring a released model: input drift and per-class recall, with recorded alerts.
+
+Two questions are asked of live traffic, with thresholds from the plan:
+
+* **Has the input moved away from the training data?** For each feature
+  summary (a scalar per request, such as an image's mean intensity), the
+  population stability index (eq-psi) against the reference sample and a
+  two-sample Kolmogorov–Smirnov test (eq-ks). The KS p-values of all
+  summaries are corrected together with Holm's step-down procedure (eq-holm),
+  and a KS alert also needs a statistic above a floor, because with
+  thousands of requests a negligible shift is already "significant".
+* **Has the model got worse on some class?** Live requests are cut into
+  consecutive windows; in each, every class with enough support is tested for
+  a recall lower than its reference recall (a one-sided two-proportion z-test
+  on the misses), and the class p-values of the window are Holm-corrected, so
+  each window raises a false alert with probability at most alpha.
+
+Every finding becomes a frozen :class:`Alert` that the release report lists.
+Strategy layer: the standard library and ``release_spec.statistics`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from release_spec.statistics import (
+    holm,
+    ks_two_sample,
+    population_stability_index,
+    two_proportion_z_test,
+)
+
+__all__ = [
+    "Alert",
+    "ClassRecall",
+    "FeatureDrift",
+    "MonitoringReport",
+    "MonitoringThresholds",
+    "input_drift",
+    "monitor",
+    "recall_windows",
+]
+
+
+@dataclass(frozen=True)
+class MonitoringThresholds:
+    """Alert thresholds (the plan's ``[monitoring]`` table).
+
+    Args:
+        psi_warning: PSI at or above this is a warning (0.1 is the common reading).
+        psi_alert: PSI at or above this is an alert (0.25).
+        psi_bins: number of quantile bins of the reference sample for PSI.
+        ks_alpha: family-wise level of the Holm-corrected KS tests over the summaries.
+        ks_min_statistic: smallest KS distance worth an alert.
+        recall_alpha: family-wise level of the Holm-corrected recall tests in a window.
+        recall_window: live requests per window.
+        min_class_support: requests of a class a window needs before its recall is tested.
+    """
+
+    psi_warning: float = 0.1
+    psi_alert: float = 0.25
+    psi_bins: int = 10
+    ks_alpha: float = 0.01
+    ks_min_statistic: float = 0.1
+    recall_alpha: float = 0.05
+    recall_window: int = 200
+    min_class_support: int = 10
+
+    def __post_init__(self) -> None:
+        if not (0 < self.psi_warning <= self.psi_alert) or not math.isfinite(self.psi_alert):
+            raise ValueError(
+                f"need 0 < psi_warning <= psi_alert, got {self.psi_warning}, {self.psi_alert}"
+            )
+        if self.psi_bins < 2:
+            raise ValueError(f"psi_bins must be >= 2, got {self.psi_bins}")
+        for name in ("ks_alpha", "recall_alpha"):
+            if not (0 < getattr(self, name) < 1):
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not (0 <= self.ks_min_statistic <= 1):
+            raise ValueError(f"ks_min_statistic must be in [0, 1], got {self.ks_min_statistic}")
+        if self.recall_window < 1:
+            raise ValueError(f"recall_window must be >= 1, got {self.recall_window}")
+        if self.min_class_support < 1:
+            raise ValueError(f"min_class_support must be >= 1, got {self.min_class_support}")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One monitoring finding, for the report."""
+
+    kind: Literal["drift", "recall"]
+    severity: Literal["warning", "alert"]
+    subject: str
+    value: float
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature summary between the reference and the live sample."""
+
+    feature: str
+    psi: float
+    ks_statistic: float
+    ks_p_value: float
+    ks_p_adjusted: float
+
+
+@dataclass(frozen=True)
+class ClassRecall:
+    """Recall of one class in one live window against its reference recall."""
+
+    window: int
+    start: int
+    end: int
+    label: int
+    support: int
+    recall: float
+    reference_recall: float
+    p_value: float
+    p_adjusted: float
+    alert: bool
+
+
+@dataclass(frozen=True)
+class MonitoringReport:
+    """Everything monitoring measured, and the alerts it raised."""
+
+    drift: tuple[FeatureDrift, ...]
+    recall: tuple[ClassRecall, ...]
+    alerts: tuple[Alert, ...]
+
+
+def input_drift(
+    reference: Mapping[str, Sequence[float]],
+    live: Mapping[str, Sequence[float]],
+    thresholds: MonitoringThresholds | None = None,
+) -> tuple[FeatureDrift, ...]:
+    """PSI and Holm-corrected KS for every feature summary.
+
+    >>> ref = {"mean": [i / 100 for i in range(100)]}
+    >>> d, = input_drift(ref, {"mean": [i / 100 + 0.5 for i in range(100)]})
+    >>> d.ks_statistic, d.psi > 0.25
+    (0.5, True)
+    """
+    t = thresholds or MonitoringThresholds()
+    if not reference:
+        raise ValueError("no feature summaries to compare")
+    if set(reference) != set(live):
+        raise ValueError(
+            f"reference and live summaries differ: {sorted(set(reference) ^ set(live))}"
+        )
+    names = sorted(reference)
+    psis = [population_stability_index(reference[n], live[n], bins=t.psi_bins) for n in names]
+    ks = [ks_two_sample(reference[n], live[n]) for n in names]
+    adjusted = holm([r.p_value for r in ks], alpha=t.ks_alpha).adjusted
+    return tuple(
+        FeatureDrift(n, psi, r.statistic, r.p_value, adj)
+        for n, psi, r, adj in zip(names, psis, ks, adjusted, strict=True)
+    )
+
+
+def _labels(name: str, values: Sequence[int], num_classes: int) -> list[int]:
+    out = [int(v) for v in values]
+    if any(v != w for v, w in zip(out, values, strict=True)):
+        raise ValueError(f"{name} must hold integer class labels")
+    bad = [v for v in out if not (0 <= v < num_classes)]
+    if bad:
+        raise ValueError(f"{name} has labels outside [0, {num_classes}): {sorted(set(bad))[:5]}")
+    return out
+
+
+def recall_windows(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    *,
+    reference_true: Sequence[int],
+    reference_pred: Sequence[int],
+    num_classes: int,
+    thresholds: MonitoringThresholds | None = None,
+) -> tuple[ClassRecall, ...]:
+    """Per-class recall in consecutive live windows, tested against the reference recall.
+
+    The reference (e.g. the validation set) gives each class's misses out of
+    its support; in each window a class with at least ``min_class_support``
+    requests is tested one-sidedly for a higher miss rate (eq-two-proportion-z),
+    and the window's p-values are Holm-corrected (eq-holm). A trailing partial
+    window is analysed if it holds at least half a window.
+
+    >>> ref_t = [0] * 100 + [1] * 100
+    >>> ref_p = [0] * 95 + [1] * 5 + [1] * 95 + [0] * 5
+    >>> live_t, live_p = [0] * 50 + [1] * 50, [0] * 48 + [1] * 2 + [0] * 25 + [1] * 25
+    >>> rows = recall_windows(live_t, live_p, reference_true=ref_t, reference_pred=ref_p,
+    ...                       num_classes=2, thresholds=MonitoringThresholds(recall_window=100))
+    >>> [(r.label, r.recall, r.alert) for r in rows]
+    [(0, 0.96, False), (1, 0.5, True)]
+    """
+    t = thresholds or MonitoringThresholds()
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels, y_pred {len(y_pred)}")
+    if len(reference_true) != len(reference_pred):
+        raise ValueError(
+            f"reference_true has {len(reference_true)} labels, reference_pred {len(reference_pred)}"
+        )
+    yt = _labels("y_true", y_true, num_classes)
+    yp = _labels("y_pred", y_pred, num_classes)
+    rt = _labels("reference_true", reference_true, num_classes)
+    rp = _labels("reference_pred", reference_pred, num_classes)
+    ref_support = [0] * num_classes
+    ref_misses = [0] * num_classes
+    for a, b in zip(rt, rp, strict=True):
+        ref_support[a] += 1
+        ref_misses[a] += a != b
+    rows: list[ClassRecall] = []
+    w = t.recall_window
+    for k, start in enumerate(range(0, len(yt), w)):
+        end = min(start + w, len(yt))
+        if end - start < max(1, w // 2):
+            break
+        support = [0] * num_classes
+        misses = [0] * num_classes
+        for a, b in zip(yt[start:end], yp[start:end], strict=True):
+            support[a] += 1
+            misses[a] += a != b
+        tested = [
+            c for c in range(num_classes) if support[c] >= t.min_class_support and ref_support[c]
+        ]
+        if not tested:
+            continue
+        p = [
+            float(two_proportion_z_test(misses[c], support[c], ref_misses[c], ref_support[c]))
+            for c in tested
+        ]
+        h = holm(p, alpha=t.recall_alpha)
+        for c, pv, adj, rej in zip(tested, p, h.adjusted, h.reject, strict=True):
+            rows.append(
+                ClassRecall(
+                    window=k,
+                    start=start,
+                    end=end,
+                    label=c,
+                    support=support[c],
+                    recall=1 - misses[c] / support[c],
+                    reference_recall=1 - ref_misses[c] / ref_support[c],
+                    p_value=pv,
+                    p_adjusted=adj,
+                    alert=rej,
+                )
+            )
+    return tuple(rows)
+
+
+def _alerts(
+    drift: Sequence[FeatureDrift], recall: Sequence[ClassRecall], t: MonitoringThresholds
+) -> tuple[Alert, ...]:
+    out: list[Alert] = []
+    for d in drift:
+        if d.psi >= t.psi_warning:
+            severe = d.psi >= t.psi_alert
+            out.append(
+                Alert(
+                    "drift",
+                    "alert" if severe else "warning",
+                    d.feature,
+                    d.psi,
+                    t.psi_alert if severe else t.psi_warning,
+                    f"PSI of {d.feature!r} is {d.psi:.3f} "
+                    f"(>= {t.psi_alert if severe else t.psi_warning:g})",
+                )
+            )
+        if d.ks_p_adjusted <= t.ks_alpha and d.ks_statistic >= t.ks_min_statistic:
+            out.append(
+                Alert(
+                    "drift",
+                    "alert",
+                    d.feature,
+                    d.ks_statistic,
+                    t.ks_min_statistic,
+                    f"KS distance of {d.feature!r} is {d.ks_statistic:.3f}, "
+                    f"Holm-adjusted p = {d.ks_p_adjusted:.2g} <= {t.ks_alpha:g}",
+                )
+            )
+    for r in recall:
+        if r.alert:
+            out.append(
+                Alert(
+                    "recall",
+                    "alert",
+                    f"class {r.label}",
+                    r.recall,
+                    r.reference_recall,
+                    f"recall of class {r.label} in window {r.window} (requests {r.start}-"
+                    f"{r.end - 1}) is {r.recall:.3f} vs {r.reference_recall:.3f} on the "
+                    f"reference, Holm-adjusted p = {r.p_adjusted:.2g} <= {t.recall_alpha:g}",
+                )
+            )
+    return tuple(out)
+
+
+def monitor(
+    *,
+    reference_summaries: Mapping[str, Sequence[float]],
+    live_summaries: Mapping[str, Sequence[float]],
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    reference_true: Sequence[int],
+    reference_pred: Sequence[int],
+    num_classes: int,
+    thresholds: MonitoringThresholds | None = None,
+) -> MonitoringReport:
+    """Drift, recall windows and the alerts they raise, in one report."""
+    t = thresholds or MonitoringThresholds()
+    drift = input_drift(reference_summaries, live_summaries, t)
+    recall = recall_windows(
+        y_true,
+        y_pred,
+        reference_true=reference_true,
+        reference_pred=reference_pred,
+        num_classes=num_classes,
+        thresholds=t,
+    )
+    return MonitoringReport(drift, recall, _alerts(drift, recall, t))
