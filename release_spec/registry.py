@@ -41,7 +41,7 @@ Keras is imported only inside :func:`safe_load_model` and
 :meth:`ModelStore.save_model`; the rest of the module is standard library.
 
 Example:
-    >>> import tempfile, zipfile
+    >>> import shutil, tempfile, zipfile
     >>> from pathlib import Path
     >>> tmp = Path(tempfile.mkdtemp())
     >>> with zipfile.ZipFile(tmp / "m.keras", "w") as z:
@@ -56,6 +56,7 @@ Example:
     'v0001'
     >>> store.verify().ok
     True
+    >>> shutil.rmtree(tmp)
 """
 
 from __future__ import annotations
@@ -79,10 +80,9 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -179,16 +179,40 @@ class StaleLockWarning(UserWarning):
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """One registered version, as recorded in its manifest."""
+    """One registered version, as recorded in its manifest.
+
+    Attributes:
+        version: The version name (``v0001``, ...).
+        sha256: Digest of the stored ``model.keras``.
+        created: Registration time, ISO 8601 UTC.
+        parent: The version it was derived from, if any.
+        metrics: Figures recorded at registration.
+        data_hashes: Digests of the data it was trained and judged on.
+        keras_version: The Keras version recorded in the file.
+        path: The stored ``model.keras`` (read it through :meth:`ModelStore.load_model`).
+    """
 
     version: str
     sha256: str
     created: str
     parent: str | None
-    metrics: Mapping[str, float]
-    data_hashes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    metrics: Mapping[str, float] = field(default_factory=dict, hash=False)
+    data_hashes: Mapping[str, str] = field(default_factory=dict, hash=False)
     keras_version: str = ""
     path: Path = Path()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the path as a string)."""
+        return {
+            "version": self.version,
+            "sha256": self.sha256,
+            "created": self.created,
+            "parent": self.parent,
+            "metrics": dict(self.metrics),
+            "data_hashes": dict(self.data_hashes),
+            "keras_version": self.keras_version,
+            "path": str(self.path),
+        }
 
 
 @dataclass(frozen=True)
@@ -325,6 +349,8 @@ def _check_version_name(version: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -527,8 +553,8 @@ class ModelStore:
             sha256=data["files"][MODEL_NAME]["sha256"],
             created=data["created"],
             parent=data["parent"],
-            metrics=MappingProxyType(dict(data["metrics"])),
-            data_hashes=MappingProxyType(dict(data["data_hashes"])),
+            metrics=dict(data["metrics"]),
+            data_hashes=dict(data["data_hashes"]),
             keras_version=data["keras_version"],
             path=self._versions_dir / version / MODEL_NAME,
         )
@@ -714,7 +740,10 @@ class ModelStore:
             # still present here belongs to a writer that did not finish.
             stale = _read_holder(fd)
             if stale is not None:
-                state = "alive" if _pid_alive(stale.pid) else "no longer running"
+                if stale.host != socket.gethostname():
+                    state = "on another host"
+                else:
+                    state = "alive" if _pid_alive(stale.pid) else "no longer running"
                 warnings.warn(
                     StaleLockWarning(
                         f"took over the stale lock {lock_path} of {stale.describe()} "
@@ -724,7 +753,7 @@ class ModelStore:
                 )
             me = LockHolder(pid=os.getpid(), host=socket.gethostname(), since=_now())
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(me.__dict__).encode(), 0)
+            os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
             os.fsync(fd)
             try:
                 self._clean_leftovers()
@@ -960,13 +989,17 @@ class ModelStore:
 
         Raises:
             IntegrityError: The archive is tampered with or damaged.
-            StoreError: ``root`` is not empty and ``overwrite`` is false, or the
-                archive holds unexpected members.
+            StoreError: No such archive; ``root`` is not empty and ``overwrite``
+                is false (or it is not a store); the archive holds unexpected members.
         """
         archive, root = Path(archive), Path(root)
+        if not archive.is_file():
+            raise StoreError(f"{archive}: no such backup archive")
         occupied = root.exists() and any(root.iterdir())
         if occupied and not overwrite:
             raise StoreError(f"refusing to restore into non-empty {root} (pass overwrite=True)")
+        # Only a store may be overwritten: refuse before unpacking anything.
+        old = cls(root) if occupied else None
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = root.parent / f".{root.name}.restore-{secrets.token_hex(6)}"
         try:
@@ -976,12 +1009,11 @@ class ModelStore:
                 raise IntegrityError(
                     f"{archive}: refusing to restore, " + "; ".join(report.problems)
                 )
-            if not occupied:
+            if old is None:
                 if root.exists():
                     root.rmdir()
                 os.rename(staging, root)
             else:
-                old = cls(root)
                 with old._writer():
                     retired = root.parent / f".{root.name}.replaced-{secrets.token_hex(6)}"
                     os.rename(root, retired)

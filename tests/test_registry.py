@@ -116,6 +116,20 @@ def test_register_list_promote_load_round_trip(
     np.testing.assert_array_equal(older.predict(model_files["x"], verbose=0), model_files["a_pred"])
 
 
+def test_version_info_is_hashable_and_json_ready(
+    store: ModelStore, model_files: dict[str, Any]
+) -> None:
+    info = store.register(model_files["a"], metrics={"accuracy": 0.9}, data_hashes={"t": "00"})
+    assert {info, store.info("v0001")} == {info}
+    as_json = json.loads(json.dumps(info.to_dict()))
+    assert as_json == {
+        **dataclasses.asdict(info),
+        "path": str(store.root / "versions" / "v0001" / "model.keras"),
+    }
+    assert as_json["metrics"] == {"accuracy": 0.9}
+    assert as_json["sha256"] == hashlib.sha256(model_files["a"].read_bytes()).hexdigest()
+
+
 def test_manifest_records_every_field(store: ModelStore, model_files: dict[str, Any]) -> None:
     info = store.register(model_files["a"], version="base", metrics={"f1": 0.5}, data_hashes={})
     manifest = json.loads((store.root / "versions" / "base" / "manifest.json").read_text())
@@ -199,6 +213,25 @@ def test_promoting_the_production_version_changes_nothing(
         store.promote("v0009")
 
 
+def test_bytes_changed_after_verification_are_never_loaded(
+    store: ModelStore, model_files: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = store.register(model_files["a"])
+    verified = ModelStore._verified
+
+    def verify_then_tamper(self: ModelStore, version: str) -> Any:
+        result = verified(self, version)
+        _flip_byte(info.path, 300)  # the file changes between the check and the load
+        return result
+
+    calls: list[object] = []
+    monkeypatch.setattr(ModelStore, "_verified", verify_then_tamper)
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(a))
+    with pytest.raises(IntegrityError, match=r"v0001/model\.keras: sha256 changed while loading"):
+        store.load_model("v0001")
+    assert calls == []
+
+
 def test_opening_a_directory_that_is_not_a_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is not a model store"):
         ModelStore(tmp_path)
@@ -250,6 +283,12 @@ def test_restore_refuses_a_non_empty_target_unless_told(
     other.register(model_files["b"], version="only-here")
     with pytest.raises(StoreError, match="refusing to restore into non-empty"):
         ModelStore.restore(archive, other.root)
+    not_a_store = tmp_path / "documents"
+    not_a_store.mkdir()
+    (not_a_store / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreError, match="is not a model store"):
+        ModelStore.restore(archive, not_a_store, overwrite=True)
+    assert [p.name for p in not_a_store.iterdir()] == ["notes.txt"]
     assert [v.version for v in other.versions()] == ["only-here"]
     replaced = ModelStore.restore(archive, other.root, overwrite=True)
     assert [v.version for v in replaced.versions()] == ["v0001"]
@@ -330,6 +369,9 @@ def test_restore_refuses_foreign_archive_members(store: ModelStore, tmp_path: Pa
     truncated.write_bytes(good.read_bytes()[:40])
     with pytest.raises(IntegrityError, match="unreadable backup archive"):
         ModelStore.restore(truncated, tmp_path / "restored")
+    with pytest.raises(StoreError, match="no such backup archive"):
+        ModelStore.restore(tmp_path / "missing.tar.gz", tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()
 
 
 def test_backup_of_a_damaged_store_is_refused(
