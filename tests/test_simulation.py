@@ -1,0 +1,154 @@
+"""The rollout simulator: schedules, draws, and agreement with the per-look judges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from statsmodels.stats.proportion import proportions_ztest
+
+from release_spec.simulation import (
+    draw_looks,
+    monte_carlo_bound,
+    random_share_schedule,
+    simulate,
+)
+from release_spec.statistics import SequentialErrorRateTest
+
+
+def test_monte_carlo_bound_value() -> None:
+    assert monte_carlo_bound(0.05, 2000) == pytest.approx(0.05 + 3 * np.sqrt(0.0475 / 2000))
+    with pytest.raises(ValueError, match="runs"):
+        monte_carlo_bound(0.05, 0)
+
+
+def test_random_share_schedule_is_piecewise_constant_in_range() -> None:
+    rng = np.random.default_rng(0)
+    s = random_share_schedule(rng, 300, 50, low=0.01, high=0.5, max_steps=4)
+    assert s.shape == (300, 50)
+    assert s.min() >= 0.01
+    assert s.max() <= 0.5
+    changes = (np.diff(s, axis=1) != 0).sum(axis=1)
+    assert changes.max() <= 3
+    assert changes.min() == 0
+    assert np.array_equal(s, random_share_schedule(np.random.default_rng(0), 300, 50, max_steps=4))
+
+
+def test_draw_looks_routes_by_share() -> None:
+    rng = np.random.default_rng(1)
+    shares = np.full((200, 30), 0.05)
+    d = draw_looks(rng, shares, baseline_error=0.1, canary_error=0.3, canary_per_look=40)
+    total = d.canary_requests + d.baseline_requests
+    assert np.all(total == 800)
+    assert np.all(d.canary_errors <= d.canary_requests)
+    assert np.all(d.baseline_errors <= d.baseline_requests)
+    # Means over 6000 looks: sd of the canary fraction mean is about 0.0001.
+    assert d.canary_requests.sum() / total.sum() == pytest.approx(0.05, abs=0.001)
+    assert d.canary_errors.sum() / d.canary_requests.sum() == pytest.approx(0.3, abs=0.01)
+    assert d.baseline_errors.sum() / d.baseline_requests.sum() == pytest.approx(0.1, abs=0.005)
+
+
+def test_sequential_run_matches_the_judge_look_by_look() -> None:
+    """The vectorised simulation stops exactly where SequentialErrorRateTest rejects."""
+    sim_args = {
+        "runs": 40,
+        "baseline_error": 0.02,
+        "canary_error": 0.05,
+        "canary_per_look": 20,
+        "looks": 60,
+        "seed": 3,
+    }
+    rng = np.random.default_rng(9)
+    shares = random_share_schedule(rng, 40, 60)
+    sim = simulate(shares=shares, **sim_args)  # type: ignore[arg-type]
+    looks = draw_looks(
+        np.random.default_rng(3), shares, baseline_error=0.02, canary_error=0.05, canary_per_look=20
+    )
+    for r in range(40):
+        test = SequentialErrorRateTest(0.05)
+        first = -1
+        for i in range(60):
+            test.update(
+                canary_errors=int(looks.canary_errors[r, i]),
+                canary_requests=int(looks.canary_requests[r, i]),
+                baseline_errors=int(looks.baseline_errors[r, i]),
+                baseline_requests=int(looks.baseline_requests[r, i]),
+            )
+            if test.decision == "reject":
+                first = i
+                break
+        assert sim.sequential.rejected_at[r] == first
+        if first >= 0:
+            assert sim.sequential.exposure[r] == looks.canary_requests[r, : first + 1].sum()
+    assert (sim.sequential.rejected_at >= 0).sum() > 10
+
+
+def test_naive_run_matches_statsmodels_at_every_look() -> None:
+    sim = simulate(
+        runs=20,
+        baseline_error=0.05,
+        canary_error=0.05,
+        shares=0.2,
+        canary_per_look=30,
+        looks=40,
+        seed=4,
+    )
+    looks = draw_looks(
+        np.random.default_rng(4),
+        np.full((20, 40), 0.2),
+        baseline_error=0.05,
+        canary_error=0.05,
+        canary_per_look=30,
+    )
+    for r in range(20):
+        first = -1
+        cum = [np.cumsum(a[r]) for a in (looks.canary_errors, looks.canary_requests)]
+        cum += [np.cumsum(a[r]) for a in (looks.baseline_errors, looks.baseline_requests)]
+        for i in range(40):
+            count = [cum[0][i], cum[2][i]]
+            if sum(count) == 0:
+                continue
+            _, p = proportions_ztest(count, [cum[1][i], cum[3][i]], alternative="larger")
+            if p <= 0.05:
+                first = i
+                break
+        assert sim.naive.rejected_at[r] == first
+
+
+def test_exposure_is_horizon_when_never_rolled_back() -> None:
+    sim = simulate(
+        runs=50,
+        baseline_error=0.0,
+        canary_error=0.0,
+        shares=0.1,
+        canary_per_look=10,
+        looks=5,
+        seed=0,
+    )
+    assert sim.sequential.rollback_rate == 0.0
+    assert sim.naive.rollback_rate == 0.0
+    assert sim.sequential.rolled_back_within(10**9) == 0.0
+    assert np.all(sim.sequential.exposure > 0)
+    assert sim.max_canary_requests == 50
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"shares": 0.0, "looks": 3}, "shares must lie"),
+        ({"shares": 0.1}, "looks must be"),
+        ({"shares": np.full((2, 3), 0.1), "looks": 3}, "rows"),
+        ({"shares": 0.1, "looks": 3, "canary_per_look": 0}, "canary_per_look"),
+        ({"shares": 0.1, "looks": 3, "canary_error": 1.5}, "canary_error"),
+        ({"shares": 0.1, "looks": 3, "alpha": 1.0}, "alpha"),
+    ],
+)
+def test_simulate_rejects_bad_arguments(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {
+        "runs": 4,
+        "baseline_error": 0.1,
+        "canary_error": 0.1,
+        "canary_per_look": 10,
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        simulate(**args)  # type: ignore[arg-type]
