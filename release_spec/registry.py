@@ -511,7 +511,7 @@ class ModelStore:
             if not create:
                 raise StoreError(f"{self.root} is not a model store (no {MARKER_NAME})")
             self.root.mkdir(parents=True, exist_ok=True)
-            if any(p.name != LOCK_NAME for p in self.root.iterdir()):
+            if any(not _creation_debris(p) for p in self.root.iterdir()):
                 raise StoreError(f"refusing to create a model store in non-empty {self.root}")
             (self.root / VERSIONS_DIR).mkdir(exist_ok=True)
             body = {"format": _STORE_FORMAT, "format_version": FORMAT_VERSION, "created": _now()}
@@ -1023,6 +1023,13 @@ class ModelStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(root)
+
+
+def _creation_debris(path: Path) -> bool:
+    """What an interrupted store creation leaves behind (safe to create over)."""
+    if path.name == VERSIONS_DIR:
+        return path.is_dir() and not any(path.iterdir())
+    return path.name == LOCK_NAME or path.name.startswith(f".{MARKER_NAME}.")
 
 
 def _read_holder(fd: int) -> LockHolder | None:

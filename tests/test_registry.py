@@ -235,9 +235,14 @@ def test_bytes_changed_after_verification_are_never_loaded(
 def test_opening_a_directory_that_is_not_a_store(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is not a model store"):
         ModelStore(tmp_path)
-    (tmp_path / "precious.txt").write_text("x")
+    (tmp_path / "versions").mkdir()  # debris of an interrupted creation
+    assert ModelStore(tmp_path, create=True).versions() == []
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "precious.txt").write_text("x")
     with pytest.raises(StoreError, match="non-empty"):
-        ModelStore(tmp_path, create=True)
+        ModelStore(other, create=True)
+    assert [p.name for p in other.iterdir()] == ["precious.txt"]
 
 
 # ------------------------------------------------------------------ backup and restore
