@@ -399,7 +399,12 @@ def test_real_judge_completes_without_regression() -> None:
 
 
 def test_forecast_warns_when_bake_is_too_short() -> None:
-    fc = forecast_steps(default_rollout_plan(), baseline_error=0.02, regression=0.02)
+    assert all(
+        f.warning is None
+        for f in forecast_steps(default_rollout_plan(), baseline_error=0.02, regression=0.02)
+    )
+    quiet = replace(default_rollout_plan(), requests_per_minute=1000.0)
+    fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
     assert [f.share for f in fc] == [1.0, 5.0, 25.0, 50.0]
     # 1 % of 1000 requests/min for 60 min = 600 canary requests, fewer than needed.
     assert fc[0].expected_canary_requests == pytest.approx(600)
@@ -409,7 +414,9 @@ def test_forecast_warns_when_bake_is_too_short() -> None:
     minutes = math.ceil(needed.canary_requests / 10)
     assert f"bake at least {minutes} min" in fc[0].warning
     assert fc[1].required_canary_requests == 774
-    assert fc[1].warning is None
+    # 5 % for 30 min = 1500: enough for the effect, not for the step's own minimum of 2000.
+    assert fc[1].warning is not None
+    assert "minimum 2000" in fc[1].warning
 
 
 def test_forecast_warns_when_bake_is_below_the_step_minimum() -> None:
