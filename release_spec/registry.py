@@ -246,6 +246,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# --8<-- [start:atomic_write]
 def _atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix."""
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -261,6 +262,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+# --8<-- [end:atomic_write]
 
 
 def _sha256_file(path: Path) -> tuple[str, int]:
@@ -425,6 +429,7 @@ def _forbidden_in_config(node: Any, where: str = "config") -> list[str]:
     return found
 
 
+# --8<-- [start:check_model_file]
 def check_model_file(path: Path | str) -> str:
     """Refuse anything but a plain Keras v3 ``.keras`` zip, without importing Keras.
 
@@ -464,6 +469,9 @@ def check_model_file(path: Path | str) -> str:
     if not isinstance(keras_version, str):
         raise UnsafeModelError(f"{path}: metadata.json has no keras_version")
     return keras_version
+
+
+# --8<-- [end:check_model_file]
 
 
 def safe_load_model(path: Path | str) -> Any:
@@ -724,6 +732,7 @@ class ModelStore:
 
     # ------------------------------------------------------------------ writing
 
+    # --8<-- [start:writer_lock]
     @contextlib.contextmanager
     def _writer(self) -> Iterator[None]:
         """Hold the exclusive writer lock; clean up after crashed writers."""
@@ -763,6 +772,8 @@ class ModelStore:
         finally:
             os.close(fd)
 
+    # --8<-- [end:writer_lock]
+
     def _clean_leftovers(self) -> None:
         for path in self._versions_dir.glob(f"{INCOMING_PREFIX}*"):
             shutil.rmtree(path, ignore_errors=True)
@@ -776,6 +787,7 @@ class ModelStore:
         ]
         return f"v{max(numbers, default=0) + 1:04d}"
 
+    # --8<-- [start:register]
     def register(
         self,
         model_file: Path | str,
@@ -853,6 +865,8 @@ class ModelStore:
             os.rename(incoming, target)
             _fsync_dir(self._versions_dir)
             return self._info(name)
+
+    # --8<-- [end:register]
 
     def save_model(
         self,
