@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from release_spec.rollout import Outcome, RolloutController, RolloutPlan, RolloutState
 from release_spec.statistics import sequential_log_evidence, two_proportion_z_test
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "monte_carlo_bound",
     "random_share_schedule",
     "simulate",
+    "simulate_rollout",
 ]
 
 Method = Literal["sequential", "naive"]
@@ -280,3 +282,49 @@ def simulate(
         sequential=_judge("sequential", drawn, alpha),
         naive=_judge("naive", drawn, alpha),
     )
+
+
+def simulate_rollout(
+    plan: RolloutPlan,
+    *,
+    baseline_error: float,
+    canary_error: float,
+    batch_requests: int = 2_000,
+    max_requests: int = 2_000_000,
+    latency_ms: float = 20.0,
+    seed: int = 0,
+) -> RolloutState:
+    """Drive one :class:`~release_spec.rollout.RolloutController` request by request.
+
+    Request ids ``r0, r1, ...`` are routed by the controller's hash; each request
+    errs with its arm's rate and takes an exponentially distributed latency with
+    mean ``latency_ms``. After every batch the controller looks, and a pending
+    promotion is applied at once. Stops when the rollout is aborted or complete,
+    or after ``max_requests`` (a holding step may never decide).
+
+    Example:
+        >>> from release_spec.rollout import default_rollout_plan
+        >>> s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.06)
+        >>> s.status, s.production, s.canary_share
+        ('aborted', 'production', 0.0)
+    """
+    for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
+        if not (0 <= p <= 1):
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    if batch_requests < 1 or max_requests < 1:
+        raise ValueError(f"batch_requests and max_requests must be >= 1, got {batch_requests}")
+    rng = np.random.default_rng(seed)
+    ctl = RolloutController(plan, production="production")
+    ctl.start("candidate")
+    n = 0
+    while ctl.state.status not in ("aborted", "completed") and n < max_requests:
+        arms = [ctl.route(f"r{i}") for i in range(n, n + batch_requests)]
+        u = rng.random(batch_requests)
+        lat = rng.exponential(latency_ms, batch_requests)
+        ctl.observe(
+            Outcome(a, bool(x < (canary_error if a == "canary" else baseline_error)), float(t))
+            for a, x, t in zip(arms, u, lat, strict=True)
+        )
+        ctl.promote()
+        n += batch_requests
+    return ctl.state

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from statsmodels.stats.proportion import proportions_ztest
 
+from release_spec.rollout import default_rollout_plan
 from release_spec.simulation import (
     draw_looks,
     monte_carlo_bound,
     random_share_schedule,
     simulate,
+    simulate_rollout,
 )
 from release_spec.statistics import SequentialErrorRateTest
 
@@ -152,3 +154,31 @@ def test_simulate_rejects_bad_arguments(kwargs: dict[str, object], message: str)
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         simulate(**args)  # type: ignore[arg-type]
+
+
+def test_simulate_rollout_walks_the_default_plan_when_healthy() -> None:
+    s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.02, seed=1)
+    assert s.status == "completed"
+    assert s.production == "candidate"
+    assert [e.kind for e in s.events if e.kind in ("promote", "complete")] == [
+        "promote",
+        "promote",
+        "promote",
+        "complete",
+    ]
+    shares = [r.share for r in s.history]
+    assert shares == sorted(shares)
+    assert set(shares) == {1.0, 5.0, 25.0, 50.0}
+    p = [r.p_value for r in s.history]
+    assert all(a >= b for a, b in zip(p, p[1:], strict=False))
+
+
+def test_simulate_rollout_rolls_back_a_regression_early() -> None:
+    s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.04, seed=1)
+    assert s.status == "aborted"
+    assert s.production == "production"
+    assert s.canary_share == 0.0
+    abort = s.events[-1]
+    assert abort.kind == "abort"
+    assert abort.p_value <= 0.05
+    assert abort.counts.canary_requests < 2500
