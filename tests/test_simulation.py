@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from statsmodels.stats.proportion import proportions_ztest
@@ -170,7 +172,7 @@ def test_simulate_rollout_walks_the_default_plan_when_healthy() -> None:
     assert shares == sorted(shares)
     assert set(shares) == {1.0, 5.0, 25.0, 50.0}
     p = [r.p_value for r in s.history]
-    assert all(a >= b for a, b in zip(p, p[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(p))
 
 
 def test_simulate_rollout_rolls_back_a_regression_early() -> None:
