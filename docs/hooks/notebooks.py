@@ -8,9 +8,16 @@ file under ``release_spec/``, the Python version and the versions of the
 packages the notebooks import — so any such change re-executes every notebook.
 Directories of other digests are deleted after a successful build.
 
-nbconvert's template also emits ``<script src="...">`` for MathJax (a CDN URL,
-or an empty ``src`` when ``custom_mathjax_url`` is unset). The site renders
-math with the vendored KaTeX instead, so that block is removed from each page.
+Each rendered notebook page is also trimmed:
+
+* nbconvert's template emits ``<script src="...">`` for MathJax (a CDN URL, or
+  an empty ``src`` when ``custom_mathjax_url`` is unset) and a loader that
+  imports Mermaid from a CDN when a diagram is present. The site renders math
+  with the vendored KaTeX and has no Mermaid cells, so both are removed.
+* mkdocs-jupyter inlines its 575 kB JupyterLab stylesheet into every notebook
+  page. It is served once instead, as ``assets/jupyter/index.css`` (copied from
+  the installed plugin), and linked from each notebook page; the search
+  indexer no longer parses it on every build.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+import mkdocs_jupyter
+from mkdocs.structure.files import File, Files
+from mkdocs.utils import get_relative_url
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = ROOT / ".cache" / "mkdocs-jupyter"
@@ -39,6 +50,17 @@ PACKAGES = (
     "mkdocs-jupyter",
 )
 _MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.DOTALL)
+_MERMAID = re.compile(
+    r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?</script>',
+    re.DOTALL,
+)
+_JUPYTER_CSS = re.compile(
+    r'<style[^>]*>\s*@charset "UTF-8";\.jupyter-wrapper\{.*?</style>', re.DOTALL
+)
+# mkdocs-jupyter 0.26 appends the repr of a Python list of CSS strings as a style block.
+_LIST_CSS = re.compile(r"<style>\s*\['.*?'\]\s*</style>", re.DOTALL)
+JUPYTER_CSS_SRC = Path(mkdocs_jupyter.__file__).parent / "templates/mkdocs_html/assets/index.css"
+JUPYTER_CSS_URI = "assets/jupyter/index.css"
 
 _key: str | None = None
 
@@ -68,10 +90,21 @@ def on_config(config: Any) -> Any:
     return config
 
 
-def on_post_page(output: str, page: Any, config: Any) -> str:
-    if page.file.src_uri.endswith(".ipynb"):
-        return _MATHJAX.sub("", output)
-    return output
+def on_files(files: Files, config: Any) -> Files:
+    files.append(File.generated(config, JUPYTER_CSS_URI, abs_src_path=str(JUPYTER_CSS_SRC)))
+    return files
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
+    if not page.file.src_uri.endswith(".ipynb"):
+        return html
+    href = get_relative_url(JUPYTER_CSS_URI, page.url)
+    html, found = _JUPYTER_CSS.subn(f'<link rel="stylesheet" href="{href}">', html, count=1)
+    if not found:
+        raise ValueError(f"{page.file.src_uri}: mkdocs-jupyter's inlined stylesheet not found")
+    for pattern in (_MATHJAX, _MERMAID, _LIST_CSS):
+        html = pattern.sub("", html)
+    return html
 
 
 def on_post_build(config: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import Files
 
-from release_spec.spec_index import Implementation, SpecTest, implementations, spec_tests
+from release_spec.spec_index import KINDS, Implementation, SpecTest, implementations, spec_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 ANCHOR = re.compile(r"^#{1,6} .*\{[^}\n]*#(eq-[a-z0-9]+(?:-[a-z0-9]+)*)[^}\n]*\}\s*$", re.MULTILINE)
@@ -89,6 +89,12 @@ def _impl_ref(impl: Implementation) -> str:
     return f"[`{impl.module}.{impl.qualname}`][{impl.module}.{impl.qualname}]"
 
 
+def _order(t: SpecTest) -> tuple[int, str, int]:
+    """Parity first, then properties, then error handling; by file and line within."""
+    kind = KINDS.index(t.kind) if t.kind in KINDS else len(KINDS)
+    return kind, _rel(t.path), t.line
+
+
 def _test_line(t: SpecTest) -> str:
     where = _rel(t.path)
     return f"**{t.kind}** — `{where}::{t.qualname.replace('.', '::')}` (`{where}:{t.line}`)"
@@ -96,7 +102,7 @@ def _test_line(t: SpecTest) -> str:
 
 def verified_by(eq: str) -> str:
     impls = _index.impls.get(eq, [])
-    tests = sorted(_index.tests.get(eq, []), key=lambda t: (t.kind, _rel(t.path), t.line))
+    tests = sorted(_index.tests.get(eq, []), key=_order)
     lines = [f'!!! success "Verified by — {len(tests)} tests for `{eq}` (generated)"', ""]
     lines.append("    Implemented by " + ", ".join(_impl_ref(i) for i in impls) + ".")
     lines.append("")
@@ -112,11 +118,10 @@ def coverage_table(page_uri: str) -> str:
         shown = "<br>".join(f"[{p}]({_link(page_uri, p, eq)})" for p in pages) or "*not on a page*"
         impl = "<br>".join(_impl_ref(i) for i in _index.impls.get(eq, [])) or "**none**"
         tests = _index.tests.get(eq, [])
-        counts = {k: sum(t.kind == k for t in tests) for k in ("parity", "property", "errors")}
+        counts = {k: sum(t.kind == k for t in tests) for k in KINDS}
         summary = " · ".join(f"{n} {k}" for k, n in counts.items() if n) or "**none**"
         names = "<br>".join(
-            f"`{t.qualname}` ({_rel(t.path)}:{t.line})"
-            for t in sorted(tests, key=lambda t: (t.kind, _rel(t.path), t.line))
+            f"`{t.qualname}` ({_rel(t.path)}:{t.line})" for t in sorted(tests, key=_order)
         )
         rows.append(f"| `{eq}` | {shown} | {impl} | {summary} | {names} |")
     n_tests = sum(len(v) for v in _index.tests.values())
