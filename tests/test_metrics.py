@@ -241,6 +241,22 @@ def test_confusion_matrix_streaming_equals_one_pass(data: tuple, cuts: list, fix
     assert cm.accuracy() == accuracy(t, p)
 
 
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled(), st.integers(1, 40))
+def test_confusion_matrix_streaming_grows_with_later_labels(data: tuple, cut: int) -> None:
+    # Sorted by label, so later batches bring larger labels: the inferred
+    # matrix must grow and keep the counts of the earlier batches.
+    t, p, _ = data
+    order = np.argsort(np.maximum(t, p), kind="stable")
+    t, p = t[order], p[order]
+    cut = min(cut, len(t))
+    cm = ConfusionMatrix()
+    cm.update(t[:cut], p[:cut])
+    if cut < len(t):
+        cm.update(t[cut:], p[cut:])
+    np.testing.assert_array_equal(cm.counts, confusion_matrix(t, p))
+
+
 # -- eq-accuracy ---------------------------------------------------------------
 
 
