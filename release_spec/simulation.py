@@ -27,11 +27,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from release_spec.rollout import Outcome, RolloutController, RolloutPlan, RolloutState
-from release_spec.statistics import sequential_log_evidence, two_proportion_z_test
+from release_spec.statistics import (
+    fixed_horizon_sample_size,
+    sequential_log_evidence,
+    two_proportion_z_test,
+)
 
 __all__ = [
+    "Comparison",
     "JudgeRun",
     "Simulation",
+    "compare_judges",
     "draw_looks",
     "monte_carlo_bound",
     "random_share_schedule",
@@ -328,3 +334,95 @@ def simulate_rollout(
         ctl.promote()
         n += batch_requests
     return ctl.state
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Both judges with and without a regression, and the fixed-horizon yardstick."""
+
+    alpha: float
+    share: float
+    null: Simulation
+    regression: Simulation
+    fixed_horizon: int
+
+    def lines(self) -> list[str]:
+        """A plain-text table for the command line."""
+        n = self.null.sequential.runs
+        r = self.regression
+        head = (
+            f"{n} rollouts per case; canary share {self.share:g}; a look every "
+            f"~{r.canary_per_look} canary requests, {r.looks} looks "
+            f"(~{r.max_canary_requests} canary requests); alpha {self.alpha:g}"
+        )
+        out = [
+            head,
+            f"no regression: error rate {self.null.baseline_error:g} on both arms",
+            f"regression: {r.baseline_error:g} -> {r.canary_error:g}",
+            "",
+            f"{'judge':<12}{'false rollbacks':>17}{'detection':>11}{'median exposure':>17}",
+        ]
+        for method in ("sequential", "naive"):
+            fp: JudgeRun = getattr(self.null, method)
+            tp: JudgeRun = getattr(r, method)
+            out.append(
+                f"{method:<12}{fp.rollback_rate:>17.4f}{tp.rollback_rate:>11.4f}"
+                f"{tp.median_exposure:>17.0f}"
+            )
+        out += [
+            "",
+            f"false-rollback bound alpha + 3 s.e.: {monte_carlo_bound(self.alpha, n):.4f}",
+            f"fixed-horizon canary requests at 80% power (two-sided): {self.fixed_horizon}",
+        ]
+        return out
+
+
+def compare_judges(
+    *,
+    runs: int = 2000,
+    baseline_error: float = 0.02,
+    regression: float = 0.02,
+    share: float = 0.05,
+    canary_per_look: int = 25,
+    looks: int = 400,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Comparison:
+    """Simulate both judges without and with a regression of ``regression``.
+
+    Detection is the fraction of regressed rollouts rolled back within the
+    ``looks``; exposure is the canary requests served until then (see
+    :class:`JudgeRun`).
+
+    Example:
+        >>> c = compare_judges(runs=300, looks=100, seed=2)
+        >>> c.fixed_horizon, c.null.sequential.rollback_rate <= 0.05 < c.null.naive.rollback_rate
+        (774, True)
+    """
+    if not (0 < share < 1):
+        raise ValueError(f"share must be in (0, 1), got {share}")
+    if not (0 < baseline_error < 1):
+        raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
+    if not (0 < regression < 1 - baseline_error):
+        raise ValueError(
+            f"regression must be in (0, 1 - baseline_error), got {regression} "
+            f"with baseline_error {baseline_error}"
+        )
+
+    def run(canary_error: float, seed_offset: int) -> Simulation:
+        return simulate(
+            runs=runs,
+            baseline_error=baseline_error,
+            canary_error=canary_error,
+            shares=share,
+            canary_per_look=canary_per_look,
+            looks=looks,
+            alpha=alpha,
+            seed=seed + seed_offset,
+        )
+
+    null, bad = run(baseline_error, 0), run(baseline_error + regression, 1)
+    fixed = fixed_horizon_sample_size(
+        baseline_error, baseline_error + regression, alpha=alpha, power=0.8, share=share
+    )
+    return Comparison(alpha, share, null, bad, fixed.canary_requests)

@@ -10,6 +10,7 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from release_spec.rollout import default_rollout_plan
 from release_spec.simulation import (
+    compare_judges,
     draw_looks,
     monte_carlo_bound,
     random_share_schedule,
@@ -184,3 +185,16 @@ def test_simulate_rollout_rolls_back_a_regression_early() -> None:
     assert abort.kind == "abort"
     assert abort.p_value <= 0.05
     assert abort.counts.canary_requests < 2500
+
+
+def test_compare_judges_reports_both_judges() -> None:
+    c = compare_judges(runs=200, looks=80, seed=3)
+    assert c.fixed_horizon == 774
+    assert c.null.baseline_error == c.null.canary_error == 0.02
+    assert c.regression.canary_error == pytest.approx(0.04)
+    text = "\n".join(c.lines())
+    assert f"{c.null.naive.rollback_rate:.4f}" in text
+    assert f"{c.regression.sequential.median_exposure:.0f}" in text
+    assert "fixed-horizon canary requests at 80% power (two-sided): 774" in text
+    with pytest.raises(ValueError, match="share"):
+        compare_judges(share=1.0)
