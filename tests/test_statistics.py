@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
-from statsmodels.stats.proportion import proportions_ztest
+from scipy.integrate import quad
+from scipy.optimize import minimize_scalar
+from scipy.special import rel_entr
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import (
+    proportion_confint,
+    proportion_effectsize,
+    proportions_ztest,
+)
 
 from release_spec.statistics import (
+    ErrorRateConfidenceSequence,
+    SampleSize,
     SequentialErrorRateTest,
+    _tango_z,
+    bernoulli_confidence_sequence,
+    error_rate_difference_bounds,
+    fixed_horizon_sample_size,
+    holm,
+    ks_two_sample,
+    mcnemar_exact,
+    paired_noninferiority,
+    population_stability_index,
     sequential_log_evidence,
     two_proportion_z_test,
+    wilson_interval,
 )
 
 ALPHA = 0.05
@@ -99,7 +123,7 @@ def test_sequential_p_value_never_increases(data: list[tuple[int, int, int, int]
     previous = 1.0
     for x, mc, y, mb in data:
         test.update(canary_errors=x, canary_requests=mc, baseline_errors=y, baseline_requests=mb)
-        assert 0.0 < test.p_value <= previous
+        assert 0.0 <= test.p_value <= previous
         previous = test.p_value
 
 
@@ -260,6 +284,8 @@ def test_two_proportion_z_test_monotone_in_canary_errors(
 ) -> None:
     x, mc, y, mb = counts
     x2 = min(mc, x + more)
+    # All requests in error carry no evidence (p = 1 by convention): outside the property.
+    assume(x2 + y < mc + mb)
     assert (
         float(two_proportion_z_test(x2, mc, y, mb))
         <= float(two_proportion_z_test(x, mc, y, mb)) + 1e-12
@@ -274,3 +300,689 @@ def test_two_proportion_z_test_rejects_bad_input() -> None:
         two_proportion_z_test(5, 4, 1, 10)
     with pytest.raises(ValueError, match="alternative"):
         two_proportion_z_test(1, 4, 1, 10, alternative="smaller")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------- eq-confidence-sequence
+
+
+def _log_mixture_ratio(x: int, n: int, p: float, a: float = 0.5, b: float = 0.5) -> float:
+    """log M_n(p) = log B(a+x, b+n-x) - log B(a, b) - x log p - (n-x) log(1-p), literally."""
+
+    def log_beta(s: float, t: float) -> float:
+        return math.lgamma(s) + math.lgamma(t) - math.lgamma(s + t)
+
+    loglik = (x * math.log(p) if x else 0.0) + ((n - x) * math.log1p(-p) if n - x else 0.0)
+    return log_beta(a + x, b + n - x) - log_beta(a, b) - loglik
+
+
+arm = st.tuples(st.integers(1, 5000), st.floats(0.0, 1.0)).map(lambda t: (int(t[1] * t[0]), t[0]))
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="parity")
+@given(arm, st.sampled_from([0.01, 0.05, 0.2]))
+def test_bernoulli_confidence_sequence_ends_solve_the_defining_equation(
+    counts: tuple[int, int], alpha: float
+) -> None:
+    x, n = counts
+    lo, hi = (float(v) for v in bernoulli_confidence_sequence(x, n, alpha=alpha))
+    for end, inward in ((lo, 1.0), (hi, -1.0)):
+        if 0.0 < end < 1.0:
+            # The boundary: M_n(end) = 1/alpha, outside just beyond, inside just within.
+            assert _log_mixture_ratio(x, n, end) == pytest.approx(math.log(1 / alpha), abs=1e-6)
+            step = 1e-9 * inward
+            assert _log_mixture_ratio(x, n, end - step) >= math.log(1 / alpha) - 1e-9
+            assert _log_mixture_ratio(x, n, end + 100 * step) < math.log(1 / alpha)
+        else:
+            assert (end == 0.0 and x == 0) or (end == 1.0 and x == n)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="parity")
+@given(st.integers(0, 40), st.integers(0, 40), st.floats(0.01, 0.99))
+def test_beta_binomial_mixture_matches_scipy_betabinom(x: int, more: int, p: float) -> None:
+    # M_n(p) * p^x (1-p)^(n-x) = B(a+x, b+n-x)/B(a, b), the Beta(a, b) mixture of
+    # the likelihood: SciPy's beta-binomial pmf without its binomial coefficient, and the
+    # integral itself (q = sin^2 t removes the Jeffreys prior's end singularities).
+    n = x + more
+    log_lik = x * math.log(p) + (n - x) * math.log1p(-p)
+    closed = math.exp(_log_mixture_ratio(x, n, p) + log_lik)
+    assert closed == pytest.approx(sps.betabinom.pmf(x, n, 0.5, 0.5) / math.comb(n, x), rel=1e-9)
+    integral, _ = quad(
+        lambda t: 2 / math.pi * math.sin(t) ** (2 * x) * math.cos(t) ** (2 * (n - x)),
+        0,
+        math.pi / 2,
+        epsabs=0.0,
+        epsrel=1e-11,
+    )
+    assert closed == pytest.approx(integral, rel=1e-8)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
+@given(arm)
+def test_bernoulli_confidence_sequence_contains_estimate_within_unit_interval(
+    counts: tuple[int, int],
+) -> None:
+    x, n = counts
+    lo, hi = (float(v) for v in bernoulli_confidence_sequence(x, n))
+    assert 0.0 <= lo <= x / n <= hi <= 1.0
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
+@given(arm, st.integers(2, 20))
+def test_bernoulli_confidence_sequence_narrows_with_more_data(
+    counts: tuple[int, int], factor: int
+) -> None:
+    x, n = counts
+    lo1, hi1 = bernoulli_confidence_sequence(x, n)
+    lo2, hi2 = bernoulli_confidence_sequence(x * factor, n * factor)
+    assert float(hi2 - lo2) < float(hi1 - lo1)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
+@given(arm)
+def test_bernoulli_confidence_sequence_wider_for_smaller_alpha(counts: tuple[int, int]) -> None:
+    x, n = counts
+    lo1, hi1 = bernoulli_confidence_sequence(x, n, alpha=0.1)
+    lo2, hi2 = bernoulli_confidence_sequence(x, n, alpha=0.01)
+    assert float(lo2) <= float(lo1)
+    assert float(hi1) <= float(hi2)
+    # Always wider than the fixed-n Wilson interval at the same level: the price of peeking.
+    w_lo, w_hi = wilson_interval(x, n, confidence=0.99)
+    assert float(lo2) <= w_lo + 1e-12
+    assert w_hi - 1e-12 <= float(hi2)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
+def test_error_rate_difference_covers_truth_at_every_look() -> None:
+    rng = np.random.default_rng(5)
+    runs, n_looks, per_look, p_c, p_b = 400, 40, 1000, 0.03, 0.02
+    share = rng.uniform(0.01, 0.5, size=(runs, n_looks))
+    m_c = rng.binomial(per_look, share)
+    m_b = per_look - m_c
+    cum = [np.cumsum(a, axis=1) for a in (rng.binomial(m_c, p_c), m_c, rng.binomial(m_b, p_b), m_b)]
+    lo, hi = error_rate_difference_bounds(*cum, alpha=ALPHA)
+    missed = ((lo > p_c - p_b) | (hi < p_c - p_b)).any(axis=1).mean()
+    assert missed <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    assert np.all(lo <= hi)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
+@given(looks)
+def test_error_rate_confidence_sequence_is_running_intersection(
+    data: list[tuple[int, int, int, int]],
+) -> None:
+    cs = ErrorRateConfidenceSequence()
+    cum = np.cumsum(np.array(data), axis=0).T
+    lo, hi = error_rate_difference_bounds(*cum)
+    for k, (x, mc, y, mb) in enumerate(data):
+        cs.update(canary_errors=x, canary_requests=mc, baseline_errors=y, baseline_requests=mb)
+        assert cs.lower == pytest.approx(max(-1.0, *lo[: k + 1]))
+        assert cs.upper == pytest.approx(min(1.0, *hi[: k + 1]))
+        assert cs.shows_not_worse(0.5) == (cs.upper < 0.5)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
+def test_error_rate_confidence_sequence_promotes_equal_canary() -> None:
+    # Equal 2 % error rates, 5 % share: the upper bound falls below a 2-point margin.
+    cs = ErrorRateConfidenceSequence()
+    for _ in range(40):
+        cs.update(canary_errors=4, canary_requests=200, baseline_errors=76, baseline_requests=3800)
+    assert cs.lower < 0.0 < cs.upper < 0.02
+    assert cs.shows_not_worse(0.02)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="errors")
+def test_confidence_sequence_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="errors exceed requests"):
+        bernoulli_confidence_sequence(5, 4)
+    with pytest.raises(ValueError, match="errors must be nonnegative"):
+        bernoulli_confidence_sequence(-1, 4)
+    with pytest.raises(ValueError, match="alpha"):
+        bernoulli_confidence_sequence(1, 4, alpha=1.0)
+    with pytest.raises(ValueError, match="prior_a"):
+        bernoulli_confidence_sequence(1, 4, prior_a=0.0)
+    with pytest.raises(ValueError, match="canary_errors exceed"):
+        ErrorRateConfidenceSequence().update(
+            canary_errors=3, canary_requests=2, baseline_errors=0, baseline_requests=1
+        )
+    with pytest.raises(ValueError, match="margin"):
+        ErrorRateConfidenceSequence().shows_not_worse(math.nan)
+
+
+# ---------------------------------------------------------------- eq-sample-size
+
+
+@pytest.mark.spec("eq-sample-size", kind="parity")
+@given(
+    st.floats(0.005, 0.3),
+    st.floats(0.1, 0.8),
+    st.sampled_from([0.01, 0.05, 0.1]),
+    st.floats(0.5, 0.95),
+    st.floats(0.01, 0.5),
+    st.sampled_from(["two-sided", "larger"]),
+)
+def test_sample_size_matches_statsmodels_and_formula(
+    p0: float, rel: float, alpha: float, power: float, share: float, alternative: str
+) -> None:
+    p1 = p0 * (1 + rel)
+    k = (1 - share) / share
+    # statsmodels' two-sided solution also counts power from the opposite tail; the
+    # textbook formula does not, and equals its one-sided solution at alpha / 2.
+    sm_alpha = alpha / 2 if alternative == "two-sided" else alpha
+    for method in ("wald", "arcsine"):
+        ours = fixed_horizon_sample_size(
+            p0, p1, alpha=alpha, power=power, share=share, alternative=alternative, method=method
+        )
+        if method == "wald":
+            var = p1 * (1 - p1) + p0 * (1 - p0) / k
+            es = (p1 - p0) / math.sqrt(var / (1 + 1 / k))
+            za = NormalDist().inv_cdf(1 - sm_alpha)
+            literal = (za + NormalDist().inv_cdf(power)) ** 2 * var / (p1 - p0) ** 2
+            assert ours.canary_requests == math.ceil(round(literal, 9))
+        else:
+            es = float(proportion_effectsize(p1, p0))
+        n1 = float(
+            NormalIndPower().solve_power(
+                effect_size=es, alpha=sm_alpha, power=power, ratio=k, alternative="larger"
+            )
+        )
+        assert ours.canary_requests == math.ceil(round(n1, 6))
+        assert ours.baseline_requests == math.ceil(round(n1 * k, 6))
+        if alternative == "two-sided" and power >= 0.8:
+            n2 = NormalIndPower().solve_power(
+                effect_size=es, alpha=alpha, power=power, ratio=k, alternative="two-sided"
+            )
+            assert ours.canary_requests == pytest.approx(float(n2), rel=0.01, abs=1.0)
+
+
+@pytest.mark.spec("eq-sample-size", kind="property")
+def test_fixed_horizon_sample_size_two_to_four_percent_is_about_770() -> None:
+    plan = fixed_horizon_sample_size(0.02, 0.04, alpha=0.05, power=0.8, share=0.05)
+    assert plan == SampleSize(canary_requests=774, baseline_requests=14701)
+    assert plan.total_requests == 15475
+    assert fixed_horizon_sample_size(0.02, 0.04, share=0.5).canary_requests == 1139
+    assert (
+        fixed_horizon_sample_size(0.02, 0.04, share=0.05, method="arcsine").canary_requests == 585
+    )
+
+
+@pytest.mark.spec("eq-sample-size", kind="property")
+@given(st.floats(0.005, 0.2), st.floats(0.2, 2.0), st.floats(0.5, 0.9), st.floats(0.02, 0.5))
+def test_fixed_horizon_sample_size_monotone(p0: float, rel: float, power: float, s: float) -> None:
+    p1 = p0 * (1 + rel)
+    base = fixed_horizon_sample_size(p0, p1, power=power, share=s).canary_requests
+    assert fixed_horizon_sample_size(p0, p1 * 1.2, power=power, share=s).canary_requests <= base
+    assert fixed_horizon_sample_size(p0, p1, power=power + 0.05, share=s).canary_requests >= base
+    assert (
+        fixed_horizon_sample_size(
+            p0, p1, power=power, share=s, alternative="larger"
+        ).canary_requests
+        <= base
+    )
+
+
+@pytest.mark.spec("eq-sample-size", kind="property")
+def test_fixed_horizon_sample_size_reaches_its_power() -> None:
+    # At the planned size a one-look z-test for 2 % -> 4 % detects it with the planned 80 %
+    # when the variance is the one the formula assumes; the usual test with estimated
+    # variances does at least as well.
+    plan = fixed_horizon_sample_size(0.02, 0.04, share=0.05)
+    rng = np.random.default_rng(11)
+    x = rng.binomial(plan.canary_requests, 0.04, size=20000) / plan.canary_requests
+    y = rng.binomial(plan.baseline_requests, 0.02, size=20000) / plan.baseline_requests
+    sd = math.sqrt(0.04 * 0.96 / plan.canary_requests + 0.02 * 0.98 / plan.baseline_requests)
+    assert np.mean((x - y) / sd > 1.959964) == pytest.approx(0.8, abs=0.02)
+    se = np.sqrt(x * (1 - x) / plan.canary_requests + y * (1 - y) / plan.baseline_requests)
+    assert np.mean((x - y) / se > 1.959964) >= 0.78
+
+
+@pytest.mark.spec("eq-sample-size", kind="errors")
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"p0": 0.0}, "p0 must be in"),
+        ({"p1": 1.0}, "p1 must be in"),
+        ({"p1": 0.02}, "must differ"),
+        ({"power": 1.0}, "power must be in"),
+        ({"share": 0.0}, "share must be in"),
+        ({"alpha": 0.0}, "alpha must be"),
+        ({"alternative": "less"}, "alternative"),
+        ({"method": "exact"}, "method"),
+    ],
+)
+def test_fixed_horizon_sample_size_rejects_bad_input(
+    kwargs: dict[str, object], message: str
+) -> None:
+    args: dict[str, object] = {"p0": 0.02, "p1": 0.04} | kwargs
+    with pytest.raises(ValueError, match=message):
+        fixed_horizon_sample_size(**args)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------- eq-wilson
+
+
+@pytest.mark.spec("eq-wilson", kind="parity")
+@given(arm, st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+def test_wilson_interval_matches_statsmodels_and_formula(
+    counts: tuple[int, int], confidence: float
+) -> None:
+    x, n = counts
+    lo, hi = wilson_interval(x, n, confidence=confidence)
+    sm_lo, sm_hi = proportion_confint(x, n, alpha=1 - confidence, method="wilson")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12)
+    assert hi == pytest.approx(min(1.0, centre + half), abs=1e-12)
+    assert lo == pytest.approx(float(sm_lo), abs=1e-12)
+    assert hi == pytest.approx(float(sm_hi), abs=1e-12)
+
+
+@pytest.mark.spec("eq-wilson", kind="property")
+@given(arm)
+def test_wilson_interval_contains_estimate_within_unit_interval(counts: tuple[int, int]) -> None:
+    x, n = counts
+    lo, hi = wilson_interval(x, n)
+    assert 0.0 <= lo <= x / n <= hi <= 1.0
+    assert lo < hi
+
+
+@pytest.mark.spec("eq-wilson", kind="property")
+@given(arm, st.integers(2, 50))
+def test_wilson_interval_narrows_with_n(counts: tuple[int, int], factor: int) -> None:
+    x, n = counts
+    lo1, hi1 = wilson_interval(x, n)
+    lo2, hi2 = wilson_interval(x * factor, n * factor)
+    assert hi2 - lo2 < hi1 - lo1
+
+
+@pytest.mark.spec("eq-wilson", kind="property")
+@pytest.mark.parametrize("n", [30, 100, 400])
+def test_wilson_interval_coverage_near_nominal(n: int) -> None:
+    # Exact coverage, averaged over p in (0.05, 0.95): close to 95 % (Brown, Cai, DasGupta).
+    k = np.arange(n + 1)
+    bounds = np.array([wilson_interval(int(v), n) for v in k])
+    coverage = []
+    for p in np.linspace(0.05, 0.95, 91):
+        covered = (bounds[:, 0] <= p) & (p <= bounds[:, 1])
+        coverage.append(float(np.sum(sps.binom.pmf(k, n, p)[covered])))
+    assert 0.935 <= float(np.mean(coverage)) <= 0.96
+    assert min(coverage) >= 0.88
+
+
+@pytest.mark.spec("eq-wilson", kind="errors")
+def test_wilson_interval_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        wilson_interval(0, 0)
+    with pytest.raises(ValueError, match="successes exceed n"):
+        wilson_interval(5, 4)
+    with pytest.raises(ValueError, match="successes must be nonnegative"):
+        wilson_interval(-1, 4)
+    with pytest.raises(ValueError, match="n must be finite"):
+        wilson_interval(1, math.inf)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 4, confidence=1.0)
+
+
+# ------------------------------------------------------------------- eq-mcnemar
+
+
+@pytest.mark.spec("eq-mcnemar", kind="parity")
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_mcnemar_exact_matches_statsmodels_scipy_and_formula(b: int, c: int) -> None:
+    ours = mcnemar_exact(b, c)
+    assert ours == pytest.approx(float(mcnemar([[10, b], [c, 10]], exact=True).pvalue), rel=1e-9)
+    n = b + c
+    literal = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n)
+    assert ours == pytest.approx(literal, rel=1e-9)
+    if n:
+        for alt in ("two-sided", "greater", "less"):
+            ref = sps.binomtest(b, n, 0.5, alternative=alt).pvalue
+            assert mcnemar_exact(b, c, alternative=alt) == pytest.approx(float(ref), rel=1e-9)
+
+
+@pytest.mark.spec("eq-mcnemar", kind="property")
+@given(st.integers(0, 300), st.integers(0, 300))
+def test_mcnemar_exact_symmetric_and_one_sided_consistent(b: int, c: int) -> None:
+    assert mcnemar_exact(b, c) == pytest.approx(mcnemar_exact(c, b), rel=1e-12)
+    greater, less = (
+        mcnemar_exact(b, c, alternative="greater"),
+        mcnemar_exact(b, c, alternative="less"),
+    )
+    assert greater + less >= 1.0 - 1e-12
+    assert mcnemar_exact(b, c) == pytest.approx(min(1.0, 2 * min(greater, less)), rel=1e-9)
+    assert mcnemar_exact(b + 1, c, alternative="greater") <= greater + 1e-15
+
+
+@pytest.mark.spec("eq-mcnemar", kind="errors")
+def test_mcnemar_exact_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="b must be nonnegative"):
+        mcnemar_exact(-1, 3)
+    with pytest.raises(ValueError, match="c must be whole"):
+        mcnemar_exact(1, 2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alternative"):
+        mcnemar_exact(1, 2, alternative="both")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------- eq-paired-noninferiority
+
+
+def _pairs(b: int, c: int, both: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    cand = np.r_[np.ones(b), np.zeros(c), np.ones(both), np.zeros(neither)].astype(bool)
+    prod = np.r_[np.zeros(b), np.ones(c), np.ones(both), np.zeros(neither)].astype(bool)
+    return cand, prod
+
+
+def _tango_literal(b: int, c: int, n: int, delta: float) -> float:
+    """Tango (1998), eq. for delta >= 0 as published; delta < 0 by swapping b and c."""
+    if delta < 0:
+        return -_tango_literal(c, b, n, -delta)
+    w = -b - c + (2 * n - b + c) * delta
+    q21 = (math.sqrt(w**2 + 8 * n * c * delta * (1 - delta)) - w) / (4 * n)
+    return (b - c - n * delta) / math.sqrt(n * (2 * q21 + delta * (1 - delta)))
+
+
+def _tango_numeric(b: int, c: int, n: int, delta: float) -> float:
+    """The same statistic with the restricted MLE found by numerical maximisation."""
+    m = n - b - c
+    lo = max(0.0, -delta) + 1e-12
+    hi = (1 - delta) / 2 - 1e-12
+
+    def negloglik(q21: float) -> float:
+        q12 = q21 + delta
+        return -(b * math.log(q12) + c * math.log(q21) + m * math.log(1 - q12 - q21))
+
+    q21 = minimize_scalar(negloglik, bounds=(lo, hi), method="bounded", options={"xatol": 1e-13}).x
+    return (b - c - n * delta) / math.sqrt(n * (2 * q21 + delta - delta**2))
+
+
+discordant = st.tuples(
+    st.integers(1, 60), st.integers(1, 60), st.integers(0, 400), st.integers(0, 100)
+)
+
+
+@pytest.mark.spec("eq-paired-noninferiority", kind="parity")
+@given(discordant, st.floats(0.0, 0.2))
+def test_paired_noninferiority_matches_tango_formula_and_numeric_mle(
+    cells: tuple[int, int, int, int], margin: float
+) -> None:
+    b, c, both, neither = cells
+    n = b + c + both + neither
+    result = paired_noninferiority(*_pairs(b, c, both, neither), margin=margin)
+    z = _tango_literal(b, c, n, -margin)
+    assert result.p_value == pytest.approx(NormalDist().cdf(-z), rel=1e-9, abs=1e-15)
+    if margin > 0.001:
+        assert z == pytest.approx(_tango_numeric(b, c, n, -margin), rel=1e-5)
+    assert result.difference == pytest.approx((b - c) / n)
+    assert (result.candidate_only, result.production_only, result.n) == (b, c, n)
+
+
+@pytest.mark.spec("eq-paired-noninferiority", kind="parity")
+@given(discordant)
+def test_paired_noninferiority_at_zero_margin_is_mcnemar_z(
+    cells: tuple[int, int, int, int],
+) -> None:
+    b, c, both, neither = cells
+    result = paired_noninferiority(*_pairs(b, c, both, neither), margin=0.0)
+    chi2 = mcnemar([[both, b], [c, neither]], exact=False, correction=False).statistic
+    z = (b - c) / math.sqrt(b + c)
+    assert z**2 == pytest.approx(float(chi2), rel=1e-9)
+    assert result.p_value == pytest.approx(NormalDist().cdf(-z), rel=1e-9)
+
+
+@pytest.mark.spec("eq-paired-noninferiority", kind="property")
+@given(discordant, st.floats(-0.5, 0.5), st.floats(0.001, 0.3))
+def test_paired_noninferiority_statistic_decreases_in_delta(
+    cells: tuple[int, int, int, int], delta: float, step: float
+) -> None:
+    b, c, both, neither = cells
+    n = b + c + both + neither
+    assert _tango_z(b, c, n, delta + step) < _tango_z(b, c, n, delta) + 1e-12
+
+
+@pytest.mark.spec("eq-paired-noninferiority", kind="property")
+@given(discordant, st.floats(0.0, 0.2), st.sampled_from([0.01, 0.05, 0.1]))
+def test_paired_noninferiority_bound_and_p_value_agree(
+    cells: tuple[int, int, int, int], margin: float, alpha: float
+) -> None:
+    b, c, both, neither = cells
+    result = paired_noninferiority(*_pairs(b, c, both, neither), margin=margin, alpha=alpha)
+    assert -1.0 <= result.lower_bound <= result.difference
+    if abs(result.lower_bound + margin) > 1e-9:
+        assert result.passed == (result.lower_bound > -margin)
+    assert result.passed == (result.p_value <= alpha)
+    wider = paired_noninferiority(*_pairs(b, c, both, neither), margin=margin + 0.05, alpha=alpha)
+    assert wider.p_value <= result.p_value + 1e-15
+
+
+@pytest.mark.spec("eq-paired-noninferiority", kind="property")
+@pytest.mark.parametrize(("margin", "discordance"), [(0.02, 0.1), (0.05, 0.2), (0.1, 0.4)])
+def test_paired_noninferiority_exact_size_near_alpha(margin: float, discordance: float) -> None:
+    # Exact rejection probability on the null boundary (Delta = -margin), n = 150 pairs.
+    n = 150
+    p12, p21 = (discordance - margin) / 2, (discordance + margin) / 2
+    z_crit = NormalDist().inv_cdf(1 - ALPHA)
+    size = 0.0
+    for b in range(n + 1):
+        cs = np.arange(n - b + 1)
+        rejects = np.array([_tango_literal(b, int(c), n, -margin) >= z_crit for c in cs])
+        size += sps.binom.pmf(b, n, p12) * float(
+            np.sum(sps.binom.pmf(cs, n - b, p21 / (1 - p12))[rejects])
+        )
+    assert 0.02 <= size <= 0.065
+
+
+@pytest.mark.spec("eq-paired-noninferiority", kind="errors")
+def test_paired_noninferiority_rejects_bad_input() -> None:
+    cand, prod = _pairs(3, 2, 10, 1)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_noninferiority(cand, prod[:-1], margin=0.02)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        paired_noninferiority([], [], margin=0.02)
+    with pytest.raises(ValueError, match="only 0/1"):
+        paired_noninferiority(cand * 2.0, prod, margin=0.02)
+    with pytest.raises(ValueError, match="margin"):
+        paired_noninferiority(cand, prod, margin=1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        paired_noninferiority(cand, prod, margin=0.02, alpha=0.0)
+
+
+# ----------------------------------------------------------------------- eq-psi
+
+samples = st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=5, max_size=300)
+EDGES = [-1e3, -100.0, -10.0, 0.0, 10.0, 100.0, 1e3]
+
+
+def _psi_literal(expected: list[float], actual: list[float], edges: list[float]) -> float:
+    total = 0.0
+    for k in range(len(edges) - 1):
+        last = k == len(edges) - 2
+
+        def frac(xs: list[float], k: int = k, last: bool = last) -> float:
+            inside = [v for v in xs if edges[k] <= v < edges[k + 1] or (last and v == edges[-1])]
+            return max(len(inside) / len(xs), 1e-4)
+
+        e, a = frac(expected), frac(actual)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+@pytest.mark.spec("eq-psi", kind="parity")
+@given(samples, samples)
+def test_psi_matches_literal_formula_and_symmetrised_kl(
+    expected: list[float], actual: list[float]
+) -> None:
+    ours = population_stability_index(expected, actual, bins=EDGES)
+    assert ours == pytest.approx(_psi_literal(expected, actual, EDGES), rel=1e-9, abs=1e-12)
+    e = np.maximum(np.histogram(expected, bins=EDGES)[0] / len(expected), 1e-4)
+    a = np.maximum(np.histogram(actual, bins=EDGES)[0] / len(actual), 1e-4)
+    kl = float(np.sum(rel_entr(a, e) + rel_entr(e, a)))
+    assert ours == pytest.approx(kl, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.spec("eq-psi", kind="parity")
+def test_psi_quantile_bins_worked_example() -> None:
+    ref = np.arange(1000) / 1000
+    live = ref**2
+    inner = [float(np.quantile(ref, k / 10)) for k in range(1, 10)]
+    edges = [-math.inf, *inner, math.inf]
+
+    def fractions(xs: np.ndarray) -> list[float]:
+        return [sum(lo <= v < hi for v in xs) / len(xs) for lo, hi in itertools.pairwise(edges)]
+
+    e, a = fractions(ref), fractions(live)
+    literal = sum((ai - ei) * math.log(ai / ei) for ai, ei in zip(a, e, strict=True))
+    assert population_stability_index(ref, live) == pytest.approx(literal, rel=1e-12)
+    assert population_stability_index(ref, live) == pytest.approx(0.3831, abs=5e-5)
+
+
+@pytest.mark.spec("eq-psi", kind="property")
+@given(samples, samples)
+def test_population_stability_index_nonnegative_and_symmetric(
+    expected: list[float], actual: list[float]
+) -> None:
+    forward = population_stability_index(expected, actual, bins=EDGES)
+    assert forward >= 0.0
+    assert forward == pytest.approx(population_stability_index(actual, expected, bins=EDGES))
+    assert population_stability_index(expected, actual, bins=4) >= 0.0
+
+
+@pytest.mark.spec("eq-psi", kind="property")
+@given(samples, samples)
+def test_population_stability_index_zero_iff_same_binned_distribution(
+    expected: list[float], actual: list[float]
+) -> None:
+    assert population_stability_index(expected, expected, bins=EDGES) == 0.0
+    assert population_stability_index(expected, list(reversed(expected)) * 3, bins=EDGES) == 0.0
+    same = np.array_equal(
+        np.histogram(expected, bins=EDGES)[0] / len(expected),
+        np.histogram(actual, bins=EDGES)[0] / len(actual),
+    )
+    assert (population_stability_index(expected, actual, bins=EDGES) == 0.0) == same
+
+
+@pytest.mark.spec("eq-psi", kind="errors")
+def test_population_stability_index_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="expected must be a non-empty 1-D"):
+        population_stability_index([], [1.0])
+    with pytest.raises(ValueError, match="actual contains NaN"):
+        population_stability_index([1.0, 2.0], [math.nan])
+    with pytest.raises(ValueError, match="bins must be at least 2"):
+        population_stability_index([1.0, 2.0], [1.0], bins=1)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        population_stability_index([1.0, 2.0], [1.0], bins=[0.0, 3.0, 3.0])
+    with pytest.raises(ValueError, match="actual has values outside the bin edges"):
+        population_stability_index([1.0, 2.0], [5.0], bins=[0.0, 3.0])
+    with pytest.raises(ValueError, match="epsilon"):
+        population_stability_index([1.0, 2.0], [1.0], epsilon=0.0)
+
+
+# ------------------------------------------------------------------------ eq-ks
+
+ks_samples = st.lists(st.integers(-50, 50).map(float), min_size=1, max_size=200)
+
+
+@pytest.mark.spec("eq-ks", kind="parity")
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # SciPy's n_e = 0 case
+@given(ks_samples, ks_samples)
+def test_ks_two_sample_matches_scipy_and_formula(x: list[float], y: list[float]) -> None:
+    ours = ks_two_sample(x, y)
+    ref = sps.ks_2samp(x, y, method="asymp")
+    assert ours.statistic == pytest.approx(float(ref.statistic), abs=1e-12)
+    if round(len(x) * len(y) / (len(x) + len(y))) >= 1:
+        assert ours.p_value == pytest.approx(float(ref.pvalue), rel=1e-9, abs=1e-15)
+    else:  # one point each: SciPy's n_e rounds to 0 (NaN); ours uses n_e = 1
+        assert ours.p_value == pytest.approx(float(sps.kstwo.sf(ours.statistic, 1)))
+    assert ours.statistic == pytest.approx(float(sps.ks_2samp(x, y).statistic), abs=1e-12)
+    literal = max(
+        abs(sum(v <= t for v in x) / len(x) - sum(v <= t for v in y) / len(y)) for t in x + y
+    )
+    assert ours.statistic == pytest.approx(literal, abs=1e-12)
+
+
+@pytest.mark.spec("eq-ks", kind="property")
+@given(ks_samples, ks_samples)
+def test_ks_two_sample_symmetric_bounded_and_invariant(x: list[float], y: list[float]) -> None:
+    r = ks_two_sample(x, y)
+    assert 0.0 <= r.statistic <= 1.0
+    assert 0.0 <= r.p_value <= 1.0
+    assert ks_two_sample(y, x).statistic == pytest.approx(r.statistic, abs=1e-12)
+    # Invariant under a strictly increasing transformation of both samples.
+    assert ks_two_sample(np.exp(np.array(x) / 10), np.exp(np.array(y) / 10)).statistic == (
+        pytest.approx(r.statistic, abs=1e-12)
+    )
+    assert ks_two_sample(x, x).statistic == 0.0
+
+
+@pytest.mark.spec("eq-ks", kind="errors")
+def test_ks_two_sample_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="x must be a non-empty 1-D"):
+        ks_two_sample([], [1.0])
+    with pytest.raises(ValueError, match="y contains NaN"):
+        ks_two_sample([1.0], [math.inf])
+    with pytest.raises(ValueError, match="y must be numeric"):
+        ks_two_sample([1.0], ["a"])
+
+
+# ---------------------------------------------------------------------- eq-holm
+
+p_lists = st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40)
+
+
+@pytest.mark.spec("eq-holm", kind="parity")
+@settings(max_examples=40)  # multipletests costs ~0.1 s per call
+@given(p_lists, st.sampled_from([0.01, 0.05, 0.1]))
+def test_holm_matches_statsmodels_and_formula(p: list[float], alpha: float) -> None:
+    ours = holm(p, alpha)
+    reject, corrected, _, _ = multipletests(p, alpha=alpha, method="holm")
+    np.testing.assert_allclose(ours.adjusted, corrected, rtol=1e-12, atol=1e-15)
+    assert ours.reject == tuple(bool(v) for v in reject)
+    # Literal step-down: reject in sorted order while p_(j) <= alpha / (m - j + 1).
+    m, order = len(p), sorted(range(len(p)), key=lambda i: p[i])
+    literal = [False] * m
+    for j, i in enumerate(order):
+        if p[i] > alpha / (m - j):
+            break
+        literal[i] = True
+    assert ours.reject == tuple(literal)
+
+
+@pytest.mark.spec("eq-holm", kind="property")
+@given(p_lists, st.sampled_from([0.01, 0.05, 0.1]))
+def test_holm_monotone_adjusted_and_subset_of_unadjusted(p: list[float], alpha: float) -> None:
+    r = holm(p, alpha)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.array(r.adjusted)
+    assert np.all(np.diff(adjusted[order]) >= 0)
+    assert np.all(adjusted >= np.array(p))
+    assert np.all(adjusted <= 1.0)
+    for raw, rej in zip(p, r.reject, strict=True):
+        if rej:
+            assert raw <= alpha
+        if raw <= alpha / len(p):
+            assert rej  # at least what Bonferroni rejects
+
+
+@pytest.mark.spec("eq-holm", kind="property")
+def test_holm_controls_family_wise_error() -> None:
+    rng = np.random.default_rng(3)
+    runs, m = 4000, 10
+    # 6 true nulls (uniform p-values), 4 false nulls with small p-values.
+    p = np.concatenate([rng.uniform(size=(runs, 6)), rng.beta(0.1, 5, size=(runs, 4))], axis=1)
+    false_rejections = np.array([any(holm(row, ALPHA).reject[:6]) for row in p])
+    assert false_rejections.mean() <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    naive = (p[:, :6] <= ALPHA).any(axis=1).mean()
+    assert naive > 4 * ALPHA
+    assert m == p.shape[1]
+
+
+@pytest.mark.spec("eq-holm", kind="errors")
+def test_holm_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="p_values must lie in"):
+        holm([0.1, 1.5])
+    with pytest.raises(ValueError, match="p_values contains NaN"):
+        holm([math.nan])
+    with pytest.raises(ValueError, match="p_values must be a non-empty"):
+        holm([])
+    with pytest.raises(ValueError, match="alpha"):
+        holm([0.1], alpha=0.0)
