@@ -129,12 +129,13 @@ def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     n = t_flat.size
     diff = np.empty(min(n, _BLOCK), dtype=np.float64)
     partial = np.empty((n + _BLOCK - 1) // _BLOCK, dtype=np.float64)
-    for b, start in enumerate(range(0, n, _BLOCK)):
-        stop = min(start + _BLOCK, n)
-        d = diff[: stop - start]
-        np.subtract(t_flat[start:stop], p_flat[start:stop], out=d, dtype=np.float64)
-        partial[b] = np.dot(d, d)
-    total = float(np.sum(partial))
+    with np.errstate(all="ignore"):  # inf - inf: reported below as a ValueError
+        for b, start in enumerate(range(0, n, _BLOCK)):
+            stop = min(start + _BLOCK, n)
+            d = diff[: stop - start]
+            np.subtract(t_flat[start:stop], p_flat[start:stop], out=d, dtype=np.float64)
+            partial[b] = np.dot(d, d)
+        total = float(np.sum(partial))
     if not np.isfinite(total):
         # NaN or inf in the input always reaches the sum, so validation costs
         # no pass of its own; only here do we look for the culprit.

@@ -137,8 +137,9 @@ def gradient_descent_step(theta: ArrayLike, grad: ArrayLike, *, learning_rate: f
     lr = _learning_rate(learning_rate)
     th = _params(theta)
     g = _like(grad, th, "grad")
-    new = np.multiply(g, lr, dtype=th.dtype)
-    np.subtract(th, new, out=new)
+    with np.errstate(all="ignore"):
+        new = np.multiply(g, lr, dtype=th.dtype)
+        np.subtract(th, new, out=new)
     _check_finite((new,), float(np.add.reduce(new, axis=None)), {"theta": th, "grad": g})
     return new
 
@@ -222,15 +223,16 @@ def momentum_step(
     th = _params(theta)
     g = _like(grad, th, "grad")
     vel = _like(velocity, th, "velocity")
-    step = np.multiply(g, lr, dtype=th.dtype)
-    new_v = np.multiply(vel, mu, dtype=th.dtype)
-    new_v -= step
-    if nesterov:
-        new_th = np.multiply(new_v, mu, dtype=th.dtype)
-        new_th -= step
-        new_th += th
-    else:
-        new_th = np.add(th, new_v)
+    with np.errstate(all="ignore"):
+        step = np.multiply(g, lr, dtype=th.dtype)
+        new_v = np.multiply(vel, mu, dtype=th.dtype)
+        new_v -= step
+        if nesterov:
+            new_th = np.multiply(new_v, mu, dtype=th.dtype)
+            new_th -= step
+            new_th += th
+        else:
+            new_th = np.add(th, new_v)
     _check_finite(
         (new_th, new_v),
         float(np.add.reduce(new_th, axis=None)),
@@ -294,32 +296,35 @@ def _adam_blocks(
     c1, c2, step, eps, v_scale = coefficients
     scratch = np.empty(min(_BLOCK, th.size), dtype=th.dtype)
     total = 0.0
-    for start in range(0, th.size, _BLOCK):
-        stop = min(start + _BLOCK, th.size)
-        gb, mb, vb = g[start:stop], m[start:stop], v[start:stop]
-        mo, vo, to, s = (
-            new_m[start:stop],
-            new_v[start:stop],
-            new_th[start:stop],
-            scratch[: stop - start],
-        )
-        np.subtract(gb, mb, out=mo)
-        mo *= c1
-        mo += mb
-        np.multiply(gb, gb, out=vo)
-        vo -= vb
-        vo *= c2
-        vo += vb
-        if v_scale == 1.0:
-            np.sqrt(vo, out=s)
-        else:
-            np.multiply(vo, v_scale, out=s)
-            np.sqrt(s, out=s)
-        s += eps
-        np.multiply(mo, step, out=to)
-        np.divide(to, s, out=to)
-        np.subtract(th[start:stop], to, out=to)
-        total += float(np.add.reduce(to)) + float(np.add.reduce(vo))
+    # Non-finite values are reported as a ValueError afterwards; NumPy's
+    # warnings would only repeat it. (errstate is per thread: set it here.)
+    with np.errstate(all="ignore"):
+        for start in range(0, th.size, _BLOCK):
+            stop = min(start + _BLOCK, th.size)
+            gb, mb, vb = g[start:stop], m[start:stop], v[start:stop]
+            mo, vo, to, s = (
+                new_m[start:stop],
+                new_v[start:stop],
+                new_th[start:stop],
+                scratch[: stop - start],
+            )
+            np.subtract(gb, mb, out=mo)
+            mo *= c1
+            mo += mb
+            np.multiply(gb, gb, out=vo)
+            vo -= vb
+            vo *= c2
+            vo += vb
+            if v_scale == 1.0:
+                np.sqrt(vo, out=s)
+            else:
+                np.multiply(vo, v_scale, out=s)
+                np.sqrt(s, out=s)
+            s += eps
+            np.multiply(mo, step, out=to)
+            np.divide(to, s, out=to)
+            np.subtract(th[start:stop], to, out=to)
+            total += float(np.add.reduce(to)) + float(np.add.reduce(vo))
     return total
 
 

@@ -1,0 +1,600 @@
+"""Spec tests for release_spec.optimizers: eq-gd, eq-momentum and eq-adam.
+
+Three-way agreement per rule, over many steps:
+- ours in float64 == the update written out below with plain Python loops,
+  to ~1e-12 (only float64 rounding separates them);
+- ours in float32 == Keras 3's optimizer on a float32 ``keras.Variable``.
+  Keras keeps the learning rate in a float32 variable and casts the betas and
+  momentum to float32, so both sides get the float32-rounded hyperparameters
+  (``f32(x) = float(np.float32(x))``); what remains is float32 rounding of each
+  operation (u = 2**-24), bounded in ``float32_tolerance``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from release_spec.optimizers import (
+    AdamState,
+    adam_init,
+    adam_step,
+    gradient_descent_step,
+    momentum_init,
+    momentum_step,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+U32 = 2.0**-24
+KERAS_EXAMPLES = 15
+
+
+def f32(x: float) -> float:
+    return float(np.float32(x))
+
+
+@pytest.fixture(scope="module")
+def keras() -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def keras_run(keras: Any, optimizer: Any, theta0: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    var = keras.Variable(theta0.astype(np.float32))
+    for g in grads:
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(g.astype(np.float32)), var)])
+    return np.asarray(var, dtype=np.float64)
+
+
+def float32_tolerance(steps: int, trajectory: np.ndarray, step_bound: float) -> float:
+    """Float32 rounding over ``steps`` updates: each step rounds the parameter
+    (<= u |theta|) and computes the update with a few roundings, each relative
+    to the largest quantity it involves (<= 8 u step_bound, the moments being
+    averages of terms no larger than the gradients)."""
+    scale = 1.0 + float(np.max(np.abs(trajectory)))
+    return steps * (4 * U32 * scale + 64 * U32 * step_bound)
+
+
+# ---------------------------------------------------------------- strategies
+
+learning_rates = st.floats(1e-4, 0.5).map(f32)
+
+
+@st.composite
+def runs(draw: st.DrawFn, max_steps: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A float32-exact starting point (n,) and a gradient sequence (steps, n)."""
+    n = draw(st.integers(1, 5))
+    steps = draw(st.integers(1, max_steps))
+    elems = st.floats(-10, 10, width=32)
+    theta = draw(hnp.arrays(np.float32, (n,), elements=elems)).astype(np.float64)
+    grads = draw(hnp.arrays(np.float32, (steps, n), elements=elems)).astype(np.float64)
+    return theta, grads
+
+
+def literal_gd(theta: np.ndarray, grads: np.ndarray, lr: float) -> list[float]:
+    th = theta.tolist()
+    for g in grads.tolist():
+        th = [t - lr * gi for t, gi in zip(th, g, strict=True)]
+    return th
+
+
+def literal_momentum(
+    theta: np.ndarray, grads: np.ndarray, lr: float, mu: float, nesterov: bool
+) -> list[float]:
+    th, vel = theta.tolist(), [0.0] * theta.size
+    for g in grads.tolist():
+        for i, gi in enumerate(g):
+            vel[i] = mu * vel[i] - lr * gi
+            th[i] = th[i] + (mu * vel[i] - lr * gi if nesterov else vel[i])
+    return th
+
+
+def literal_adam(
+    theta: np.ndarray,
+    grads: np.ndarray,
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+    form: str,
+) -> list[float]:
+    th, m, v = theta.tolist(), [0.0] * theta.size, [0.0] * theta.size
+    for t, g in enumerate(grads.tolist(), start=1):
+        for i, gi in enumerate(g):
+            m[i] = b1 * m[i] + (1 - b1) * gi
+            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+            if form == "paper":  # Kingma & Ba 2015, Algorithm 1
+                m_hat = m[i] / (1 - b1**t)
+                v_hat = v[i] / (1 - b2**t)
+                th[i] = th[i] - lr * m_hat / (math.sqrt(v_hat) + eps)
+            else:  # Keras: correction folded into the step, eps on the raw sqrt(v)
+                alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+                th[i] = th[i] - alpha * m[i] / (math.sqrt(v[i]) + eps)
+    return th
+
+
+def run_adam(theta: np.ndarray, grads: np.ndarray, **kw: Any) -> np.ndarray:
+    state = adam_init(theta)
+    for g in grads:
+        theta, state = adam_step(theta, g, state, **kw)
+    return theta
+
+
+# ---------------------------------------------------------------- eq-gd
+
+
+@pytest.mark.spec("eq-gd", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(runs(), learning_rates)
+def test_gradient_descent_step_matches_keras_and_formula(
+    keras: Any, run: tuple[np.ndarray, np.ndarray], lr: float
+) -> None:
+    theta0, grads = run
+    ours64, ours32 = theta0.copy(), theta0.astype(np.float32)
+    for g in grads:
+        ours64 = gradient_descent_step(ours64, g, learning_rate=lr)
+        ours32 = gradient_descent_step(ours32, g.astype(np.float32), learning_rate=lr)
+    literal = literal_gd(theta0, grads, lr)
+    theirs = keras_run(keras, keras.optimizers.SGD(learning_rate=lr), theta0, grads)
+    np.testing.assert_allclose(ours64, literal, rtol=1e-13, atol=1e-13)
+    assert ours32.dtype == np.float32
+    tol = float32_tolerance(len(grads), np.asarray(literal), lr * 10)
+    np.testing.assert_allclose(ours32, theirs, rtol=0, atol=tol)
+    np.testing.assert_allclose(ours32, literal, rtol=0, atol=tol)
+
+
+@pytest.mark.spec("eq-gd", kind="parity")
+def test_gradient_descent_step_worked_example() -> None:
+    new = gradient_descent_step([1.0, -2.0], [0.5, -1.0], learning_rate=0.1)
+    np.testing.assert_allclose(new, [0.95, -1.9], rtol=1e-15)
+
+
+@st.composite
+def quadratics(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, float]:
+    """(A, theta0, L): A symmetric positive definite with eigenvalues in [0.1, 10]
+    and largest eigenvalue L; theta0 has a component >= 0.1 along every eigenvector."""
+    n = draw(st.integers(1, 6))
+    eig = np.array(draw(st.lists(st.floats(0.1, 10.0), min_size=n, max_size=n)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    coords = np.array(draw(st.lists(st.floats(0.1, 10.0), min_size=n, max_size=n)))
+    signs = rng.choice([-1.0, 1.0], n)
+    return (q * eig) @ q.T, q @ (coords * signs), float(eig.max())
+
+
+def quadratic(a: np.ndarray, theta: np.ndarray) -> float:
+    return 0.5 * float(theta @ a @ theta)
+
+
+@pytest.mark.spec("eq-gd", kind="property")
+@given(quadratics(), st.floats(0.05, 0.95))
+def test_gradient_descent_step_decreases_convex_quadratic(
+    problem: tuple[np.ndarray, np.ndarray, float], fraction: float
+) -> None:
+    a, theta, lipschitz = problem
+    lr = fraction * 2.0 / lipschitz
+    loss = quadratic(a, theta)
+    for _ in range(25):
+        theta = gradient_descent_step(theta, a @ theta, learning_rate=lr)
+        new_loss = quadratic(a, theta)
+        assert new_loss < loss or new_loss == loss == 0.0  # 0: landed on the minimum
+        loss = new_loss
+
+
+@pytest.mark.spec("eq-gd", kind="property")
+@given(quadratics(), st.floats(1.05, 2.0))
+def test_gradient_descent_step_diverges_above_two_over_l(
+    problem: tuple[np.ndarray, np.ndarray, float], fraction: float
+) -> None:
+    a, theta, lipschitz = problem
+    lr = fraction * 2.0 / lipschitz
+    start = quadratic(a, theta)
+    for _ in range(100):
+        theta = gradient_descent_step(theta, a @ theta, learning_rate=lr)
+    # Along the top eigenvector each step multiplies by |1 - lr L| >= 1.1.
+    assert quadratic(a, theta) > 1e4 * start
+
+
+# ---------------------------------------------------------------- eq-momentum
+
+
+@pytest.mark.spec("eq-momentum", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(runs(), learning_rates, st.floats(0.0, 1.0).map(f32), st.booleans())
+def test_momentum_step_matches_keras_and_formula(
+    keras: Any, run: tuple[np.ndarray, np.ndarray], lr: float, mu: float, nesterov: bool
+) -> None:
+    theta0, grads = run
+    assume(mu > 0.0)  # Keras SGD without momentum is the eq-gd test
+    ours64, ours32 = theta0.copy(), theta0.astype(np.float32)
+    v64, v32 = momentum_init(ours64), momentum_init(ours32)
+    for g in grads:
+        kw = {"learning_rate": lr, "momentum": mu, "nesterov": nesterov}
+        ours64, v64 = momentum_step(ours64, g, v64, **kw)
+        ours32, v32 = momentum_step(ours32, g.astype(np.float32), v32, **kw)
+    literal = literal_momentum(theta0, grads, lr, mu, nesterov)
+    optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=mu, nesterov=nesterov)
+    theirs = keras_run(keras, optimizer, theta0, grads)
+    np.testing.assert_allclose(ours64, literal, rtol=1e-12, atol=1e-12)
+    assert ours32.dtype == v32.dtype == np.float32
+    # The velocity sums up to `steps` gradient steps, so bound a step by that.
+    tol = float32_tolerance(len(grads), np.asarray(literal), lr * 10 * len(grads))
+    np.testing.assert_allclose(ours32, theirs, rtol=0, atol=tol)
+    np.testing.assert_allclose(ours32, literal, rtol=0, atol=tol)
+
+
+@pytest.mark.spec("eq-momentum", kind="parity")
+def test_momentum_step_worked_example() -> None:
+    theta, v = momentum_step([1.0], [0.5], [0.0], learning_rate=0.1, momentum=0.9)
+    np.testing.assert_allclose((theta[0], v[0]), (0.95, -0.05), rtol=1e-15)
+    theta, v = momentum_step(theta, [0.5], v, learning_rate=0.1, momentum=0.9)
+    np.testing.assert_allclose((theta[0], v[0]), (0.855, -0.095), rtol=1e-15)
+    nesterov, _ = momentum_step([1.0], [0.5], [0.0], learning_rate=0.1, momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(nesterov, [0.905], rtol=1e-15)
+
+
+@pytest.mark.spec("eq-momentum", kind="property")
+@given(runs(), learning_rates, st.booleans())
+def test_momentum_step_zero_momentum_is_gradient_descent(
+    run: tuple[np.ndarray, np.ndarray], lr: float, nesterov: bool
+) -> None:
+    theta, grads = run
+    plain, velocity = theta, momentum_init(theta)
+    for g in grads:
+        theta, velocity = momentum_step(
+            theta, g, velocity, learning_rate=lr, momentum=0.0, nesterov=nesterov
+        )
+        plain = gradient_descent_step(plain, g, learning_rate=lr)
+        np.testing.assert_array_equal(theta, plain)
+        np.testing.assert_array_equal(velocity, -lr * g)
+
+
+@pytest.mark.spec("eq-momentum", kind="property")
+@given(quadratics(), st.floats(0.05, 0.9), st.booleans())
+def test_momentum_step_converges_on_convex_quadratic(
+    problem: tuple[np.ndarray, np.ndarray, float], mu: float, nesterov: bool
+) -> None:
+    # Heavy ball and Nesterov converge on a quadratic for lr < 2(1 + mu)/L;
+    # lr = 1/L sits well inside that region for every mu in [0, 1).
+    a, theta, lipschitz = problem
+    start = quadratic(a, theta)
+    velocity = momentum_init(theta)
+    for _ in range(300):
+        theta, velocity = momentum_step(
+            theta, a @ theta, velocity, learning_rate=1 / lipschitz, momentum=mu, nesterov=nesterov
+        )
+    # The slowest direction (lr lambda >= 0.01) contracts by <= 0.99 a step.
+    assert quadratic(a, theta) < 1e-2 * start
+
+
+# ---------------------------------------------------------------- eq-adam
+
+# beta_2 >= 0.5: below that, v can shrink by orders of magnitude in one step
+# and Keras's v + (g^2 - v)(1 - beta_2) cancels catastrophically against the
+# paper's beta_2 v + (1 - beta_2) g^2, so no float64 tolerance would hold.
+betas_1 = st.floats(0.0, 0.99).map(f32)
+betas_2 = st.floats(0.5, 0.9999).map(f32)
+epsilons = st.sampled_from([1e-7, 1e-8, 1e-4, 1e-2]).map(f32)
+
+
+@pytest.mark.spec("eq-adam", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(runs(), learning_rates, betas_1, betas_2, epsilons)
+def test_adam_step_matches_keras_and_formula(
+    keras: Any,
+    run: tuple[np.ndarray, np.ndarray],
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+) -> None:
+    theta0, grads = run
+    kw = {"learning_rate": lr, "beta_1": b1, "beta_2": b2, "epsilon": eps}
+    ours64 = run_adam(theta0, grads, **kw)
+    ours32 = run_adam(theta0.astype(np.float32), grads.astype(np.float32), **kw)
+    literal = literal_adam(theta0, grads, lr, b1, b2, eps, "keras")
+    theirs = keras_run(keras, keras.optimizers.Adam(**kw), theta0, grads)
+    np.testing.assert_allclose(ours64, literal, rtol=1e-12, atol=1e-12)
+    assert ours32.dtype == np.float32
+    # |m| <= max|g| and sqrt(v) >= sqrt(1 - b2) |g_latest|..., so one step is
+    # at most lr (1 - b1) / sqrt(1 - b2) / (1 - b1) per unit ratio; 1/sqrt(1 - b2)
+    # bounds how far float32 rounding in v can move the step.
+    step_bound = lr * max(1.0, 1.0 / math.sqrt(1.0 - b2))
+    tol = float32_tolerance(len(grads), np.asarray(literal), step_bound)
+    np.testing.assert_allclose(ours32, theirs, rtol=0, atol=tol)
+    np.testing.assert_allclose(ours32, literal, rtol=0, atol=tol)
+
+
+@pytest.mark.spec("eq-adam", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(st.integers(0, 2**32 - 1))
+def test_adam_step_matches_keras_defaults_over_many_steps(keras: Any, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    theta0 = rng.standard_normal(64).astype(np.float32).astype(np.float64)
+    grads = rng.standard_normal((60, 64)).astype(np.float32).astype(np.float64)
+    # Keras computes beta_2 ** t in float32 (0.999 -> 0.99900001), so give
+    # both sides that rounded value, exactly as for the learning rate.
+    ours = run_adam(theta0.astype(np.float32), grads.astype(np.float32), beta_2=f32(0.999))
+    theirs = keras_run(keras, keras.optimizers.Adam(beta_2=f32(0.999)), theta0, grads)
+    tol = float32_tolerance(len(grads), theirs, 0.001 * 32)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=tol)
+
+
+@pytest.mark.spec("eq-adam", kind="parity")
+@given(runs(), learning_rates, betas_1, betas_2, epsilons)
+def test_adam_step_paper_form_matches_algorithm_1(
+    run: tuple[np.ndarray, np.ndarray], lr: float, b1: float, b2: float, eps: float
+) -> None:
+    theta0, grads = run
+    kw = {"learning_rate": lr, "beta_1": b1, "beta_2": b2, "epsilon": eps}
+    ours = run_adam(theta0, grads, form="paper", **kw)
+    literal = literal_adam(theta0, grads, lr, b1, b2, eps, "paper")
+    np.testing.assert_allclose(ours, literal, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.spec("eq-adam", kind="parity")
+def test_adam_step_worked_example() -> None:
+    theta, state = adam_step([1.0, 1.0], [0.5, -2.0], adam_init([1.0, 1.0]), learning_rate=0.1)
+    # alpha_1 = 0.1 sqrt(0.001) / 0.1; m = 0.1 g; v = 0.001 g^2
+    alpha = 0.1 * math.sqrt(0.001) / 0.1
+    expected = [
+        1 - alpha * 0.05 / (math.sqrt(0.00025) + 1e-7),
+        1 + alpha * 0.2 / (0.063245553 + 1e-7),
+    ]
+    np.testing.assert_allclose(theta, expected, rtol=1e-9)
+    np.testing.assert_allclose(theta, [0.90000063, 1.09999984], atol=5e-9)
+    np.testing.assert_allclose(state.m, [0.05, -0.2], rtol=1e-15)
+    np.testing.assert_allclose(state.v, [0.00025, 0.004], rtol=1e-12)
+    assert state.t == 1
+
+
+@pytest.mark.spec("eq-adam", kind="property")
+@given(runs(), st.integers(0, 20), learning_rates, betas_1, betas_2, st.floats(1e-9, 1e-2))
+def test_adam_step_keras_paper_identity(
+    run: tuple[np.ndarray, np.ndarray],
+    warmup: int,
+    lr: float,
+    b1: float,
+    b2: float,
+    eps_hat: float,
+) -> None:
+    theta, grads = run
+    rng = np.random.default_rng(warmup)
+    state = adam_init(theta)
+    for _ in range(warmup):
+        theta, state = adam_step(theta, rng.standard_normal(theta.shape), state)
+    t = state.t + 1
+    eps_paper = eps_hat / math.sqrt(1 - b2**t)
+    kw = {"learning_rate": lr, "beta_1": b1, "beta_2": b2}
+    keras_form, ks = adam_step(theta, grads[0], state, epsilon=eps_hat, form="keras", **kw)
+    paper_form, ps = adam_step(theta, grads[0], state, epsilon=eps_paper, form="paper", **kw)
+    np.testing.assert_allclose(paper_form, keras_form, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(ps.m, ks.m)
+    np.testing.assert_array_equal(ps.v, ks.v)
+
+
+@pytest.mark.spec("eq-adam", kind="property")
+@given(
+    hnp.arrays(np.float64, st.integers(1, 20), elements=st.floats(-1e6, 1e6)),
+    hnp.arrays(np.float64, st.integers(1, 20), elements=st.floats(-1e6, 1e6)),
+    learning_rates,
+    betas_1,
+    betas_2,
+    st.floats(1e-12, 1.0),
+    st.sampled_from(["keras", "paper"]),
+)
+def test_adam_step_first_step_bounded_by_learning_rate(
+    theta: np.ndarray,
+    grad: np.ndarray,
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+    form: str,
+) -> None:
+    grad = np.resize(grad, theta.shape)
+    new, _ = adam_step(
+        theta,
+        grad,
+        adam_init(theta),
+        learning_rate=lr,
+        beta_1=b1,
+        beta_2=b2,
+        epsilon=eps,
+        form=form,
+    )
+    # |step| = lr |g| sqrt(1 - b2) / (|g| sqrt(1 - b2) + eps) <= lr (Keras form),
+    # lr |g| / (|g| + eps) <= lr (paper form); allow the rounding of theta - step.
+    slack = 2 * np.spacing(np.abs(theta) + lr) + 4e-16 * lr
+    assert np.all(np.abs(new - theta) <= lr + slack)
+
+
+@pytest.mark.spec("eq-adam", kind="property")
+def test_adam_step_blocked_threaded_path_equals_vectorised_formula() -> None:
+    # 2**20 + 12345 elements: several blocks, one slice per worker, ragged ends.
+    rng = np.random.default_rng(11)
+    n = 2**20 + 12345
+    theta = rng.standard_normal(n).astype(np.float32)
+    grad = rng.standard_normal(n).astype(np.float32)
+    state = AdamState(
+        m=rng.standard_normal(n).astype(np.float32) * 0.1,
+        v=rng.random(n).astype(np.float32),
+        t=3,
+    )
+    new, after = adam_step(theta, grad, state, learning_rate=0.01)
+    t = 4
+    alpha = 0.01 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+    m = state.m + (grad - state.m) * (1 - 0.9)
+    v = state.v + (grad * grad - state.v) * (1 - 0.999)
+    expected = theta - (m * alpha) / (np.sqrt(v) + 1e-7)
+    np.testing.assert_array_equal(after.m, m)
+    np.testing.assert_array_equal(after.v, v)
+    np.testing.assert_allclose(new, expected, rtol=2 * U32, atol=2 * U32 * alpha)
+    assert new.dtype == after.m.dtype == after.v.dtype == np.float32
+    assert after.t == t
+
+
+# ---------------------------------------------------------------- purity
+
+
+@pytest.mark.spec("eq-gd", kind="property")
+@pytest.mark.spec("eq-momentum", kind="property")
+@pytest.mark.spec("eq-adam", kind="property")
+@given(runs(max_steps=1), st.sampled_from([np.float32, np.float64]))
+def test_optimizer_steps_do_not_mutate_inputs(
+    run: tuple[np.ndarray, np.ndarray], dtype: Any
+) -> None:
+    theta, grads = run
+    theta, grad = theta.astype(dtype), grads[0].astype(dtype)
+    velocity = theta * 0.5
+    state = AdamState(m=theta * 0.1, v=np.abs(theta), t=2)
+    inputs = [theta, grad, velocity, state.m, state.v]
+    before = [a.copy() for a in inputs]
+    outputs = [
+        gradient_descent_step(theta, grad, learning_rate=0.1),
+        *momentum_step(theta, grad, velocity, learning_rate=0.1, momentum=0.9, nesterov=True),
+        *momentum_step(theta, grad, velocity, learning_rate=0.1, momentum=0.9),
+    ]
+    for form in ("keras", "paper"):
+        new, after = adam_step(theta, grad, state, form=form)  # type: ignore[arg-type]
+        outputs += [new, after.m, after.v]
+        assert after.t == 3
+    for a, b in zip(inputs, before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for out in outputs:
+        assert out.dtype == dtype
+        assert not any(np.shares_memory(out, a) for a in inputs)
+    assert state.t == 2
+
+
+# ---------------------------------------------------------------- errors
+
+THETA = np.array([1.0, 2.0])
+GRAD = np.array([0.1, -0.1])
+
+
+@pytest.mark.spec("eq-gd", kind="errors")
+@pytest.mark.parametrize(
+    ("theta", "grad", "lr", "message"),
+    [
+        (THETA, GRAD, 0.0, "learning_rate must be finite and > 0"),
+        (THETA, GRAD, -0.1, "learning_rate must be finite and > 0"),
+        (THETA, GRAD, float("nan"), "learning_rate must be finite and > 0"),
+        (THETA, GRAD, float("inf"), "learning_rate must be finite and > 0"),
+        (THETA, [0.1, 0.2, 0.3], 0.1, "shape mismatch"),
+        ([1.0, np.nan], GRAD, 0.1, "theta contains NaN or inf"),
+        (THETA, [np.inf, 0.0], 0.1, "grad contains NaN or inf"),
+        ([], [], 0.1, "theta is empty"),
+    ],
+)
+def test_gradient_descent_step_errors(theta: Any, grad: Any, lr: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        gradient_descent_step(theta, grad, learning_rate=lr)
+
+
+@pytest.mark.spec("eq-momentum", kind="errors")
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"momentum": 1.1}, r"momentum must be in \[0, 1\]"),
+        ({"momentum": -0.1}, r"momentum must be in \[0, 1\]"),
+        ({"momentum": float("nan")}, r"momentum must be in \[0, 1\]"),
+        ({"learning_rate": 0.0}, "learning_rate must be finite and > 0"),
+        ({"velocity": [0.0]}, "shape mismatch: theta"),
+        ({"grad": [[0.1, 0.2]]}, "shape mismatch: theta"),
+        ({"velocity": [np.nan, 0.0]}, "velocity contains NaN or inf"),
+        ({"grad": [np.nan, 0.0]}, "grad contains NaN or inf"),
+    ],
+)
+def test_momentum_step_errors(kwargs: dict[str, Any], message: str) -> None:
+    args = {"theta": THETA, "grad": GRAD, "velocity": [0.0, 0.0], "learning_rate": 0.1}
+    args["momentum"] = 0.9
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        momentum_step(**args)
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"learning_rate": 0.0}, "learning_rate must be finite and > 0"),
+        ({"learning_rate": float("inf")}, "learning_rate must be finite and > 0"),
+        ({"beta_1": 1.0}, r"beta_1 must be in \[0, 1\)"),
+        ({"beta_1": -0.1}, r"beta_1 must be in \[0, 1\)"),
+        ({"beta_2": 1.0}, r"beta_2 must be in \[0, 1\)"),
+        ({"beta_2": float("nan")}, r"beta_2 must be in \[0, 1\)"),
+        ({"epsilon": 0.0}, "epsilon must be finite and > 0"),
+        ({"form": "adamw"}, "form must be 'keras' or 'paper'"),
+        ({"grad": [0.1]}, "shape mismatch: theta"),
+        ({"grad": [np.nan, 0.1]}, "grad contains NaN or inf"),
+        ({"theta": [np.inf, 0.1]}, "theta contains NaN or inf"),
+        ({"state": AdamState(m=np.zeros(3), v=np.zeros(3), t=0)}, "shape mismatch: theta"),
+        ({"state": AdamState(m=np.zeros(2), v=np.array([np.inf, 0]), t=0)}, "state.v contains"),
+        ({"state": AdamState(m=np.array([np.nan, 0]), v=np.zeros(2), t=0)}, "state.m contains"),
+        ({"state": AdamState(m=np.zeros(2), v=np.zeros(2), t=-1)}, "state.t must be"),
+        ({"state": (np.zeros(2), np.zeros(2), 0)}, "state must be an AdamState"),
+        ({"theta": np.zeros(0), "grad": np.zeros(0)}, "theta is empty"),
+    ],
+)
+def test_adam_step_errors(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"theta": THETA, "grad": GRAD, "state": adam_init(THETA)}
+    args.update(kwargs)
+    theta, grad, state = args.pop("theta"), args.pop("grad"), args.pop("state")
+    with pytest.raises(ValueError, match=message):
+        adam_step(theta, grad, state, **args)
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+def test_adam_step_reports_non_finite_input_in_the_blocked_path() -> None:
+    n = 2**20 + 3
+    theta = np.zeros(n, np.float32)
+    grad = np.ones(n, np.float32)
+    grad[-1] = np.nan
+    with pytest.raises(ValueError, match="grad contains NaN or inf"):
+        adam_step(theta, grad, adam_init(theta))
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+def test_adam_step_reports_float32_overflow() -> None:
+    theta = np.zeros(2, np.float32)
+    grad = np.array([1e30, 1.0], np.float32)  # g**2 overflows float32
+    with pytest.raises(ValueError, match="overflows float32"):
+        adam_step(theta, grad, adam_init(theta))
+
+
+# ---------------------------------------------------------------- packaging
+
+
+def test_importing_optimizers_does_not_import_tensorflow_or_keras() -> None:
+    code = (
+        "import sys, release_spec.optimizers\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_optimizers_module_is_copyable_alone(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "release_spec" / "optimizers.py", tmp_path / "optimizers.py")
+    code = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import optimizers\n"
+        "new = optimizers.gradient_descent_step([1.0], [0.5], learning_rate=0.1)\n"
+        "assert abs(new[0] - 0.95) < 1e-15, new\n"
+        "assert not any(m.startswith('release_spec') for m in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-I", "-c", code], check=True, cwd=tmp_path, env=env)
