@@ -1,0 +1,205 @@
+"""The ``release-spec`` command line.
+
+``release-spec run`` runs the reference release end to end;
+``release-spec store list|verify|backup|restore|rollback`` manages a model store.
+
+Exit codes: 0 released (or a store command succeeded); 3 stopped by a gate or
+rolled back (or ``store verify`` found problems, or a store operation was
+refused); 2 usage or plan error, one line naming the problem; 1 unexpected
+error (with its traceback).
+
+Importing this module is cheap: TensorFlow is imported only when ``run``
+trains. Each subcommand is declared by one ``_add_<name>`` function that
+registers its handler, so a new subcommand is one more such function listed
+in :data:`SUBCOMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_STOPPED", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+PROG = "release-spec"
+#: Kept here (not imported from the pipeline) so building the parser stays light.
+SCENARIOS = ("default", "regression")
+
+
+class UsageError(Exception):
+    """A usage or plan problem: exit 2 with one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from release_spec.plan import load_plan
+
+    try:
+        plan = load_plan(args.plan)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.seed is not None:
+        plan = replace(plan, seed=args.seed)
+    from release_spec.pipeline import run_pipeline
+
+    result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
+    prod = result.report["production"]
+    failed = result.report["failed_gates"]
+    summary = f"outcome: {result.outcome}; production {prod['version']} (sha256 {prod['sha256']})"
+    if failed:
+        summary += "; failed gate(s): " + ", ".join(failed)
+    print(summary)
+    return EXIT_OK if result.outcome == "released" else EXIT_STOPPED
+
+
+def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the reference release (pre-train, fine-tune, release)",
+        description="Run every stage on the embedded data; write report.md, report.json, "
+        "figures and the model store under --out.",
+    )
+    p.add_argument("--plan", type=Path, help="TOML release plan (default: the embedded plan)")
+    p.add_argument("--out", type=Path, default=Path("build/release"), help="output directory")
+    p.add_argument("--seed", type=_seed, help="override the plan's seed")
+    p.add_argument("--scenario", choices=SCENARIOS, default="default", help="what to release")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for the soak")
+    p.set_defaults(handler=_cmd_run)
+
+
+# ---------------------------------------------------------------------------- store
+
+
+def _open_store(args: argparse.Namespace) -> object:
+    from release_spec.registry import ModelStore, StoreError
+
+    try:
+        return ModelStore(args.store)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from release_spec.registry import ModelStore, StoreError
+
+    try:
+        if args.action == "restore":
+            if args.archive is None:
+                raise UsageError("store restore: give the backup archive (--archive FILE)")
+            restored = ModelStore.restore(args.archive, args.store, overwrite=args.overwrite)
+            prod = restored.production()
+            print(f"restored {args.archive} into {args.store}; production {_name(prod)}")
+            return EXIT_OK
+        store = _open_store(args)
+        assert isinstance(store, ModelStore)
+        if args.action == "list":
+            prod = store.production()
+            for info in store.versions():
+                mark = "*" if prod is not None and info.version == prod.version else " "
+                print(
+                    f"{mark} {info.version}  {info.sha256[:16]}  {info.created}  "
+                    f"parent {info.parent or '-'}"
+                )
+            print(f"production: {_name(prod)}")
+            return EXIT_OK
+        if args.action == "verify":
+            report = store.verify()
+            for problem in report.problems:
+                print(f"problem: {problem}")
+            for left in report.leftovers:
+                print(f"leftover of a crashed writer: {left}")
+            print(
+                f"{'ok' if report.ok else 'FAILED'}: {len(report.versions)} version(s), "
+                f"production {report.production or '-'}"
+            )
+            return EXIT_OK if report.ok else EXIT_STOPPED
+        if args.action == "backup":
+            if args.dest is None:
+                raise UsageError("store backup: give a destination (--dest DIR or FILE.tar.gz)")
+            print(f"backup written: {store.backup(args.dest)}")
+            return EXIT_OK
+        info = store.rollback()
+        print(f"rolled back: production is now {info.version} (sha256 {info.sha256})")
+        return EXIT_OK
+    except StoreError as exc:
+        print(f"{PROG}: store: {exc}", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def _name(info: object) -> str:
+    version = getattr(info, "version", None)
+    return str(version) if version else "none"
+
+
+def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "store",
+        help="list, verify, back up, restore or roll back a model store",
+        description="Manage a model store (see release_spec.registry).",
+    )
+    p.add_argument("action", choices=("list", "verify", "backup", "restore", "rollback"))
+    p.add_argument("--store", type=Path, required=True, help="the store directory")
+    p.add_argument("--dest", type=Path, help="backup: a directory or a .tar.gz path")
+    p.add_argument("--archive", type=Path, help="restore: the backup archive")
+    p.add_argument("--overwrite", action="store_true", help="restore: replace an existing store")
+    p.set_defaults(handler=_cmd_store)
+
+
+#: One function per subcommand; each adds its parser and sets ``handler``.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [_add_run, _add_store]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand in :data:`SUBCOMMANDS`."""
+    parser = _Parser(prog=PROG, description="Staged release of a model, with gates.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.handler(args)
+        return code
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,604 @@
+"""The reference release, end to end: pre-train → fine-tune → release, on the embedded data.
+
+This is the workbench: it wires the data (:mod:`release_spec.data`), the
+classic Keras model (:mod:`release_spec.model`), the gates and stages
+(:mod:`release_spec.gates`, :mod:`release_spec.stages`), the plan
+(:mod:`release_spec.plan`) and the model store (:mod:`release_spec.registry`)
+together, and hands the result to :mod:`release_spec.report`. Keras is
+imported inside the functions that train, so importing this module is cheap.
+
+Where production comes from. On a first run the store is empty, so the
+pre-trained model, once its gate has passed, is registered and promoted as
+the baseline production version: the model that would be serving had the
+deployment environment not changed. The fine-tuned candidate must then beat
+it on the target domain, show no forgetting on the source domain, and be
+non-inferior to it on the target test set before it replaces it. A later
+run with the same ``--out`` finds that store and compares its candidate with
+whatever is in production there (the pre-trained model of every run is still
+registered, as the candidate's parent, but not promoted).
+
+Scenarios: ``default``; ``regression``, where the fine-tuning data has one
+class's labels replaced by the next class (a corrupted labelling batch), a
+harmful candidate the gates must stop before it reaches production.
+
+Extension point: :func:`release_steps` returns the release stage's steps
+(functional, performance, stability). A phased rollout is one more
+:class:`~release_spec.stages.ReleaseStep`, inserted after the offline gates
+and before promotion (promotion happens only when every step passed).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from release_spec import __version__
+from release_spec.data import Dataset, Split, load_dataset
+from release_spec.gates import (
+    GateResult,
+    SoakResult,
+    accuracy_gate,
+    forgetting_gate,
+    functional_gates,
+    improvement_gate,
+    macro_f1_gate,
+    noninferiority_gate,
+    soak,
+    stability_gates,
+)
+from release_spec.metrics import accuracy, confusion_matrix
+from release_spec.model import build_model, fine_tune_copy
+from release_spec.plan import Plan
+from release_spec.registry import ModelStore, VersionInfo
+from release_spec.stages import (
+    Attempt,
+    AttemptOutcome,
+    Hyperparameters,
+    ReleaseStep,
+    StageRecord,
+    State,
+    TrainingCurves,
+    run_release,
+    run_stage,
+    transition,
+)
+from release_spec.statistics import wilson_interval
+
+__all__ = [
+    "SCENARIOS",
+    "ReleaseContext",
+    "RunResult",
+    "predictor",
+    "release_steps",
+    "run_pipeline",
+]
+
+SCENARIOS = ("default", "regression")
+Outcome = Literal["released", "stopped", "rolled_back"]
+Echo = Callable[[str], None]
+FloatArray = npt.NDArray[np.float32]
+#: Size of the functional gate's probe batch (target test images).
+FUNCTIONAL_PROBE = 256
+#: Version of the report.json layout (see the reference-release page).
+REPORT_SCHEMA_VERSION = 1
+
+
+def predictor(model: Any) -> Callable[[FloatArray], npt.NDArray[np.float32]]:
+    """A NumPy-in, NumPy-out inference function for a Keras model.
+
+    A direct call in inference mode, not ``model.predict``: ``predict`` adds
+    tens of milliseconds of per-call set-up that would swamp the soak's
+    per-batch latencies.
+    """
+
+    def predict(x: FloatArray) -> npt.NDArray[np.float32]:
+        return np.asarray(model(np.asarray(x, np.float32), training=False), np.float32)
+
+    return predict
+
+
+def _labels_of(model: Any, x: FloatArray) -> npt.NDArray[np.int64]:
+    out: npt.NDArray[np.int64] = np.argmax(predictor(model)(x), axis=1).astype(np.int64)
+    return out
+
+
+@dataclass
+class ReleaseContext:
+    """What the release steps work on (mutable: steps record what they measured)."""
+
+    plan: Plan
+    data: Dataset
+    store: ModelStore
+    candidate: Any
+    candidate_info: VersionInfo
+    production: Any
+    production_info: VersionInfo
+    echo: Echo
+    progress: bool
+    measurements: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of :func:`run_pipeline` and the report dict written to report.json."""
+
+    outcome: Outcome
+    stages: tuple[StageRecord, ...]
+    report: dict[str, Any]
+    out_dir: Path
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def _functional_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
+    probe = ctx.data.target.test.x[:FUNCTIONAL_PROBE]
+    return functional_gates(predictor(ctx.candidate), probe, atol=ctx.plan.release.functional_atol)
+
+
+def _performance_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
+    test = ctx.data.target.test
+    cand = _labels_of(ctx.candidate, test.x)
+    prod = _labels_of(ctx.production, test.x)
+    ctx.measurements["candidate_test_pred"] = cand
+    ctx.measurements["production_test_pred"] = prod
+    rp = ctx.plan.release
+    return (
+        noninferiority_gate(
+            "release.noninferiority",
+            test.labels,
+            cand,
+            prod,
+            margin=rp.noninferiority_margin,
+            alpha=rp.noninferiority_alpha,
+            reference=f"production {ctx.production_info.version}",
+        ),
+    )
+
+
+def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
+    from tqdm.auto import tqdm
+
+    rp = ctx.plan.release
+    pool = np.concatenate([ctx.data.target.test.x, ctx.data.target.val.x])
+    with tqdm(
+        total=rp.soak_predictions,
+        desc="  soak",
+        unit="pred",
+        disable=not ctx.progress,
+        leave=False,
+    ) as bar:
+        result = soak(
+            predictor(ctx.candidate),
+            pool,
+            predictions=rp.soak_predictions,
+            batch_size=rp.soak_batch_size,
+            rss_mb=_rss_mb,
+            on_batch=bar.update,
+        )
+    ctx.measurements["soak"] = result
+    return stability_gates(
+        result,
+        min_predictions=rp.soak_predictions,
+        max_p99_ms=rp.max_p99_ms,
+        max_rss_growth_mb=rp.max_rss_growth_mb,
+    )
+
+
+def release_steps(ctx: ReleaseContext) -> list[ReleaseStep]:
+    """The release stage's steps, in order; insert a rollout step before promotion here."""
+    return [
+        ReleaseStep("functional", lambda: _functional_step(ctx)),
+        ReleaseStep("performance", lambda: _performance_step(ctx)),
+        ReleaseStep("stability", lambda: _stability_step(ctx)),
+    ]
+
+
+class _Trainer:
+    """Training attempts for the two training stages, remembering every attempt's curves."""
+
+    def __init__(self, plan: Plan, ds: Dataset, scenario: str, echo: Echo) -> None:
+        self.plan, self.ds, self.echo = plan, ds, echo
+        self.curves: dict[str, list[TrainingCurves]] = {"pretrain": [], "finetune": []}
+        self.rng = np.random.default_rng([plan.seed, 2])
+        self.target_train = ds.target.train
+        if scenario == "regression":
+            k = plan.regression.corrupt_class
+            y = self.target_train.y.copy()
+            y[self.target_train.labels == k] = np.eye(10, dtype=np.float32)[(k + 1) % 10]
+            self.target_train = Split(self.target_train.x, y)
+        self.pretrained: Any = None
+        self.pre_target_val: npt.NDArray[np.int64] | None = None
+        self.pre_source_test: npt.NDArray[np.int64] | None = None
+
+    def _fit(
+        self, stage: str, model: Any, hp: Hyperparameters, train: Split, val: Split
+    ) -> TrainingCurves:
+        import keras
+
+        echo, attempt = self.echo, len(self.curves[stage]) + 1
+
+        class Progress(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                logs = logs or {}
+                echo(
+                    f"  {stage} attempt {attempt} epoch {epoch + 1:>2}/{hp.epochs}: "
+                    f"loss {logs.get('loss', float('nan')):.4f} "
+                    f"accuracy {logs.get('accuracy', float('nan')):.4f} "
+                    f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}"
+                )
+
+        callbacks: list[Any] = [Progress()]
+        if hp.early_stopping:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=2, restore_best_weights=True
+                )
+            )
+        hist = model.fit(
+            train.x,
+            train.y,
+            epochs=hp.epochs,
+            batch_size=hp.batch_size,
+            validation_data=(val.x, val.y),
+            callbacks=callbacks,
+            verbose=0,
+        ).history
+        curves = TrainingCurves(
+            tuple(map(float, hist["accuracy"])),
+            tuple(map(float, hist["val_accuracy"])),
+            tuple(map(float, hist["loss"])),
+            tuple(map(float, hist["val_loss"])),
+        )
+        self.curves[stage].append(curves)
+        return curves
+
+    def pretrain(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
+        src, pp = self.ds.source, self.plan.pretrain
+        model = build_model(hp.learning_rate, hp.l2)
+        curves = self._fit("pretrain", model, hp, src.train, src.val)
+        pred = _labels_of(model, src.val.x)
+        gates = (
+            accuracy_gate(
+                "pretrain.accuracy", src.val.labels, pred, min_lower=pp.min_accuracy_lower
+            ),
+            macro_f1_gate("pretrain.macro_f1", src.val.labels, pred, min_f1=pp.min_macro_f1),
+        )
+        figures = {
+            "train_accuracy": curves.train_accuracy[-1],
+            "val_accuracy": curves.val_accuracy[-1],
+            "epochs_run": float(len(curves.train_accuracy)),
+        }
+        return AttemptOutcome(model, gates, curves, figures)
+
+    def finetune(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
+        src, tgt, fp = self.ds.source, self.ds.target, self.plan.finetune
+        if self.pre_target_val is None or self.pre_source_test is None:
+            self.pre_target_val = _labels_of(self.pretrained, tgt.val.x)
+            self.pre_source_test = _labels_of(self.pretrained, src.test.x)
+        train = self.target_train
+        n_replay = round(hp.replay * len(train))
+        if n_replay:
+            pick = self.rng.choice(len(src.train), n_replay, replace=n_replay > len(src.train))
+            train = Split(
+                np.concatenate([train.x, src.train.x[pick]]),
+                np.concatenate([train.y, src.train.y[pick]]),
+            )
+        model = fine_tune_copy(self.pretrained, hp.learning_rate, hp.l2)
+        curves = self._fit("finetune", model, hp, train, tgt.val)
+        cand_val = _labels_of(model, tgt.val.x)
+        cand_src = _labels_of(model, src.test.x)
+        gates = (
+            improvement_gate(
+                "finetune.improvement",
+                tgt.val.labels,
+                cand_val,
+                self.pre_target_val,
+                alpha=fp.improvement_alpha,
+            ),
+            forgetting_gate(
+                "finetune.no_forgetting",
+                src.test.labels,
+                cand_src,
+                self.pre_source_test,
+                margin=fp.forgetting_margin,
+                alpha=fp.forgetting_alpha,
+            ),
+        )
+        figures = {
+            "target_val_accuracy": accuracy(tgt.val.labels, cand_val),
+            "pretrained_target_val_accuracy": accuracy(tgt.val.labels, self.pre_target_val),
+            "source_test_accuracy": accuracy(src.test.labels, cand_src),
+            "pretrained_source_test_accuracy": accuracy(src.test.labels, self.pre_source_test),
+            "train_examples": float(len(train)),
+        }
+        return AttemptOutcome(model, gates, curves, figures)
+
+
+def _echo_attempt(echo: Echo, stage: str) -> Callable[[Attempt], None]:
+    def show(a: Attempt) -> None:
+        if a.number > 1:
+            echo(f"  {stage}: {a.reason}")
+        for g in a.gates:
+            echo(f"  {'PASS' if g.passed else 'FAIL'} {g.name}: {g.detail}")
+
+    return show
+
+
+def _echo_step(echo: Echo) -> Callable[[str, Sequence[GateResult]], None]:
+    def show(step: str, gates: Sequence[GateResult]) -> None:
+        for g in gates:
+            echo(f"  {'PASS' if g.passed else 'FAIL'} {g.name}: {g.detail}")
+
+    return show
+
+
+def _hp(section: Any) -> Hyperparameters:
+    return Hyperparameters(
+        learning_rate=section.learning_rate,
+        epochs=section.epochs,
+        batch_size=section.batch_size,
+        replay=getattr(section, "replay", 0.0),
+    )
+
+
+def run_pipeline(
+    plan: Plan,
+    out_dir: Path | str,
+    *,
+    scenario: str = "default",
+    echo: Echo = print,
+    progress: bool = True,
+) -> RunResult:
+    """Run every stage, write the report, figures and store under ``out_dir``.
+
+    Args:
+        plan: the release plan (see :mod:`release_spec.plan`).
+        out_dir: output directory (created); the store lives in ``out_dir/store``.
+        scenario: one of :data:`SCENARIOS`.
+        echo: receives the status lines.
+        progress: show a progress bar during the soak.
+
+    Returns:
+        A :class:`RunResult`; ``outcome`` is ``released``, ``stopped`` or ``rolled_back``.
+
+    Raises:
+        ValueError: unknown scenario.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
+    t_start = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    echo(f"[setup] scenario {scenario}, seed {plan.seed}, output {out}")
+    import keras
+
+    keras.utils.set_random_seed(plan.seed)
+    store = ModelStore(out / "store", create=True)
+    ds = load_dataset(plan.seed, plan.data.max_rotation, plan.data.target_train_copies)
+    hashes = ds.hashes()
+    echo(
+        f"[data] source train {len(ds.source.train)}, target train {len(ds.target.train)}, "
+        f"target test {len(ds.target.test)} (keras {keras.__version__})"
+    )
+    trainer = _Trainer(plan, ds, scenario, echo)
+    stages: list[StageRecord] = []
+    production_before = store.production()
+    candidate_info: VersionInfo | None = None
+    release_ctx: ReleaseContext | None = None
+
+    echo("[pretrain] running: classic network on the clean source domain")
+    pre_rec, pretrained = run_stage(
+        "pretrain",
+        _hp(plan.pretrain),
+        trainer.pretrain,
+        max_attempts=plan.pretrain.max_attempts,
+        overfit_gap=plan.optimise.overfit_gap,
+        max_epochs=plan.optimise.max_epochs,
+        on_attempt=_echo_attempt(echo, "pretrain"),
+    )
+    stages.append(pre_rec)
+    echo(f"[pretrain] {pre_rec.state.value} after {len(pre_rec.attempts)} attempt(s)")
+
+    if pre_rec.state is State.PASSED:
+        trainer.pretrained = pretrained
+        pre_info = store.save_model(
+            pretrained,
+            metrics={f"pretrain.{g.name.split('.')[-1]}": g.value for g in pre_rec.gates},
+            data_hashes=hashes,
+        )
+        echo(f"[store] registered pre-trained model as {pre_info.version}")
+        if production_before is None:
+            store.promote(pre_info.version)
+            echo(f"[store] no production yet: {pre_info.version} promoted as the baseline")
+        echo("[finetune] running: from the pre-trained weights on the target domain")
+        ft_rec, candidate = run_stage(
+            "finetune",
+            _hp(plan.finetune),
+            trainer.finetune,
+            max_attempts=plan.finetune.max_attempts,
+            overfit_gap=plan.optimise.overfit_gap,
+            max_epochs=plan.optimise.max_epochs,
+            on_attempt=_echo_attempt(echo, "finetune"),
+        )
+        stages.append(ft_rec)
+        echo(f"[finetune] {ft_rec.state.value} after {len(ft_rec.attempts)} attempt(s)")
+        if ft_rec.state is State.PASSED:
+            candidate_info = store.save_model(
+                candidate,
+                metrics={f"finetune.{g.name.split('.')[-1]}": g.value for g in ft_rec.gates},
+                data_hashes=hashes,
+                parent=pre_info.version,
+            )
+            production_info = store.production()
+            assert production_info is not None
+            echo(
+                f"[release] running: candidate {candidate_info.version} "
+                f"vs production {production_info.version}"
+            )
+            release_ctx = ReleaseContext(
+                plan=plan,
+                data=ds,
+                store=store,
+                candidate=store.load_model(candidate_info.version),
+                candidate_info=candidate_info,
+                production=store.load_model(production_info.version),
+                production_info=production_info,
+                echo=echo,
+                progress=progress,
+            )
+            rel_rec = run_release(release_steps(release_ctx), on_step=_echo_step(echo))
+            if rel_rec.state is State.PASSED:
+                store.promote(candidate_info.version)
+                rel_rec = transition(rel_rec, State.RELEASED)
+                rel_rec = replace(
+                    rel_rec, notes=(f"promoted {candidate_info.version} to production",)
+                )
+            stages.append(rel_rec)
+            echo(f"[release] {rel_rec.state.value}")
+
+    outcome: Outcome
+    last = stages[-1].state
+    if last is State.RELEASED:
+        outcome = "released"
+    elif last is State.ROLLED_BACK:
+        outcome = "rolled_back"
+    else:
+        outcome = "stopped"
+
+    report = _report_dict(
+        plan=plan,
+        scenario=scenario,
+        started=started,
+        seconds=time.perf_counter() - t_start,
+        outcome=outcome,
+        stages=stages,
+        ds=ds,
+        hashes=hashes,
+        store=store,
+        production_before=production_before,
+        candidate_info=candidate_info,
+        ctx=release_ctx,
+    )
+    from release_spec.report import write_report
+
+    matrices = _confusion_matrices(ds, trainer, release_ctx)
+    write_report(report, out, curves=trainer.curves, matrices=matrices)
+    echo(f"[report] {out / 'report.md'}, {out / 'report.json'}")
+    return RunResult(outcome, tuple(stages), report, out)
+
+
+def _confusion_matrices(
+    ds: Dataset, trainer: _Trainer, ctx: ReleaseContext | None
+) -> dict[str, npt.NDArray[np.int64]]:
+    test = ds.target.test
+    out: dict[str, npt.NDArray[np.int64]] = {}
+    if ctx is not None and "candidate_test_pred" in ctx.measurements:
+        out[f"production {ctx.production_info.version}"] = confusion_matrix(
+            test.labels, ctx.measurements["production_test_pred"], num_classes=10
+        )
+        out[f"candidate {ctx.candidate_info.version}"] = confusion_matrix(
+            test.labels, ctx.measurements["candidate_test_pred"], num_classes=10
+        )
+    elif trainer.pretrained is not None:
+        out["pre-trained"] = confusion_matrix(
+            test.labels, _labels_of(trainer.pretrained, test.x), num_classes=10
+        )
+    return out
+
+
+def _report_dict(
+    *,
+    plan: Plan,
+    scenario: str,
+    started: str,
+    seconds: float,
+    outcome: Outcome,
+    stages: list[StageRecord],
+    ds: Dataset,
+    hashes: dict[str, str],
+    store: ModelStore,
+    production_before: VersionInfo | None,
+    candidate_info: VersionInfo | None,
+    ctx: ReleaseContext | None,
+) -> dict[str, Any]:
+    import keras
+
+    production = store.production()
+    test = ds.target.test
+    released: dict[str, Any] | None = None
+    if outcome == "released" and ctx is not None:
+        pred = ctx.measurements["candidate_test_pred"]
+        hits = int(np.sum(pred == test.labels))
+        conf = plan.release.confidence
+        lo, hi = wilson_interval(hits, len(test), confidence=conf)
+        released = {
+            "version": ctx.candidate_info.version,
+            "target_test_accuracy": hits / len(test),
+            "interval": [lo, hi],
+            "confidence": conf,
+            "n": len(test),
+        }
+    soak_info: dict[str, Any] | None = None
+    if ctx is not None and isinstance(ctx.measurements.get("soak"), SoakResult):
+        s: SoakResult = ctx.measurements["soak"]
+        soak_info = {
+            "predictions": s.predictions,
+            "batches": s.batches,
+            "p50_ms": s.percentile(50),
+            "p99_ms": s.percentile(99),
+            "non_finite": s.non_finite,
+            "rss_start_mb": s.rss_start_mb,
+            "rss_end_mb": s.rss_end_mb,
+        }
+    failed = [g.name for st in stages for g in st.failed_gates]
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "outcome": outcome,
+        "scenario": scenario,
+        "seed": plan.seed,
+        "started": started,
+        "seconds": round(seconds, 2),
+        "versions": {"release_spec": __version__, "keras": keras.__version__},
+        "stages": [st.to_dict() for st in stages],
+        "failed_gates": failed,
+        "production": {
+            "version": production.version if production else None,
+            "sha256": production.sha256 if production else None,
+            "before": production_before.version if production_before else None,
+            "baseline_promoted": production_before is None,
+            "candidate_promoted": candidate_info is not None
+            and production is not None
+            and production.version == candidate_info.version,
+        },
+        "candidate": (
+            {"version": candidate_info.version, "sha256": candidate_info.sha256}
+            if candidate_info
+            else None
+        ),
+        "released_model": released,
+        "soak": soak_info,
+        "data": {
+            "hashes": hashes,
+            "sizes": {
+                f"{d.name}.{part}": len(getattr(d, part))
+                for d in (ds.source, ds.target)
+                for part in ("train", "val", "test")
+            },
+        },
+        "plan": plan.to_dict(),
+        "figures": ["training_curves.png", "confusion_matrices.png", "gate_summary.png"],
+    }

@@ -1,0 +1,262 @@
+"""The release report: report.json, report.md and the PNG figures.
+
+``report.json`` (``schema_version`` 1) holds, at the top level:
+
+* ``outcome``: ``released`` | ``stopped`` | ``rolled_back``;
+* ``scenario``, ``seed``, ``started`` (ISO 8601 UTC), ``seconds`` (wall time);
+* ``stages``: one object per stage run, in order, each with ``name``,
+  ``state``, ``history`` (states passed through), ``gates`` (the final
+  attempt's gates: ``name``, ``passed``, ``value``, ``threshold``,
+  ``interval`` as ``[lower, upper]`` or null, ``detail``), ``attempts``
+  (every attempt: ``number``, ``reason``, ``hyperparameters``, ``passed``,
+  ``gates``, ``figures``, ``diagnosis``, ``seconds``), ``skipped`` (release
+  steps not run) and ``notes``;
+* ``failed_gates``: names of the gates that failed in the final attempts;
+* ``production``: ``version`` and ``sha256`` in production after the run,
+  ``before`` (production when the run started, null on a new store),
+  ``baseline_promoted`` and ``candidate_promoted``;
+* ``candidate``: the registered candidate's ``version`` and ``sha256``, or null;
+* ``released_model``: when released, its ``target_test_accuracy`` with a
+  Wilson ``interval`` at ``confidence`` on ``n`` test images; else null;
+* ``soak``: predictions, batches, ``p50_ms``, ``p99_ms``, ``non_finite``,
+  ``rss_start_mb``, ``rss_end_mb``; or null;
+* ``data`` (sha256 ``hashes`` and ``sizes`` of every split), ``plan`` (the
+  plan used), ``versions`` and ``figures`` (file names, next to the report).
+
+Every file is written atomically (temporary file, fsync, ``os.replace``).
+Matplotlib is used with the Agg backend and imported only when drawing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from release_spec.stages import TrainingCurves
+
+__all__ = [
+    "plot_confusion_matrices",
+    "plot_gate_summary",
+    "plot_training_curves",
+    "render_markdown",
+    "write_report",
+]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _figure_bytes(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(curves: Mapping[str, Sequence[TrainingCurves]]) -> bytes:
+    """Training and validation accuracy per epoch: a panel per stage, a line pair per attempt."""
+    plt = _pyplot()
+    stages = [s for s, c in curves.items() if c]
+    fig, axes = plt.subplots(1, max(1, len(stages)), figsize=(5.2 * max(1, len(stages)), 3.6))
+    axes = np.atleast_1d(axes)
+    for ax, stage in zip(axes, stages, strict=False):
+        for i, c in enumerate(curves[stage], start=1):
+            epochs = np.arange(1, len(c.train_accuracy) + 1)
+            (line,) = ax.plot(epochs, c.train_accuracy, label=f"attempt {i} train")
+            ax.plot(epochs, c.val_accuracy, "--", color=line.get_color(), label=f"attempt {i} val")
+        ax.set_title(stage)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _figure_bytes(fig)
+
+
+def plot_confusion_matrices(matrices: Mapping[str, npt.NDArray[np.int64]]) -> bytes:
+    """One heat map per model (rows: true class, columns: predicted class)."""
+    plt = _pyplot()
+    n = max(1, len(matrices))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0))
+    axes = np.atleast_1d(axes)
+    for ax, (name, cm) in zip(axes, matrices.items(), strict=False):
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            if v:
+                colour = "white" if v > cm.max() / 2 else "black"
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7, color=colour)
+        ax.set_title(f"{name}: target test")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(cm.shape[1]))
+        ax.set_yticks(range(cm.shape[0]))
+    return _figure_bytes(fig)
+
+
+def plot_gate_summary(report: Mapping[str, Any]) -> bytes:
+    """Every final gate of every stage as a pass/fail row."""
+    plt = _pyplot()
+    rows = [(st["name"], g) for st in report["stages"] for g in st["gates"]]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * max(3, len(rows)) + 0.8))
+    for i, (_, g) in enumerate(rows):
+        colour = "#2e7d32" if g["passed"] else "#c62828"
+        ax.barh(i, 1, color=colour)
+        ax.text(
+            0.02,
+            i,
+            f"{'PASS' if g['passed'] else 'FAIL'}  value {g['value']:.4g}  "
+            f"threshold {g['threshold']:.4g}",
+            va="center",
+            color="white",
+            fontsize=8,
+        )
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([g["name"] for _, g in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xticks([])
+    ax.set_xlim(0, 1)
+    ax.set_title(f"gates: outcome {report['outcome']}")
+    return _figure_bytes(fig)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _interval(iv: Sequence[float] | None) -> str:
+    return "–" if iv is None else f"[{iv[0]:.4f}, {iv[1]:.4f}]"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The human-readable report (figures linked by relative path)."""
+    prod = report["production"]
+    lines = [
+        f"# Release report: {report['outcome']}",
+        "",
+        f"Scenario `{report['scenario']}`, seed {report['seed']}, started {report['started']}, "
+        f"{report['seconds']:.1f} s.",
+        "",
+        f"**Production**: `{prod['version'] or 'none'}` (sha256 `{prod['sha256'] or '-'}`); "
+        f"before the run: `{prod['before'] or 'none (new store)'}`; candidate promoted: "
+        f"{'yes' if prod['candidate_promoted'] else 'no'}.",
+        "",
+    ]
+    rm = report.get("released_model")
+    if rm:
+        lines += [
+            f"**Released model** `{rm['version']}`: accuracy on the target-domain test set "
+            f"{rm['target_test_accuracy']:.4f}, {rm['confidence']:.0%} Wilson interval "
+            f"{_interval(rm['interval'])} (n = {rm['n']}).",
+            "",
+        ]
+    if report["failed_gates"]:
+        lines += ["**Failed gates**: " + ", ".join(f"`{g}`" for g in report["failed_gates"]), ""]
+    lines += ["## Stages", "", "| stage | state | attempts |", "|---|---|---|"]
+    lines += [
+        f"| {st['name']} | {st['state']} | {len(st['attempts'])} |" for st in report["stages"]
+    ]
+    for st in report["stages"]:
+        lines += [
+            "",
+            f"### {st['name']}: {st['state']}",
+            "",
+            "| gate | result | value | threshold | interval |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{g['name']}` | {'pass' if g['passed'] else '**FAIL**'} | {_fmt(g['value'])} "
+            f"| {_fmt(g['threshold'])} | {_interval(g['interval'])} |"
+            for g in st["gates"]
+        ]
+        lines.append("")
+        lines += [f"- `{g['name']}`: {g['detail']}" for g in st["gates"]]
+        if len(st["attempts"]) > 1 or st["name"] != "release":
+            lines += ["", "Attempts:", ""]
+            for a in st["attempts"]:
+                hp = a["hyperparameters"] or {}
+                hps = ", ".join(f"{k} {v}" for k, v in hp.items())
+                verdict = "passed" if a["passed"] else "failed"
+                diag = a["diagnosis"]
+                lines.append(
+                    f"{a['number']}. {verdict} in {a['seconds']:.1f} s — {a['reason']}. "
+                    f"Hyperparameters: {hps}."
+                    + (f" Diagnosis: {diag['cause']} ({diag['evidence']})." if diag else "")
+                )
+        if st["skipped"]:
+            lines += ["", "Skipped steps: " + ", ".join(st["skipped"])]
+        if st["notes"]:
+            lines += ["", *[f"Note: {n}" for n in st["notes"]]]
+    soak = report.get("soak")
+    if soak:
+        lines += [
+            "",
+            "## Soak",
+            "",
+            f"{soak['predictions']} predictions in {soak['batches']} batches: latency per batch "
+            f"p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms; {soak['non_finite']} "
+            f"non-finite outputs; resident memory {soak['rss_start_mb']:.1f} → "
+            f"{soak['rss_end_mb']:.1f} MB.",
+        ]
+    lines += ["", "## Figures", ""]
+    lines += [f"![{name[:-4].replace('_', ' ')}]({name})" for name in report["figures"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    report: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    curves: Mapping[str, Sequence[TrainingCurves]],
+    matrices: Mapping[str, npt.NDArray[np.int64]],
+) -> list[Path]:
+    """Write report.json, report.md and the three figures into ``out_dir``; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "report.json": (json.dumps(report, indent=2, sort_keys=False) + "\n").encode(),
+        "report.md": render_markdown(report).encode(),
+        "training_curves.png": plot_training_curves(curves),
+        "confusion_matrices.png": plot_confusion_matrices(matrices),
+        "gate_summary.png": plot_gate_summary(report),
+    }
+    paths = []
+    for name, data in files.items():
+        _atomic_write(out_dir / name, data)
+        paths.append(out_dir / name)
+    return paths
