@@ -13,8 +13,8 @@ Input conventions:
   occur". This is scikit-learn called with ``labels=range(num_classes)``, and it
   is what Keras does with one-hot inputs of width ``num_classes``: a class that
   never occurs still counts in the macro average.
-* Probabilities become labels first: :func:`threshold_predictions` for the
-  binary case (Keras's strict ``p > threshold``), :func:`argmax_predictions` for
+* Probabilities become labels first: `threshold_predictions` for the
+  binary case (Keras's strict ``p > threshold``), `argmax_predictions` for
   rows of class probabilities.
 
 Bad input raises ``ValueError`` naming the problem. The checks (finite, whole,
@@ -416,7 +416,7 @@ def precision(
         A float, or a float64 array of shape (K,) when ``average=None``.
 
     Raises:
-        ValueError: bad labels (see :func:`confusion_matrix`), unknown
+        ValueError: bad labels (see `confusion_matrix`), unknown
             ``average`` or a ``zero_division`` other than 0, 1 or nan.
 
     Example:
@@ -467,7 +467,7 @@ def recall(
     R_k = \frac{TP_k}{TP_k + FN_k} = \frac{C_{kk}}{\sum_j C_{kj}}
     $$
 
-    Averaging as in :func:`precision`. The support-weighted recall equals the
+    Averaging as in `precision`. The support-weighted recall equals the
     accuracy. Where $TP_k + FN_k = 0$ (class k never occurs) the score is
     ``zero_division``.
 
@@ -492,7 +492,7 @@ def recall(
         A float, or a float64 array of shape (K,) when ``average=None``.
 
     Raises:
-        ValueError: bad labels (see :func:`confusion_matrix`), unknown
+        ValueError: bad labels (see `confusion_matrix`), unknown
             ``average`` or a ``zero_division`` other than 0, 1 or nan.
 
     Example:
@@ -545,7 +545,7 @@ def f1_score(
 
     The count form is used: it is defined whenever class k occurs in either
     vector (and is 0 when $TP_k = 0$); only a class absent from both gets
-    ``zero_division``. Averaging as in :func:`precision`; ``"micro"`` F1 equals
+    ``zero_division``. Averaging as in `precision`; ``"micro"`` F1 equals
     the accuracy for single-label data.
 
     Spec: eq-f1
@@ -570,7 +570,7 @@ def f1_score(
         A float, or a float64 array of shape (K,) when ``average=None``.
 
     Raises:
-        ValueError: bad labels (see :func:`confusion_matrix`), unknown
+        ValueError: bad labels (see `confusion_matrix`), unknown
             ``average`` or a ``zero_division`` other than 0, 1 or nan.
 
     Example:
@@ -630,7 +630,7 @@ class ConfusionMatrix:
         return self._counts.copy()
 
     def update(self, y_true: ArrayLike, y_pred: ArrayLike) -> None:
-        """Add one batch of labels (validated like :func:`confusion_matrix`)."""
+        """Add one batch of labels (validated like `confusion_matrix`)."""
         t, p = _pair(y_true, y_pred)
         batch = _count_pairs(t, p, self._fixed)
         k, b = self._counts.shape[0], batch.shape[0]
@@ -657,7 +657,7 @@ class ConfusionMatrix:
     def precision(
         self, *, average: Average | None = "macro", zero_division: float = 0.0
     ) -> float | NDArray[np.float64]:
-        """Precision of everything seen, as :func:`precision` (eq-precision)."""
+        """Precision of everything seen, as `precision` (eq-precision)."""
         avg, zd = _average(average), _zero_division(zero_division)
         return _score(self._checked(), "precision", avg, zd)
 
@@ -668,7 +668,7 @@ class ConfusionMatrix:
     def recall(
         self, *, average: Average | None = "macro", zero_division: float = 0.0
     ) -> float | NDArray[np.float64]:
-        """Recall of everything seen, as :func:`recall` (eq-recall)."""
+        """Recall of everything seen, as `recall` (eq-recall)."""
         avg, zd = _average(average), _zero_division(zero_division)
         return _score(self._checked(), "recall", avg, zd)
 
@@ -679,7 +679,7 @@ class ConfusionMatrix:
     def f1_score(
         self, *, average: Average | None = "macro", zero_division: float = 0.0
     ) -> float | NDArray[np.float64]:
-        """F1 of everything seen, as :func:`f1_score` (eq-f1)."""
+        """F1 of everything seen, as `f1_score` (eq-f1)."""
         avg, zd = _average(average), _zero_division(zero_division)
         return _score(self._checked(), "f1", avg, zd)
 

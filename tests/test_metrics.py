@@ -556,6 +556,14 @@ def test_precision_recall_f1_worked_example() -> None:
     assert f1_score(T3, P3, average="micro") == 0.6
     assert round(f1_score(T3, P3), 6) == 0.57381
     assert round(f1_score(T3, P3, average="weighted"), 6) == 0.626429
+    # The zero_division example of the page: class 3 never occurs.
+    macro = {
+        zd: [round(fn(T3, P3, num_classes=4, zero_division=zd), 6) for fn in SCORES.values()]
+        for zd in (0.0, 1.0)
+    }
+    assert macro == {0.0: [0.458333, 0.441667, 0.430357], 1.0: [0.708333, 0.691667, 0.680357]}
+    assert round(precision(T3, P3, num_classes=4, zero_division=math.nan), 6) == 0.611111
+    assert round(f1_score(T3, P3, num_classes=4, zero_division=math.nan), 6) == 0.57381
 
 
 # -- eq-threshold ----------------------------------------------------------------
