@@ -748,6 +748,11 @@ def test_paired_noninferiority_bound_and_p_value_agree(
     b, c, both, neither = cells
     result = paired_noninferiority(*_pairs(b, c, both, neither), margin=margin, alpha=alpha)
     assert -1.0 <= result.lower_bound <= result.difference
+    n = b + c + both + neither
+    if result.lower_bound > -1.0 + 1e-9:
+        # The bound is where the score statistic crosses the one-sided critical value.
+        z_crit = NormalDist().inv_cdf(1 - alpha)
+        assert _tango_literal(b, c, n, result.lower_bound) == pytest.approx(z_crit, abs=1e-6)
     if abs(result.lower_bound + margin) > 1e-9:
         assert result.passed == (result.lower_bound > -margin)
     assert result.passed == (result.p_value <= alpha)
@@ -765,7 +770,7 @@ def test_paired_noninferiority_exact_size_near_alpha(margin: float, discordance:
     size = 0.0
     for b in range(n + 1):
         cs = np.arange(n - b + 1)
-        rejects = np.array([_tango_literal(b, int(c), n, -margin) >= z_crit for c in cs])
+        rejects = np.array([_tango_z(b, int(c), n, -margin) >= z_crit for c in cs])
         size += sps.binom.pmf(b, n, p12) * float(
             np.sum(sps.binom.pmf(cs, n - b, p21 / (1 - p12))[rejects])
         )
