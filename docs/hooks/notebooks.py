@@ -8,6 +8,12 @@ file under ``release_spec/``, the Python version and the versions of the
 packages the notebooks import — so any such change re-executes every notebook.
 Directories of other digests are deleted after a successful build.
 
+The notebooks run in the Python that runs MkDocs: the hook writes a
+``python3`` kernelspec whose command is ``sys.executable -m ipykernel_launcher``
+under ``.cache/jupyter/`` and puts that directory first on ``JUPYTER_PATH``,
+so a ``python3`` kernelspec in the user's Jupyter directories cannot send the
+notebooks to another interpreter.
+
 Each rendered notebook page is also trimmed:
 
 * nbconvert's template emits ``<script src="...">`` for MathJax (a CDN URL, or
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
+import os
 import re
 import shutil
 import sys
@@ -82,8 +90,26 @@ def inputs_digest(root: Path = ROOT) -> str:
     return h.hexdigest()[:20]
 
 
+def _pin_kernel() -> None:
+    data_dir = ROOT / ".cache" / "jupyter"
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (MkDocs build)",
+        "language": "python",
+    }
+    spec_file = data_dir / "kernels" / "python3" / "kernel.json"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(spec, indent=1)
+    if not spec_file.is_file() or spec_file.read_text(encoding="utf-8") != text:
+        spec_file.write_text(text, encoding="utf-8")
+    paths = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]
+    if str(data_dir) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(data_dir), *paths])
+
+
 def on_config(config: Any) -> Any:
     global _key
+    _pin_kernel()
     _key = inputs_digest()
     plugin = config.plugins["mkdocs-jupyter"]
     plugin.config["cache_dir"] = str(CACHE_ROOT / _key)
