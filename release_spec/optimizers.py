@@ -428,9 +428,19 @@ def adam_step(
         >>> theta, state = adam_step([1.0, 1.0], [0.5, -2.0], state, learning_rate=0.1)
         >>> theta.round(8), state.m, state.v, state.t
         (array([0.90000063, 1.09999984]), array([ 0.05, -0.2 ]), array([0.00025, 0.004  ]), 1)
-        >>> theta, _ = adam_step([1.0], [0.5], adam_init([1.0]), learning_rate=0.1, form="paper")
-        >>> theta.round(6)
-        array([0.9])
+
+        The paper's form with the same epsilon, then with the epsilon of the identity:
+
+        >>> start = adam_init([1.0, 1.0])
+        >>> theta, _ = adam_step([1.0, 1.0], [0.5, -2.0], start, learning_rate=0.1, form="paper")
+        >>> [float(x) for x in theta.round(9)]
+        [0.90000002, 1.099999995]
+        >>> eps_paper = 1e-7 / math.sqrt(1 - 0.999)
+        >>> theta, _ = adam_step(
+        ...     [1.0, 1.0], [0.5, -2.0], start, learning_rate=0.1, epsilon=eps_paper, form="paper"
+        ... )
+        >>> theta.round(8)
+        array([0.90000063, 1.09999984])
     """
     lr = _learning_rate(learning_rate)
     b1 = _unit_interval(beta_1, "beta_1", closed=False)

@@ -359,6 +359,13 @@ def test_adam_step_worked_example() -> None:
     np.testing.assert_allclose(state.m, [0.05, -0.2], rtol=1e-15)
     np.testing.assert_allclose(state.v, [0.00025, 0.004], rtol=1e-12)
     assert state.t == 1
+    paper, _ = adam_step(
+        [1.0, 1.0], [0.5, -2.0], adam_init([1.0, 1.0]), learning_rate=0.1, form="paper"
+    )
+    np.testing.assert_allclose(
+        paper, [1 - 0.1 * 0.5 / (0.5 + 1e-7), 1 + 0.1 * 2 / (2 + 1e-7)], rtol=1e-15
+    )
+    np.testing.assert_allclose(paper, [0.90000002, 1.099999995], atol=5e-10)
 
 
 @pytest.mark.spec("eq-adam", kind="property")
