@@ -1,0 +1,112 @@
+"""The TOML release plan: the embedded default, strict validation naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from release_spec.plan import Plan, default_plan_text, load_plan, parse_plan
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _sections():
+    return [f for f in dataclasses.fields(Plan) if dataclasses.is_dataclass(f.default_factory)]
+
+
+def test_embedded_default_is_exactly_the_dataclass_defaults():
+    assert load_plan() == Plan()
+
+
+def test_embedded_default_documents_every_key():
+    data = tomllib.loads(default_plan_text())
+    assert "seed" in data
+    for section in _sections():
+        keys = {f.name for f in dataclasses.fields(section.default_factory)}
+        assert set(data[section.name]) == keys, section.name
+    # Every key carries a comment somewhere above it in its table.
+    assert default_plan_text().count("#") >= 20
+
+
+def test_partial_plan_overrides_only_what_it_names(tmp_path):
+    f = tmp_path / "plan.toml"
+    f.write_text("seed = 3\n[release]\nsoak_predictions = 500\nmax_p99_ms = 20\n")
+    plan = load_plan(f)
+    assert plan.seed == 3
+    assert plan.release.soak_predictions == 500
+    assert plan.release.max_p99_ms == 20.0
+    assert isinstance(plan.release.max_p99_ms, float)
+    assert plan.finetune == Plan().finetune
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sed": 1}, "sed: unknown key"),
+        ({"finetune": {"epoch": 3}}, "finetune.epoch: unknown key"),
+        ({"rollout": {}}, "rollout: unknown key"),
+        ({"seed": "1"}, "seed: expected an integer"),
+        ({"seed": 1.0}, "seed: expected an integer"),
+        ({"seed": True}, "seed: expected an integer"),
+        ({"seed": -1}, "seed: expected an integer in [0, "),
+        ({"pretrain": 3}, "pretrain: expected a table"),
+        ({"pretrain": {"epochs": 0}}, "pretrain.epochs: expected an integer in [1, 1000], got 0"),
+        ({"pretrain": {"learning_rate": 0}}, "pretrain.learning_rate: expected a number in (0, 1]"),
+        ({"finetune": {"replay": 1.5}}, "finetune.replay: expected a number in [0, 1], got 1.5"),
+        ({"finetune": {"improvement_alpha": 0.0}}, "finetune.improvement_alpha"),
+        ({"release": {"max_p99_ms": -1.0}}, "release.max_p99_ms: expected a number > 0"),
+        ({"release": {"max_rss_growth_mb": float("nan")}}, "release.max_rss_growth_mb"),
+        ({"release": {"soak_batch_size": False}}, "release.soak_batch_size: expected an integer"),
+        ({"regression": {"corrupt_class": 10}}, "regression.corrupt_class"),
+    ],
+)
+def test_bad_plans_are_rejected_naming_the_key(data, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        parse_plan(data)
+    assert "\n" not in str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ValueError, match=r"nope\.toml: cannot read"):
+        load_plan(missing)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[finetune\nepochs = 3\n")
+    with pytest.raises(ValueError, match=r"broken\.toml: invalid TOML"):
+        load_plan(broken)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[finetune]\nepochs = 'ten'\n")
+    with pytest.raises(ValueError, match=r"wrong\.toml: finetune\.epochs: expected an integer"):
+        load_plan(wrong)
+
+
+@given(
+    epochs=st.integers(1, 1000),
+    replay=st.floats(0.0, 1.0),
+    margin=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_plan_valid_values_round_trip(epochs, replay, margin, seed):
+    data = {
+        "seed": seed,
+        "finetune": {"epochs": epochs, "replay": replay},
+        "release": {"noninferiority_margin": margin},
+    }
+    plan = parse_plan(data)
+    assert (plan.seed, plan.finetune.epochs, plan.finetune.replay) == (seed, epochs, replay)
+    assert plan.release.noninferiority_margin == margin
+    assert parse_plan(plan.to_dict()) == plan
+
+
+@given(epochs=st.one_of(st.integers(max_value=0), st.integers(min_value=1001)))
+def test_plan_out_of_range_epochs_always_rejected(epochs):
+    with pytest.raises(ValueError, match=r"finetune\.epochs"):
+        parse_plan({"finetune": {"epochs": epochs}})
