@@ -180,7 +180,7 @@ def sequential_log_evidence(
 # --8<-- [end:sequential_log_evidence]
 
 
-# --8<-- [start:sequentialerrorratetest]
+# --8<-- [start:sequential_error_rate_test]
 class SequentialErrorRateTest:
     r"""Anytime-valid one-sided test that the canary's error rate exceeds the baseline's.
 
@@ -321,7 +321,7 @@ class SequentialErrorRateTest:
         return "reject" if self.p_value <= self.alpha else "continue"
 
 
-# --8<-- [end:sequentialerrorratetest]
+# --8<-- [end:sequential_error_rate_test]
 
 
 # --8<-- [start:two_proportion_z_test]
@@ -550,7 +550,7 @@ def error_rate_difference_bounds(
 # --8<-- [end:error_rate_difference_bounds]
 
 
-# --8<-- [start:errorrateconfidencesequence]
+# --8<-- [start:error_rate_confidence_sequence]
 class ErrorRateConfidenceSequence:
     r"""Running confidence sequence for the difference of error rates, canary minus baseline.
 
@@ -629,7 +629,7 @@ class ErrorRateConfidenceSequence:
         return self.upper < margin
 
 
-# --8<-- [end:errorrateconfidencesequence]
+# --8<-- [end:error_rate_confidence_sequence]
 
 
 @dataclass(frozen=True)
@@ -859,6 +859,7 @@ def mcnemar_exact(
 # --8<-- [end:mcnemar_exact]
 
 
+# --8<-- [start:paired_noninferiority]
 @dataclass(frozen=True)
 class PairedNoninferiority:
     """Result of :func:`paired_noninferiority` (all rates are fractions of the pairs)."""
@@ -891,7 +892,6 @@ def _tango_z(b: float, c: float, n: float, delta: float) -> float:
     return num / math.sqrt(var)
 
 
-# --8<-- [start:paired_noninferiority]
 def paired_noninferiority(
     candidate_correct: ArrayLike,
     production_correct: ArrayLike,
