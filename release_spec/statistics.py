@@ -387,6 +387,12 @@ def two_proportion_z_test(
 # --8<-- [end:two_proportion_z_test]
 
 
+def _check_beta_prior(prior_a: float, prior_b: float) -> None:
+    for name, v in (("prior_a", prior_a), ("prior_b", prior_b)):
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+
+
 # --8<-- [start:bernoulli_confidence_sequence]
 def bernoulli_confidence_sequence(
     errors: ArrayLike,
@@ -445,9 +451,7 @@ def bernoulli_confidence_sequence(
     """
     x, n = _errors_and_requests("", errors, requests)
     log_inv_alpha = math.log(1.0 / _check_alpha(alpha))
-    for name, v in (("prior_a", prior_a), ("prior_b", prior_b)):
-        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+    _check_beta_prior(prior_a, prior_b)
     x, n = np.broadcast_arrays(x, n)
     threshold = special.betaln(prior_a + x, prior_b + n - x) - special.betaln(prior_a, prior_b)
     threshold = threshold - log_inv_alpha
@@ -587,10 +591,10 @@ class ErrorRateConfidenceSequence:
         (-0.0099, 0.0124, True)
     """
 
-    def __init__(self, alpha: float = 0.05, *, prior_a: float = 0.5, prior_b: float = 0.5):
+    def __init__(self, alpha: float = 0.05, *, prior_a: float = 0.5, prior_b: float = 0.5) -> None:
         self.alpha = _check_alpha(alpha)
+        _check_beta_prior(prior_a, prior_b)
         self.prior_a, self.prior_b = prior_a, prior_b
-        bernoulli_confidence_sequence(0, 0, alpha=alpha, prior_a=prior_a, prior_b=prior_b)
         self.canary_errors = self.canary_requests = 0
         self.baseline_errors = self.baseline_requests = 0
         self.lower, self.upper = -1.0, 1.0

@@ -446,6 +446,10 @@ def test_confidence_sequence_rejects_bad_input() -> None:
         )
     with pytest.raises(ValueError, match="margin"):
         ErrorRateConfidenceSequence().shows_not_worse(math.nan)
+    with pytest.raises(ValueError, match="prior_b"):
+        ErrorRateConfidenceSequence(prior_b=-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        ErrorRateConfidenceSequence(alpha=0.0)
 
 
 # ---------------------------------------------------------------- eq-sample-size
