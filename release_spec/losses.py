@@ -134,7 +134,9 @@ def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
             stop = min(start + _BLOCK, n)
             d = diff[: stop - start]
             np.subtract(t_flat[start:stop], p_flat[start:stop], out=d, dtype=np.float64)
-            partial[b] = np.dot(d, d)
+            # einsum, not np.dot: BLAS may start threads for a dot product,
+            # which costs more than it saves on a loaded machine.
+            partial[b] = np.einsum("i,i->", d, d)
         total = float(np.sum(partial))
     if not np.isfinite(total):
         # NaN or inf in the input always reaches the sum, so validation costs

@@ -421,7 +421,8 @@ def adam_step(
     Raises:
         ValueError: Shape mismatches, empty input, NaN/inf, a learning rate
             that is not finite and positive, a beta outside [0, 1), a
-            non-positive epsilon, a negative step count or an unknown form.
+            non-positive epsilon, a negative step count or second moment, or an
+            unknown form.
 
     Example:
         >>> state = adam_init([1.0, 1.0])
@@ -482,6 +483,8 @@ def adam_step(
         )
 
     total = _in_parallel(th.size, work)
+    if not math.isfinite(total) and np.any(v < 0):
+        raise ValueError("state.v must be non-negative (it is a mean of squares)")
     _check_finite((out[0], out[2]), total, {"theta": th, "grad": g, "state.m": m, "state.v": v})
     return out[0], AdamState(m=out[1], v=out[2], t=t)
 

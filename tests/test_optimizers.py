@@ -552,6 +552,7 @@ def test_momentum_step_errors(kwargs: dict[str, Any], message: str) -> None:
         ({"state": AdamState(m=np.zeros(3), v=np.zeros(3), t=0)}, "shape mismatch: theta"),
         ({"state": AdamState(m=np.zeros(2), v=np.array([np.inf, 0]), t=0)}, "state.v contains"),
         ({"state": AdamState(m=np.array([np.nan, 0]), v=np.zeros(2), t=0)}, "state.m contains"),
+        ({"state": AdamState(m=np.zeros(2), v=np.array([-1.0, 0]), t=0)}, "non-negative"),
         ({"state": AdamState(m=np.zeros(2), v=np.zeros(2), t=-1)}, "state.t must be"),
         ({"state": (np.zeros(2), np.zeros(2), 0)}, "state must be an AdamState"),
         ({"theta": np.zeros(0), "grad": np.zeros(0)}, "theta is empty"),
