@@ -1,0 +1,187 @@
+"""The command line: exit codes, one-line errors, store subcommands, a light import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE, main
+from release_spec.registry import ModelStore
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "release_spec", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("release-spec: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("plan_text", "names"),
+    [
+        ("[finetune]\nepochs = 0\n", "finetune.epochs"),
+        ("[finetune]\nepoch = 3\n", "finetune.epoch: unknown key"),
+        ("[release]\nmax_p99_ms = 'fast'\n", "release.max_p99_ms: expected a number"),
+        ("[release\n", "invalid TOML"),
+    ],
+)
+def test_bad_plan_exits_2_with_one_line_naming_the_key(tmp_path, plan_text, names):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(plan_text)
+    proc = _cli("run", "--plan", str(plan), "--out", str(tmp_path / "out"))
+    assert proc.returncode == EXIT_USAGE
+    line = _one_line_error(proc)
+    assert names in line
+    assert str(plan) in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        ((), "command"),
+        (("fly",), "invalid choice: 'fly'"),
+        (("run", "--scenario", "nope"), "--scenario"),
+        (("run", "--seed", "-3"), "--seed"),
+        (("run", "--plan", "/no/such/plan.toml"), "cannot read"),
+        (("store", "list"), "--store"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args, names, capsys):
+    assert main(list(args)) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert names in err[0]
+
+
+def test_importing_the_cli_does_not_import_tensorflow():
+    code = (
+        "import sys, release_spec.cli; release_spec.cli.build_parser(); "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib', 'sklearn') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_console_script_and_module_both_answer_help():
+    assert _cli("--help").returncode == 0
+    script = shutil.which("release-spec", path=str(Path(sys.executable).parent))
+    assert script is not None
+    proc = subprocess.run([script, "run", "--help"], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0
+    assert "--scenario" in proc.stdout
+
+
+def _fake_keras(path: Path, tag: str) -> Path:
+    # A structurally valid .keras zip; the store never deserialises it here.
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", '{"module": "keras", "class_name": "Sequential"}')
+        z.writestr("metadata.json", '{"keras_version": "3.15.1"}')
+        z.writestr("model.weights.h5", f"weights {tag}".encode())
+    return path
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    store = ModelStore(tmp_path / "store", create=True)
+    for tag in ("a", "b"):
+        info = store.register(_fake_keras(tmp_path / f"{tag}.keras", tag))
+        store.promote(info.version)
+    return tmp_path / "store"
+
+
+def test_store_list_verify_backup_rollback_restore(store_dir, tmp_path, capsys):
+    s = str(store_dir)
+    assert main(["store", "list", "--store", s]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "* v0002" in out
+    assert "production: v0002" in out
+
+    assert main(["store", "verify", "--store", s]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("ok: 2 version(s), production v0002")
+
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    assert main(["store", "backup", "--store", s, "--dest", str(backups)]) == EXIT_OK
+    (archive,) = backups.iterdir()
+    capsys.readouterr()
+
+    assert main(["store", "rollback", "--store", s]) == EXIT_OK
+    assert "production is now v0001" in capsys.readouterr().out
+    assert ModelStore(store_dir).production().version == "v0001"
+    # Nothing earlier than v0001: a refused operation exits 3 with one line.
+    assert main(["store", "rollback", "--store", s]) == EXIT_STOPPED
+    assert "no earlier production version" in capsys.readouterr().err
+
+    restored = tmp_path / "restored"
+    args = ["store", "restore", "--store", str(restored), "--archive", str(archive)]
+    assert main(args) == EXIT_OK
+    assert "production v0002" in capsys.readouterr().out
+    assert ModelStore(restored).verify().ok
+
+
+def test_store_verify_exits_3_on_a_flipped_byte(store_dir, capsys):
+    model = store_dir / "versions" / "v0001" / "model.keras"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    assert main(["store", "verify", "--store", str(store_dir)]) == EXIT_STOPPED
+    out = capsys.readouterr().out
+    assert "problem:" in out
+    assert "FAILED" in out
+
+
+def test_store_commands_name_missing_arguments(store_dir, tmp_path, capsys):
+    assert main(["store", "list", "--store", str(tmp_path / "nothing")]) == EXIT_USAGE
+    assert "not a model store" in capsys.readouterr().err
+    assert main(["store", "backup", "--store", str(store_dir)]) == EXIT_USAGE
+    assert "--dest" in capsys.readouterr().err
+    assert main(["store", "restore", "--store", str(store_dir)]) == EXIT_USAGE
+    assert "--archive" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_regression_from_the_command_line_exits_3(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        "[data]\ntarget_train_copies = 2\n[pretrain]\nepochs = 8\n"
+        "[finetune]\nepochs = 3\nmax_attempts = 2\n[release]\nsoak_predictions = 500\n"
+    )
+    out = tmp_path / "out"
+    proc = _cli(
+        "run", "--plan", str(plan), "--out", str(out), "--scenario", "regression", "--seed", "0"
+    )
+    assert proc.returncode == EXIT_STOPPED, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("[setup] scenario regression")
+    assert any(line.startswith("[pretrain] passed") for line in lines)
+    assert any(line.startswith("[finetune] failed after 2 attempt(s)") for line in lines)
+    assert any("finetune attempt 1 epoch  3/3" in line for line in lines)
+    assert lines[-1].startswith("outcome: stopped; production v0001")
+    report = json.loads((out / "report.json").read_text())
+    assert report["failed_gates"][0] in lines[-1]
+    assert report["production"]["version"] == "v0001"
+    assert not report["production"]["candidate_promoted"]
