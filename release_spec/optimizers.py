@@ -137,8 +137,9 @@ def gradient_descent_step(theta: ArrayLike, grad: ArrayLike, *, learning_rate: f
     lr = _learning_rate(learning_rate)
     th = _params(theta)
     g = _like(grad, th, "grad")
+    new = np.empty(th.shape, th.dtype)
     with np.errstate(all="ignore"):
-        new = np.multiply(g, lr, dtype=th.dtype)
+        np.multiply(g, lr, out=new)
         np.subtract(th, new, out=new)
     _check_finite((new,), float(np.add.reduce(new, axis=None)), {"theta": th, "grad": g})
     return new
@@ -149,7 +150,7 @@ def gradient_descent_step(theta: ArrayLike, grad: ArrayLike, *, learning_rate: f
 
 # --8<-- [start:momentum_init]
 def momentum_init(theta: ArrayLike) -> FloatArray:
-    """Initial velocity for :func:`momentum_step`: zeros shaped like ``theta``.
+    """Initial velocity for `momentum_step`: zeros shaped like ``theta``.
 
     Example:
         >>> momentum_init([1.0, 2.0])
@@ -199,7 +200,7 @@ def momentum_step(
     Args:
         theta: Parameters.
         grad: Gradient at ``theta``, the same shape.
-        velocity: Velocity from :func:`momentum_init` or the previous step.
+        velocity: Velocity from `momentum_init` or the previous step.
         learning_rate: Step size $\alpha > 0$.
         momentum: $\mu \in [0, 1]$.
         nesterov: Use the Nesterov form.
@@ -223,16 +224,17 @@ def momentum_step(
     th = _params(theta)
     g = _like(grad, th, "grad")
     vel = _like(velocity, th, "velocity")
+    step, new_v, new_th = (np.empty(th.shape, th.dtype) for _ in range(3))
     with np.errstate(all="ignore"):
-        step = np.multiply(g, lr, dtype=th.dtype)
-        new_v = np.multiply(vel, mu, dtype=th.dtype)
+        np.multiply(g, lr, out=step)
+        np.multiply(vel, mu, out=new_v)
         new_v -= step
         if nesterov:
-            new_th = np.multiply(new_v, mu, dtype=th.dtype)
+            np.multiply(new_v, mu, out=new_th)
             new_th -= step
             new_th += th
         else:
-            new_th = np.add(th, new_v)
+            np.add(th, new_v, out=new_th)
     _check_finite(
         (new_th, new_v),
         float(np.add.reduce(new_th, axis=None)),
@@ -407,7 +409,7 @@ def adam_step(
     Args:
         theta: Parameters.
         grad: Gradient at ``theta``, the same shape.
-        state: Moments and step count from :func:`adam_init` or the last step.
+        state: Moments and step count from `adam_init` or the last step.
         learning_rate: $\alpha > 0$.
         beta_1: First-moment decay, in [0, 1).
         beta_2: Second-moment decay, in [0, 1).
