@@ -455,6 +455,9 @@ def bernoulli_confidence_sequence(
     x, n = np.broadcast_arrays(x, n)
     threshold = special.betaln(prior_a + x, prior_b + n - x) - special.betaln(prior_a, prior_b)
     threshold = threshold - log_inv_alpha
+    if x.ndim == 0:
+        lo, hi = _beta_binomial_interval(float(x), float(n), float(threshold))
+        return np.asarray(lo), np.asarray(hi)
     p_hat = np.divide(x, n, out=np.full(x.shape, 0.5), where=n > 0)
 
     def inside(p: FloatArray) -> NDArray[np.bool_]:
@@ -463,6 +466,30 @@ def bernoulli_confidence_sequence(
     zeros, ones = np.zeros(x.shape), np.ones(x.shape)
     lower = np.where(inside(zeros), 0.0, _bisect(inside, zeros, p_hat, inside_is_high=True))
     upper = np.where(inside(ones), 1.0, _bisect(inside, p_hat, ones, inside_is_high=False))
+    return lower, upper
+
+
+def _beta_binomial_interval(x: float, n: float, threshold: float) -> tuple[float, float]:
+    """Scalar form of the same bisection (a rollout's single update), ~50x faster than NumPy."""
+
+    def inside(p: float) -> bool:
+        loglik = (x * math.log(p) if x else 0.0) + ((n - x) * math.log1p(-p) if n - x else 0.0)
+        return loglik > threshold
+
+    p_hat = x / n if n > 0 else 0.5
+    lower, upper = 0.0, 1.0
+    if x > 0:
+        lo, hi = 0.0, p_hat
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if inside(mid) else (mid, hi)
+        lower = lo
+    if x < n:
+        lo, hi = p_hat, 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if inside(mid) else (lo, mid)
+        upper = hi
     return lower, upper
 
 

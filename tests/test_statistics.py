@@ -357,6 +357,19 @@ def test_beta_binomial_mixture_matches_scipy_betabinom(x: int, more: int, p: flo
 
 
 @pytest.mark.spec("eq-confidence-sequence", kind="property")
+@given(st.lists(arm, min_size=1, max_size=20))
+def test_bernoulli_confidence_sequence_scalar_and_array_paths_agree(
+    arms: list[tuple[int, int]],
+) -> None:
+    x, n = np.array(arms).T
+    lo, hi = bernoulli_confidence_sequence(x, n)
+    for k, (xk, nk) in enumerate(arms):
+        lo_k, hi_k = bernoulli_confidence_sequence(xk, nk)
+        assert float(lo_k) == pytest.approx(lo[k], abs=1e-14)
+        assert float(hi_k) == pytest.approx(hi[k], abs=1e-14)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
 @given(arm)
 def test_bernoulli_confidence_sequence_contains_estimate_within_unit_interval(
     counts: tuple[int, int],
