@@ -291,7 +291,7 @@ def _adam_blocks(
     """Write the Adam update of 1-D arrays into ``out``; return a sum over the outputs.
 
     The operations follow Keras's order, m + (g - m)(1 - beta_1) and
-    v + (g^2 - v)(1 - beta_2), so float32 results match Keras's to an ulp.
+    v + (g^2 - v)(1 - beta_2), so float32 results match Keras's to a few ulps.
     ``v_scale`` is 1 (Keras form) or 1/(1 - beta_2^t) (paper form).
     """
     new_th, new_m, new_v = out
