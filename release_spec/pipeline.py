@@ -168,7 +168,7 @@ def _performance_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
 
 
 def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     rp = ctx.plan.release
     pool = np.concatenate([ctx.data.target.test.x, ctx.data.target.val.x])
@@ -381,6 +381,9 @@ def run_pipeline(
     t_start = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # oneDNN kernels reorder float sums, so results would differ between CPUs; the tiny
+    # network loses nothing measurable without them. A value set by the user wins.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     echo(f"[setup] scenario {scenario}, seed {plan.seed}, output {out}")
