@@ -24,12 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from release_spec.plan import SCENARIOS
+
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_STOPPED", "EXIT_USAGE", "build_parser", "main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 PROG = "release-spec"
-#: Kept here (not imported from the pipeline) so building the parser stays light.
-SCENARIOS = ("default", "regression")
 
 
 class UsageError(Exception):

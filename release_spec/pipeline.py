@@ -56,7 +56,7 @@ from release_spec.gates import (
 )
 from release_spec.metrics import accuracy, confusion_matrix
 from release_spec.model import build_model, fine_tune_copy
-from release_spec.plan import Plan
+from release_spec.plan import SCENARIOS, Plan
 from release_spec.registry import ModelStore, VersionInfo
 from release_spec.stages import (
     Attempt,
@@ -73,7 +73,6 @@ from release_spec.stages import (
 from release_spec.statistics import wilson_interval
 
 __all__ = [
-    "SCENARIOS",
     "ReleaseContext",
     "RunResult",
     "predictor",
@@ -81,7 +80,6 @@ __all__ = [
     "run_pipeline",
 ]
 
-SCENARIOS = ("default", "regression")
 Outcome = Literal["released", "stopped", "rolled_back"]
 Echo = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
@@ -366,7 +364,7 @@ def run_pipeline(
     Args:
         plan: the release plan (see :mod:`release_spec.plan`).
         out_dir: output directory (created); the store lives in ``out_dir/store``.
-        scenario: one of :data:`SCENARIOS`.
+        scenario: one of ``release_spec.plan.SCENARIOS``.
         echo: receives the status lines.
         progress: show a progress bar during the soak.
 

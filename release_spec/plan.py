@@ -39,6 +39,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "SCENARIOS",
     "DataPlan",
     "FinetunePlan",
     "OptimisePlan",
@@ -50,6 +51,11 @@ __all__ = [
     "load_plan",
     "parse_plan",
 ]
+
+
+#: What ``release-spec run --scenario`` can run: the plan's pipeline on the embedded data
+#: (``default``), or with a harmful candidate (``regression``, see :class:`RegressionPlan`).
+SCENARIOS = ("default", "regression")
 
 
 def _bound(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> Any:
