@@ -330,7 +330,7 @@ def functional_gates(
         GateResult(
             f"{prefix}.output_shape",
             shape_ok,
-            float(out.shape[-1]) if out.ndim == 2 else float("nan"),
+            float(out.shape[-1]) if out.ndim >= 1 else 0.0,
             float(num_classes),
             None,
             f"output shape {out.shape}, expected {expected}",

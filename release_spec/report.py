@@ -7,7 +7,8 @@
 * ``stages``: one object per stage run, in order, each with ``name``,
   ``state``, ``history`` (states passed through), ``gates`` (the final
   attempt's gates: ``name``, ``passed``, ``value``, ``threshold``,
-  ``interval`` as ``[lower, upper]`` or null, ``detail``), ``attempts``
+  ``interval`` as ``[lower, upper]`` or null, ``detail``; a non-finite
+  ``value``, such as an infinite deviation, is written as null), ``attempts``
   (every attempt: ``number``, ``reason``, ``hyperparameters``, ``passed``,
   ``gates``, ``figures``, ``diagnosis``, ``seconds``), ``skipped`` (release
   steps not run) and ``notes``;
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -153,7 +155,7 @@ def plot_gate_summary(report: Mapping[str, Any]) -> bytes:
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -239,6 +241,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats (a gate may measure an infinite deviation) by null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def write_report(
     report: Mapping[str, Any],
     out_dir: Path,
@@ -249,7 +262,7 @@ def write_report(
     """Write report.json, report.md and the three figures into ``out_dir``; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
-        "report.json": (json.dumps(report, indent=2, sort_keys=False) + "\n").encode(),
+        "report.json": (json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n").encode(),
         "report.md": render_markdown(report).encode(),
         "training_curves.png": plot_training_curves(curves),
         "confusion_matrices.png": plot_confusion_matrices(matrices),

@@ -8,14 +8,18 @@ good release of the first run stays in production.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
+import numpy as np
 import pytest
 
 from release_spec.cli import main
+from release_spec.gates import GateResult
 from release_spec.registry import ModelStore
-
-pytestmark = pytest.mark.slow
+from release_spec.report import render_markdown, write_report
+from release_spec.stages import Attempt, StageRecord, State, TrainingCurves, transition
 
 SMALL_PLAN = """\
 [data]
@@ -66,6 +70,7 @@ def _check_schema(report):
     assert set(report["data"]["hashes"]) >= {"target.test.x", "source.train.y"}
 
 
+@pytest.mark.slow
 def test_default_scenario_releases_the_candidate(runs):
     _, (code, report), _ = runs
     assert code == 0
@@ -97,6 +102,7 @@ def test_default_scenario_releases_the_candidate(runs):
     assert report["soak"]["predictions"] == 1000
 
 
+@pytest.mark.slow
 def test_regression_scenario_is_stopped_and_production_unchanged(runs):
     out, (_, first), (code, report) = runs
     assert code == 3
@@ -122,6 +128,7 @@ def test_regression_scenario_is_stopped_and_production_unchanged(runs):
     assert report["failed_gates"][0] in md
 
 
+@pytest.mark.slow
 def test_store_and_figures_are_written(runs):
     out, (_, first), (_, second) = runs
     for name in first["figures"]:
@@ -136,3 +143,49 @@ def test_store_and_figures_are_written(runs):
     assert store.production().sha256 == second["production"]["sha256"]
     # Lineage: the released candidate's parent is the pre-trained model of its run.
     assert store.info(first["candidate"]["version"]).parent == "v0001"
+
+
+def test_report_writer_without_training(tmp_path):
+    # A stage whose functional gate measured an infinite deviation: report.json stays valid
+    # JSON (the value becomes null), report.md names the failure, all figures are drawn.
+    bad = GateResult("release.functional.finite_on_edge_inputs", False, math.inf, 1e-5, None, "x")
+    good = GateResult("release.functional.output_shape", True, 10.0, 10.0, (0.1, 0.2), "y")
+    rec = transition(StageRecord("release"), State.RUNNING)
+    rec = dataclasses.replace(
+        rec, attempts=(Attempt(1, "steps", None, (good, bad), {}, None, 0.1),)
+    )
+    rec = transition(rec, State.FAILED)
+    report = {
+        "outcome": "stopped",
+        "scenario": "default",
+        "seed": 0,
+        "started": "2026-01-01T00:00:00+00:00",
+        "seconds": 1.0,
+        "stages": [rec.to_dict()],
+        "failed_gates": [bad.name],
+        "production": {
+            "version": None,
+            "sha256": None,
+            "before": None,
+            "baseline_promoted": False,
+            "candidate_promoted": False,
+        },
+        "released_model": None,
+        "soak": None,
+        "figures": ["training_curves.png", "confusion_matrices.png", "gate_summary.png"],
+    }
+    curves = {"pretrain": [TrainingCurves((0.5, 0.8), (0.4, 0.7))], "finetune": []}
+    matrices = {"m": np.eye(10, dtype=np.int64) * 3}
+    paths = write_report(report, tmp_path, curves=curves, matrices=matrices)
+    assert sorted(p.name for p in paths) == sorted(["report.json", "report.md", *report["figures"]])
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["stages"][0]["gates"][1]["value"] is None
+    assert data["stages"][0]["state"] == "failed"
+    md = render_markdown(report)
+    assert md.startswith("# Release report: stopped")
+    assert "**FAIL**" in md
+    assert "`release.functional.finite_on_edge_inputs`" in md
+    assert "none (new store)" in md
+    for name in report["figures"]:
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
