@@ -14,6 +14,13 @@ under ``.cache/jupyter/`` and puts that directory first on ``JUPYTER_PATH``,
 so a ``python3`` kernelspec in the user's Jupyter directories cannot send the
 notebooks to another interpreter.
 
+Links in notebook Markdown cells work like links in Markdown pages: a
+relative link to a ``.md`` or ``.ipynb`` source file (``../formulas/losses.md``,
+relative to the notebook file) is rewritten to the built page's URL, and a
+link to a file that does not exist is reported as a warning, which fails a
+``--strict`` build. (nbconvert renders the Markdown itself, so MkDocs's own
+link handling never sees these links.)
+
 Each rendered notebook page is also trimmed:
 
 * nbconvert's template emits ``<script src="...">`` for MathJax (a CDN URL, or
@@ -31,7 +38,9 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
+import posixpath
 import re
 import shutil
 import sys
@@ -69,6 +78,8 @@ _JUPYTER_CSS = re.compile(
 _LIST_CSS = re.compile(r"<style>\s*\['.*?'\]\s*</style>", re.DOTALL)
 JUPYTER_CSS_SRC = Path(mkdocs_jupyter.__file__).parent / "templates/mkdocs_html/assets/index.css"
 JUPYTER_CSS_URI = "assets/jupyter/index.css"
+_SOURCE_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]+\.(?:md|ipynb))(#[^"]*)?"')
+log = logging.getLogger("mkdocs.hooks.notebooks")
 
 _key: str | None = None
 
@@ -130,7 +141,19 @@ def on_page_content(html: str, page: Any, config: Any, files: Files) -> str:
         raise ValueError(f"{page.file.src_uri}: mkdocs-jupyter's inlined stylesheet not found")
     for pattern in (_MATHJAX, _MERMAID, _LIST_CSS):
         html = pattern.sub("", html)
-    return html
+    return _SOURCE_LINK.sub(lambda m: _page_link(m, page, files), html)
+
+
+def _page_link(match: re.Match[str], page: Any, files: Files) -> str:
+    path, anchor = match.group(1), match.group(2) or ""
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(page.file.src_uri), path))
+    file = files.get_file_from_path(target)
+    if file is None:
+        log.warning(
+            "Notebook '%s' links to '%s', which is not a page of the site", page.file.src_uri, path
+        )
+        return match.group(0)
+    return f'href="{get_relative_url(file.url, page.url)}{anchor}"'
 
 
 def on_post_build(config: Any) -> None:
