@@ -37,6 +37,7 @@ __all__ = [
     "ConfidenceSequence",
     "Counts",
     "Judge",
+    "LiveRequest",
     "LookRecord",
     "Outcome",
     "RolloutController",
@@ -47,6 +48,7 @@ __all__ = [
     "StepForecast",
     "default_rollout_plan",
     "forecast_steps",
+    "replay",
     "route",
 ]
 
@@ -604,6 +606,55 @@ class RolloutController:
             upper_bound=s.upper_bound,
         )
         return replace(s, events=(*s.events, event))
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """A recorded request with what each arm would have answered (known in simulation)."""
+
+    request_id: str
+    canary_error: bool
+    baseline_error: bool
+    canary_latency_ms: float = 0.0
+    baseline_latency_ms: float = 0.0
+
+
+def replay(
+    controller: RolloutController, requests: Iterable[LiveRequest], *, batch_size: int
+) -> RolloutState:
+    """Serve recorded requests through a started controller, one look per batch.
+
+    Each request goes to the arm its id hashes to under the share in force
+    when it arrives, and only that arm's outcome is observed. A pending
+    promotion is applied after the look that made it pending. Stops at an
+    abort or at completion; when the requests run out first, the state is
+    returned as it stands (the caller decides what an unfinished rollout means).
+
+    >>> ctl = RolloutController(default_rollout_plan(), production="v1")
+    >>> _ = ctl.start("v2")
+    >>> reqs = [LiveRequest(f"u{i}", canary_error=i % 3 == 0, baseline_error=False)
+    ...         for i in range(100_000)]
+    >>> replay(ctl, reqs, batch_size=1_000).status
+    'aborted'
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch: list[Outcome] = []
+    for r in requests:
+        if controller.state.status in ("aborted", "completed"):
+            break
+        if controller.route(r.request_id) == "canary":
+            batch.append(Outcome("canary", r.canary_error, r.canary_latency_ms))
+        else:
+            batch.append(Outcome("baseline", r.baseline_error, r.baseline_latency_ms))
+        if len(batch) == batch_size:
+            controller.observe(batch)
+            controller.promote()
+            batch = []
+    if batch and controller.state.status not in ("aborted", "completed"):
+        controller.observe(batch)
+        controller.promote()
+    return controller.state
 
 
 def _count(batch: Sequence[Outcome]) -> Counts:

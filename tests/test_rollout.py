@@ -22,12 +22,14 @@ from hypothesis.stateful import (
 
 from release_spec.rollout import (
     Counts,
+    LiveRequest,
     Outcome,
     RolloutController,
     RolloutPlan,
     RolloutStep,
     default_rollout_plan,
     forecast_steps,
+    replay,
     route,
 )
 from release_spec.statistics import fixed_horizon_sample_size
@@ -559,3 +561,39 @@ def test_strategy_modules_do_not_import_tensorflow() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- replaying recorded traffic ------------------------------------------------------------
+
+
+def test_replay_observes_the_routed_arm_only() -> None:
+    c, judges, _ = controller()
+    c.start("v2")
+    # The canary is always wrong and the baseline always right: canary errors = canary requests.
+    reqs = [LiveRequest(f"u{i}", canary_error=True, baseline_error=False) for i in range(60)]
+    s = replay(c, reqs, batch_size=60)
+    expected = sum(route(f"u{i}", 1000, salt="v2") == "canary" for i in range(60))
+    assert s.counts == Counts(expected, expected, 60 - expected, 0)
+    assert judges[0].updates == 1
+
+
+def test_replay_stops_at_abort_and_leaves_the_rest() -> None:
+    c, judges, _ = controller()
+    c.start("v2")
+    judges[0].reject = True
+    reqs = [LiveRequest(f"u{i}", canary_error=False, baseline_error=False) for i in range(500)]
+    s = replay(c, reqs, batch_size=50)
+    assert s.status == "aborted"
+    assert s.counts.requests == 50
+
+
+def test_replay_returns_an_unfinished_rollout_as_it_stands() -> None:
+    c, _, _ = controller(bound=1.0)
+    c.start("v2")
+    reqs = [LiveRequest(f"u{i}", canary_error=False, baseline_error=False) for i in range(250)]
+    s = replay(c, reqs, batch_size=100)
+    assert s.status == "holding"
+    assert s.looks == 3
+    assert s.counts.requests == 250
+    with pytest.raises(ValueError, match="batch_size"):
+        replay(c, reqs, batch_size=0)
