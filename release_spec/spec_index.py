@@ -68,8 +68,10 @@ def implementations(package_dir: Path) -> dict[str, list[Implementation]]:
     return dict(found)
 
 
-def _walk(tree: ast.AST, prefix: str = "") -> list[tuple[str, ast.AST]]:
-    out: list[tuple[str, ast.AST]] = []
+def _walk(
+    tree: ast.AST, prefix: str = ""
+) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]]:
+    out: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef]] = []
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             qualname = f"{prefix}{node.name}"
@@ -79,11 +81,13 @@ def _walk(tree: ast.AST, prefix: str = "") -> list[tuple[str, ast.AST]]:
 
 
 def _spec_marks(decorators: list[ast.expr]) -> list[tuple[str, str]]:
-    marks = []
+    marks: list[tuple[str, str]] = []
     for dec in decorators:
         if not (isinstance(dec, ast.Call) and ast.unparse(dec.func).endswith("mark.spec")):
             continue
-        ids = [a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        ids = [
+            a.value for a in dec.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+        ]
         kinds = [
             k.value.value
             for k in dec.keywords
