@@ -430,10 +430,10 @@ def test_adam_step_first_step_bounded_by_learning_rate(
 
 
 @pytest.mark.spec("eq-adam", kind="property")
-def test_adam_step_blocked_threaded_path_equals_vectorised_formula() -> None:
-    # 2**20 + 12345 elements: several blocks, one slice per worker, ragged ends.
+def test_adam_step_blocked_path_equals_vectorised_formula() -> None:
+    # 2**18 + 12345 elements: several 2**15-element blocks and a ragged last one.
     rng = np.random.default_rng(11)
-    n = 2**20 + 12345
+    n = 2**18 + 12345
     theta = rng.standard_normal(n).astype(np.float32)
     grad = rng.standard_normal(n).astype(np.float32)
     state = AdamState(
@@ -485,6 +485,103 @@ def test_optimizer_steps_do_not_mutate_inputs(
         assert out.dtype == dtype
         assert not any(np.shares_memory(out, a) for a in inputs)
     assert state.t == 2
+
+
+# ---------------------------------------------------------------- out=
+
+shapes = st.sampled_from([(), (1,), (5,), (3, 4), (2, 3, 2)])
+
+
+@st.composite
+def steps(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, AdamState]:
+    """theta, a gradient sequence of 1 to 4 steps, a velocity and an Adam state
+    (m of either sign, v >= 0, any t), all of one shape and float dtype."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(shapes)
+    elems = st.floats(-10, 10, width=32)
+    theta = draw(hnp.arrays(dtype, shape, elements=elems))
+    grads = draw(hnp.arrays(dtype, (draw(st.integers(1, 4)), *shape), elements=elems))
+    velocity = draw(hnp.arrays(dtype, shape, elements=elems))
+    m = draw(hnp.arrays(dtype, shape, elements=elems))
+    v = draw(hnp.arrays(dtype, shape, elements=st.floats(0, 100, width=32)))
+    return theta, grads, velocity, AdamState(m=m, v=v, t=draw(st.integers(0, 50)))
+
+
+def spare(like: np.ndarray, count: int) -> tuple[np.ndarray, ...]:
+    # Filled with NaN so that an element the step forgot to write shows.
+    return tuple(np.full_like(like, np.nan) for _ in range(count))
+
+
+@pytest.mark.spec("eq-adam", kind="property")
+@given(steps(), st.sampled_from(["keras", "paper"]), learning_rates)
+def test_adam_step_out_equals_fresh_arrays(
+    case: tuple[np.ndarray, np.ndarray, np.ndarray, AdamState], form: Any, lr: float
+) -> None:
+    theta, grads, _, state = case
+    inputs = [theta, grads, state.m, state.v]
+    before = [a.copy() for a in inputs]
+    buffers = [spare(theta, 3), spare(theta, 3)]
+    fresh, fresh_state = theta, state
+    ours, our_state = theta, state
+    for k, g in enumerate(grads):
+        fresh, fresh_state = adam_step(fresh, g, fresh_state, learning_rate=lr, form=form)
+        ours, our_state = adam_step(
+            ours, g, our_state, learning_rate=lr, form=form, out=buffers[k % 2]
+        )
+        # The results live in the buffers handed in, bit-identical to fresh arrays.
+        assert ours is buffers[k % 2][0]
+        assert our_state.m is buffers[k % 2][1]
+        assert our_state.v is buffers[k % 2][2]
+        np.testing.assert_array_equal(ours, fresh)
+        np.testing.assert_array_equal(our_state.m, fresh_state.m)
+        np.testing.assert_array_equal(our_state.v, fresh_state.v)
+        assert our_state.t == fresh_state.t == state.t + k + 1
+    for a, b in zip(inputs, before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.spec("eq-adam", kind="property")
+def test_adam_step_out_equals_fresh_arrays_over_many_blocks() -> None:
+    # Several 2**15-element blocks, a ragged end, a 2-D shape, double buffering.
+    rng = np.random.default_rng(5)
+    theta = rng.standard_normal((3, 40_000)).astype(np.float32)
+    state = adam_init(theta)
+    buffers = [spare(theta, 3), spare(theta, 3)]
+    fresh, fresh_state, ours, our_state = theta, state, theta, state
+    for k in range(4):
+        g = rng.standard_normal(theta.shape).astype(np.float32)
+        fresh, fresh_state = adam_step(fresh, g, fresh_state)
+        ours, our_state = adam_step(ours, g, our_state, out=buffers[k % 2])
+    np.testing.assert_array_equal(ours, fresh)
+    np.testing.assert_array_equal(our_state.m, fresh_state.m)
+    np.testing.assert_array_equal(our_state.v, fresh_state.v)
+
+
+@pytest.mark.spec("eq-gd", kind="property")
+@pytest.mark.spec("eq-momentum", kind="property")
+@given(steps(), learning_rates, st.floats(0.0, 1.0), st.booleans())
+def test_gradient_descent_and_momentum_step_out_equal_fresh_arrays(
+    case: tuple[np.ndarray, np.ndarray, np.ndarray, AdamState],
+    lr: float,
+    mu: float,
+    nesterov: bool,
+) -> None:
+    theta, grads, velocity, _ = case
+    g = grads[0]
+    before = [a.copy() for a in (theta, g, velocity)]
+    (out,) = spare(theta, 1)
+    assert gradient_descent_step(theta, g, learning_rate=lr, out=out) is out
+    np.testing.assert_array_equal(out, gradient_descent_step(theta, g, learning_rate=lr))
+    kw = {"learning_rate": lr, "momentum": mu, "nesterov": nesterov}
+    pair = spare(theta, 2)
+    new_theta, new_velocity = momentum_step(theta, g, velocity, out=pair, **kw)
+    assert new_theta is pair[0]
+    assert new_velocity is pair[1]
+    fresh_theta, fresh_velocity = momentum_step(theta, g, velocity, **kw)
+    np.testing.assert_array_equal(new_theta, fresh_theta)
+    np.testing.assert_array_equal(new_velocity, fresh_velocity)
+    for a, b in zip((theta, g, velocity), before, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------- errors
@@ -566,9 +663,92 @@ def test_adam_step_errors(kwargs: dict[str, Any], message: str) -> None:
         adam_step(theta, grad, state, **args)
 
 
+def out_cases(theta: np.ndarray, grad: np.ndarray, state: AdamState) -> list[Any]:
+    """(out, message) pairs that adam_step must refuse, built around these inputs."""
+    a, b, c = (np.empty_like(theta) for _ in range(3))
+    wide = np.empty(2 * theta.size, theta.dtype)
+    read_only = np.empty_like(theta)
+    read_only.flags.writeable = False
+    return [
+        ([a, b, c], r"out must be a tuple of 3 arrays \(out\[0\] \(theta\)"),
+        ((a, b), "out must be a tuple of 3 arrays"),
+        ((a, b, [0.0, 0.0]), r"out\[2\] \(v\) must be a NumPy array, got list"),
+        ((a, b, c.astype(np.float32)), r"out\[2\] \(v\) has dtype float32, the parameters'"),
+        ((np.empty(3), b, c), r"out\[0\] \(theta\) has shape \(3,\), theta has shape \(2,\)"),
+        ((a, read_only, c), r"out\[1\] \(m\) is not writable"),
+        ((a, b, wide[::2]), r"out\[2\] \(v\) is not C-contiguous"),
+        ((theta, b, c), r"out\[0\] \(theta\) shares memory with theta"),
+        ((a, grad, c), r"out\[1\] \(m\) shares memory with grad"),
+        ((state.v, b, c), r"out\[0\] \(theta\) shares memory with state.v"),
+        ((a, state.m, c), r"out\[1\] \(m\) shares memory with state.m"),
+        ((a, b, a), r"out\[0\] \(theta\) and out\[2\] \(v\) share memory"),
+    ]
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+@pytest.mark.parametrize("case", range(12))
+def test_adam_step_refuses_unsuitable_out(case: int) -> None:
+    theta, grad = THETA.copy(), GRAD.copy()
+    state = AdamState(m=np.array([0.1, 0.2]), v=np.array([0.3, 0.4]), t=1)
+    cases = out_cases(theta, grad, state)
+    assert len(cases) == 12
+    out, message = cases[case]
+    inputs = [theta, grad, state.m, state.v]
+    before = [a.copy() for a in inputs]
+    with pytest.raises(ValueError, match=message):
+        adam_step(theta, grad, state, out=out)
+    for a, b in zip(inputs, before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+def test_adam_step_refuses_out_overlapping_an_input_view() -> None:
+    # out[2] and state.v are different views of one buffer that overlap.
+    base = np.zeros(3)
+    state = AdamState(m=np.zeros(2), v=base[:2], t=0)
+    out = (np.empty(2), np.empty(2), base[1:])
+    with pytest.raises(ValueError, match=r"out\[2\] \(v\) shares memory with state.v"):
+        adam_step(THETA, GRAD, state, out=out)
+    np.testing.assert_array_equal(base, 0.0)
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+@pytest.mark.parametrize(
+    ("theta", "grad", "state", "message"),
+    [
+        ([1.0, np.nan], GRAD, AdamState(np.zeros(2), np.zeros(2), 0), "theta contains NaN"),
+        (THETA, GRAD, AdamState(np.zeros(2), np.array([np.inf, 0.0]), 0), "state.v contains"),
+        (THETA, GRAD, AdamState(np.zeros(2), np.array([-1.0, 0.0]), 0), "non-negative"),
+    ],
+)
+def test_adam_step_with_out_still_reports_bad_values(
+    theta: Any, grad: Any, state: AdamState, message: str
+) -> None:
+    out = (np.empty(2), np.empty(2), np.empty(2))
+    with pytest.raises(ValueError, match=message):
+        adam_step(theta, grad, state, out=out)
+
+
+@pytest.mark.spec("eq-gd", kind="errors")
+@pytest.mark.spec("eq-momentum", kind="errors")
+def test_gradient_descent_and_momentum_step_refuse_unsuitable_out() -> None:
+    theta, grad, velocity = THETA.copy(), GRAD.copy(), np.zeros(2)
+    with pytest.raises(ValueError, match="out shares memory with theta"):
+        gradient_descent_step(theta, grad, learning_rate=0.1, out=theta)
+    with pytest.raises(ValueError, match="out has dtype float32"):
+        gradient_descent_step(theta, grad, learning_rate=0.1, out=np.empty(2, np.float32))
+    kw = {"learning_rate": 0.1, "momentum": 0.9}
+    with pytest.raises(ValueError, match=r"out\[1\] \(velocity\) shares memory with velocity"):
+        momentum_step(theta, grad, velocity, out=(np.empty(2), velocity), **kw)
+    with pytest.raises(ValueError, match=r"out must be a tuple of 2 arrays"):
+        momentum_step(theta, grad, velocity, out=(np.empty(2),), **kw)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(theta, THETA)
+    np.testing.assert_array_equal(velocity, 0.0)
+
+
 @pytest.mark.spec("eq-adam", kind="errors")
 def test_adam_step_reports_non_finite_input_in_the_blocked_path() -> None:
-    n = 2**20 + 3
+    n = 2**18 + 3
     theta = np.zeros(n, np.float32)
     grad = np.ones(n, np.float32)
     grad[-1] = np.nan
