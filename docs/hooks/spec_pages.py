@@ -119,7 +119,7 @@ def coverage_table(page_uri: str) -> str:
         impl = "<br>".join(_impl_ref(i) for i in _index.impls.get(eq, [])) or "**none**"
         tests = _index.tests.get(eq, [])
         counts = {k: sum(t.kind == k for t in tests) for k in KINDS}
-        summary = " · ".join(f"{n} {k}" for k, n in counts.items() if n) or "**none**"
+        summary = " · ".join(f"{k} {n}" for k, n in counts.items() if n) or "**none**"
         names = "<br>".join(
             f"`{t.qualname}` ({_rel(t.path)}:{t.line})" for t in sorted(tests, key=_order)
         )
