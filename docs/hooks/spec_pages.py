@@ -112,25 +112,31 @@ def verified_by(eq: str) -> str:
 
 def coverage_table(page_uri: str) -> str:
     ids = sorted(set(_index.shown) | set(_index.impls) | set(_index.tests))
-    rows = []
+    rows, details = [], []
     for eq in ids:
         pages = sorted(set(_index.shown.get(eq, [])))
-        shown = "<br>".join(f"[{p}]({_link(page_uri, p, eq)})" for p in pages) or "*not on a page*"
+        shown = (
+            "<br>".join(f"[{p.removesuffix('.md')}]({_link(page_uri, p, eq)})" for p in pages)
+            or "*not on a page*"
+        )
         impl = "<br>".join(_impl_ref(i) for i in _index.impls.get(eq, [])) or "**none**"
-        tests = _index.tests.get(eq, [])
+        tests = sorted(_index.tests.get(eq, []), key=_order)
         counts = {k: sum(t.kind == k for t in tests) for k in KINDS}
         summary = " · ".join(f"{k} {n}" for k, n in counts.items() if n) or "**none**"
-        names = "<br>".join(
-            f"`{t.qualname}` ({_rel(t.path)}:{t.line})" for t in sorted(tests, key=_order)
-        )
-        rows.append(f"| `{eq}` | {shown} | {impl} | {summary} | {names} |")
+        rows.append(f"| `{eq}` | {shown} | {impl} | {summary} |")
+        details.append(f'??? note "`{eq}`: {len(tests)} tests"\n')
+        details += [f"    - {_test_line(t)}" for t in tests]
+        details.append("")
     n_tests = sum(len(v) for v in _index.tests.values())
-    head = (
+    return (
         f"**{len(ids)} equation ids, {n_tests} spec-marked tests.** "
         "Generated at build time from the pages, the docstrings and the test markers.\n\n"
-        "| id | shown on | implemented by | tests | test functions |\n|---|---|---|---|---|\n"
+        "| id | shown on | implemented by | tests by kind |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n\n## Tests by equation\n\n"
+        + "\n".join(details)
+        + "\n"
     )
-    return head + "\n".join(rows) + "\n"
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
