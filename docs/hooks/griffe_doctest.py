@@ -44,6 +44,11 @@ def fence_doctests(text: str) -> str:
 class FenceDoctests(griffe.Extension):
     """Fence bare doctest blocks in every docstring."""
 
+    # on_object runs once everything is loaded (griffe >= 1.8); on_instance as
+    # each object is created (older griffe). Fencing twice changes nothing.
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None and ">>>" in obj.docstring.value:
             obj.docstring.value = fence_doctests(obj.docstring.value)
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        self.on_object(obj=obj)
