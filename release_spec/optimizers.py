@@ -438,9 +438,9 @@ def adam_step(
 
     The work runs in cache-sized blocks, so each array is read or written once;
     float32 stays float32. By default the results go into fresh arrays. For
-    large models, filling fresh memory costs about as much as the update
-    itself (the operating system must map and zero every page), so a training
-    loop can pass ``out=(theta_out, m_out, v_out)`` instead: arrays it owns
+    large models, filling fresh memory is a sizeable part of the step (the
+    operating system must map and zero every page), so a training loop can
+    pass ``out=(theta_out, m_out, v_out)`` instead: arrays it owns
     and no longer needs, typically those of two steps ago (double buffering,
     see the example). The results are bit-for-bit the same either way.
 
