@@ -31,9 +31,9 @@ Targets (issue 2):
 
 How the peers are fed: Keras gets the gradient as a tensor built before the
 clock starts and updates its variable in place; ``adam_step`` gets NumPy
-arrays. Cases are timed in three alternating rounds (see
-``_alternating_medians``), ``max(repeats, 7)`` timed runs each in all, so that
-load from other processes hits both sides of a ratio alike. The machine's load
+arrays. Cases are timed in ``max(repeats, 7)`` alternating rounds of one
+untimed and one timed run each (see ``_alternating_medians``), so that load
+from other processes hits both sides of a ratio alike. The machine's load
 average (``os.getloadavg``, 1 minute) before and after the Adam cases is in
 the notes: under load, medians move by tens of percent.
 """
@@ -60,24 +60,21 @@ MIN_REPEATS = 7
 
 
 def _alternating_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, timed in alternating rounds.
+    """Median seconds of each function over ``repeats`` alternating rounds.
 
-    Each round runs every function once untimed, then a few timed runs in a
-    row. Alternating spreads load from other processes over all sides of a
-    ratio; the untimed run absorbs what the previous function leaves behind
+    Each round runs every function in turn, once untimed and then once timed.
+    Alternating run by run spreads load from other processes over all sides of
+    a ratio; the untimed run absorbs what the previous function leaves behind
     (TensorFlow's worker threads keep spinning for a while after an op and
     would otherwise slow whichever function runs next).
     """
-    rounds = 3
-    per_round = -(-repeats // rounds)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
+    for _ in range(repeats):
         for name, fn in fns.items():
             fn()
-            for _ in range(per_round):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
