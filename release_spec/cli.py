@@ -1,7 +1,8 @@
 """The ``release-spec`` command line.
 
 ``release-spec run`` runs the reference release end to end;
-``release-spec store list|verify|backup|restore|rollback`` manages a model store.
+``release-spec store list|verify|backup|restore|rollback`` manages a model store;
+``release-spec simulate`` measures the canary judges on simulated rollouts.
 
 Exit codes: 0 released (or a store command succeeded); 3 stopped by a gate or
 rolled back (or ``store verify`` found problems, or a store operation was
@@ -22,7 +23,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from release_spec.plan import SCENARIOS
 
@@ -170,8 +171,100 @@ def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(handler=_cmd_store)
 
 
+# ---------------------------------------------------------------------------- simulate
+
+
+def _number(kind: type, lo: float, hi: float | None, *, open_lo: bool, open_hi: bool = True) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        above = value > lo if open_lo else value >= lo
+        below = hi is None or (value < hi if open_hi else value <= hi)
+        if not (above and below):
+            left, right = "(" if open_lo else "[", ")" if open_hi else "]"
+            span = f"{left}{lo:g}, {hi:g}{right}" if hi is not None else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
+        return value
+
+    return parse
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from release_spec.simulation import compare_judges, monte_carlo_bound
+
+    if args.baseline_error + args.regression >= 1:
+        raise UsageError(
+            f"--baseline-error + --regression must be below 1, got "
+            f"{args.baseline_error} + {args.regression}"
+        )
+    result = compare_judges(
+        runs=args.runs,
+        baseline_error=args.baseline_error,
+        regression=args.regression,
+        share=args.share,
+        canary_per_look=args.canary_per_look,
+        looks=args.looks,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
+    for line in result.lines():
+        print(line)
+    bound = monte_carlo_bound(args.alpha, args.runs)
+    ok = result.null.sequential.rollback_rate <= bound
+    print(f"sequential false-rollback rate within the bound: {'yes' if ok else 'NO'}")
+    return EXIT_OK if ok else EXIT_STOPPED
+
+
+def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="false rollbacks, detection and exposure of the canary judges, by simulation",
+        description="Simulate rollouts without and with a regression; print the false-rollback "
+        "rate, the detection rate and the median canary exposure of the anytime-valid judge "
+        "and of a two-proportion z-test repeated at every look. Exit 3 if the sequential "
+        "judge's false-rollback rate exceeds alpha + 3 Monte Carlo standard errors.",
+    )
+    p.add_argument("--runs", type=_number(int, 1, None, open_lo=False), default=2000)
+    p.add_argument(
+        "--baseline-error",
+        type=_number(float, 0, 1, open_lo=True),
+        default=0.02,
+        help="production's error rate (default 0.02)",
+    )
+    p.add_argument(
+        "--regression",
+        type=_number(float, 0, 1, open_lo=True),
+        default=0.02,
+        help="how much higher the canary's error rate is (default 0.02)",
+    )
+    p.add_argument(
+        "--share",
+        type=_number(float, 0, 1, open_lo=True),
+        default=0.05,
+        help="canary share of traffic, a fraction (default 0.05)",
+    )
+    p.add_argument(
+        "--looks", type=_number(int, 1, None, open_lo=False), default=400, help="looks per rollout"
+    )
+    p.add_argument(
+        "--canary-per-look",
+        type=_number(int, 1, None, open_lo=False),
+        default=25,
+        help="canary requests between looks",
+    )
+    p.add_argument("--alpha", type=_number(float, 0, 1, open_lo=True), default=0.05)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.set_defaults(handler=_cmd_simulate)
+
+
 #: One function per subcommand; each adds its parser and sets ``handler``.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [_add_run, _add_store]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
+    _add_run,
+    _add_store,
+    _add_simulate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,16 +19,25 @@ registered, as the candidate's parent, but not promoted).
 
 Scenarios: ``default``; ``regression``, where the fine-tuning data has one
 class's labels replaced by the next class (a corrupted labelling batch), a
-harmful candidate the gates must stop before it reaches production.
+harmful candidate the gates must stop before it reaches production;
+``live-regression``, where only a fraction of one class's labels is
+corrupted, so the candidate passes every offline gate, and the live traffic
+then shifts toward that class: the phased rollout must take it back.
 
-Extension point: :func:`release_steps` returns the release stage's steps
-(functional, performance, stability). A phased rollout is one more
-:class:`~release_spec.stages.ReleaseStep`, inserted after the offline gates
-and before promotion (promotion happens only when every step passed).
+The release stage's steps (:func:`release_steps`) are functional,
+performance, stability and the phased rollout
+(:mod:`release_spec.rollout`): production serves the baseline share of the
+embedded live pool, the candidate the canary share, an error is a
+misclassification (the label is known in simulation), and the anytime-valid
+judge may roll the canary back after any batch. Promotion to production
+happens only when every step passed. Monitoring (:mod:`release_spec.monitoring`)
+then compares the live pool with the training data and tracks the serving
+model's per-class recall.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from release_spec import __version__
-from release_spec.data import Dataset, Split, load_dataset
+from release_spec.data import Dataset, LivePool, Split, load_dataset, make_live_pool
 from release_spec.gates import (
     GateResult,
     SoakResult,
@@ -56,8 +65,10 @@ from release_spec.gates import (
 )
 from release_spec.metrics import accuracy, confusion_matrix
 from release_spec.model import build_model, fine_tune_copy
+from release_spec.monitoring import MonitoringReport, monitor
 from release_spec.plan import SCENARIOS, Plan
 from release_spec.registry import ModelStore, VersionInfo
+from release_spec.rollout import LiveRequest, RolloutController, RolloutState, replay
 from release_spec.stages import (
     Attempt,
     AttemptOutcome,
@@ -122,6 +133,7 @@ class ReleaseContext:
     echo: Echo
     progress: bool
     measurements: dict[str, Any] = field(default_factory=dict)
+    scenario: str = "default"
 
 
 @dataclass(frozen=True)
@@ -194,12 +206,157 @@ def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     )
 
 
+def _live_pool(ctx: ReleaseContext) -> LivePool:
+    """The live requests; for ``live-regression`` a pool shifted toward one class."""
+    rp, ds = ctx.plan.phased_rollout, ctx.data
+    if ctx.scenario != "live-regression":
+        return make_live_pool(ds, n=rp.live_requests)
+    lr = ctx.plan.live_regression
+    n_slice = round(rp.live_requests * lr.live_class_share)
+    keep = ds.live_base_labels == lr.corrupt_class
+
+    def subset(mask: npt.NDArray[np.bool_]) -> Dataset:
+        return replace(
+            ds, live_base_x=ds.live_base_x[mask], live_base_labels=ds.live_base_labels[mask]
+        )
+
+    if not keep.any() or keep.all():
+        raise ValueError(
+            f"live_regression.corrupt_class {lr.corrupt_class}: the live base images need "
+            "both that class and others"
+        )
+    parts = [
+        make_live_pool(subset(mask), n=n, seed=ds.seed + offset)
+        for mask, n, offset in ((~keep, rp.live_requests - n_slice, 0), (keep, n_slice, 1))
+        if n > 0
+    ]
+    x = np.concatenate([p.x for p in parts])
+    labels = np.concatenate([p.labels for p in parts])
+    order = np.random.default_rng([ds.seed, 4]).permutation(len(labels))
+    ids = np.array([f"req-{i:06d}" for i in range(len(labels))])
+    return LivePool(ids=ids, x=x[order], labels=labels[order])
+
+
+def _serve(
+    model: Any, x: FloatArray, batch_size: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Predicted labels and, per request, its batch's wall time divided by the batch size."""
+    predict = predictor(model)
+    labels = np.empty(len(x), np.int64)
+    latency = np.empty(len(x), np.float64)
+    for start in range(0, len(x), batch_size):
+        t0 = time.perf_counter()
+        out = predict(x[start : start + batch_size])
+        n = len(out)
+        latency[start : start + n] = (time.perf_counter() - t0) * 1000.0 / n
+        labels[start : start + n] = np.argmax(out, axis=1)
+    return labels, latency
+
+
+def _image_summaries(x: FloatArray) -> dict[str, list[float]]:
+    """Scalar summaries of 28 x 28 images, the features the drift monitors compare."""
+    img = np.asarray(x, np.float64).reshape(-1, 28, 28)
+    mass = img.sum(axis=(1, 2)) + 1e-9
+    rows, cols = np.arange(28.0)[None, :, None], np.arange(28.0)[None, None, :]
+    r = (img * rows).sum(axis=(1, 2)) / mass
+    c = (img * cols).sum(axis=(1, 2)) / mass
+    spread = np.sqrt(
+        (img * ((rows - r[:, None, None]) ** 2 + (cols - c[:, None, None]) ** 2)).sum(axis=(1, 2))
+        / mass
+    )
+    return {
+        "mean_intensity": img.mean(axis=(1, 2)).tolist(),
+        "ink_fraction": (img > 0.5).mean(axis=(1, 2)).tolist(),
+        "centre_row": r.tolist(),
+        "centre_col": c.tolist(),
+        "ink_spread": spread.tolist(),
+    }
+
+
+def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
+    rp = ctx.plan.phased_rollout
+    plan = rp.rollout_plan()
+    pool = _live_pool(ctx)
+    cand, cand_ms = _serve(ctx.candidate, pool.x, rp.batch_size)
+    prod, prod_ms = _serve(ctx.production, pool.x, rp.batch_size)
+    requests = [
+        LiveRequest(str(i), bool(c != y), bool(p != y), float(cl), float(pl))
+        for i, c, p, y, cl, pl in zip(
+            pool.ids, cand, prod, pool.labels, cand_ms, prod_ms, strict=True
+        )
+    ]
+    ctl = RolloutController(plan, production=ctx.production_info.version)
+    ctl.start(ctx.candidate_info.version)
+    state = replay(ctl, requests, batch_size=rp.batch_size)
+    if state.status not in ("aborted", "completed"):
+        state = ctl.abort(
+            f"live pool exhausted at step {state.step} ({state.canary_share:g} %) after "
+            f"{state.counts.requests} requests, before the rollout completed "
+            f"(status {state.status})"
+        )
+    for e in state.events:
+        ctx.echo(f"  rollout {e.kind} (look {e.look}): {e.reason}")
+    serving, serving_model = (
+        (ctx.candidate, ctx.candidate_info)
+        if state.status == "completed"
+        else (ctx.production, ctx.production_info)
+    )
+    val = ctx.data.target.val
+    ref_summaries, live_summaries = (
+        _image_summaries(ctx.data.target.train.x),
+        _image_summaries(pool.x),
+    )
+    report = monitor(
+        reference_summaries=ref_summaries,
+        live_summaries=live_summaries,
+        y_true=pool.labels.tolist(),
+        y_pred=(cand if state.status == "completed" else prod).tolist(),
+        reference_true=val.labels.tolist(),
+        reference_pred=_labels_of(serving, val.x).tolist(),
+        num_classes=10,
+        thresholds=ctx.plan.monitoring.thresholds(),
+    )
+    for a in report.alerts:
+        ctx.echo(f"  monitoring {a.severity}: {a.message}")
+    ctx.measurements.update(
+        rollout=state,
+        rollout_pool=pool,
+        monitoring=report,
+        monitoring_model=serving_model.version,
+        monitoring_reference=ref_summaries,
+        monitoring_live=live_summaries,
+    )
+    last = state.events[-1]
+    done = state.status == "completed"
+    c = state.counts
+    where = (
+        "completed every step (" + " -> ".join(f"{x:g} %" for x in rp.shares) + ")"
+        if done
+        else f"rolled back at step {last.step} ({last.share_before:g} % canary)"
+    )
+    detail = (
+        f"{where}: {last.reason}; canary {c.canary_errors}/{c.canary_requests} errors, "
+        f"baseline {c.baseline_errors}/{c.baseline_requests}"
+    )
+    return (
+        GateResult(
+            "release.rollout",
+            done,
+            state.p_value,
+            plan.alpha,
+            None,
+            detail,
+        ),
+    )
+
+
 def release_steps(ctx: ReleaseContext) -> list[ReleaseStep]:
-    """The release stage's steps, in order; insert a rollout step before promotion here."""
+    """The release stage's steps, in order: offline gates, then the phased rollout."""
     return [
         ReleaseStep("functional", lambda: _functional_step(ctx)),
         ReleaseStep("performance", lambda: _performance_step(ctx)),
         ReleaseStep("stability", lambda: _stability_step(ctx)),
+        ReleaseStep("rollout", lambda: _rollout_step(ctx), on_failure=State.ROLLED_BACK),
     ]
 
 
@@ -215,6 +372,16 @@ class _Trainer:
             k = plan.regression.corrupt_class
             y = self.target_train.y.copy()
             y[self.target_train.labels == k] = np.eye(10, dtype=np.float32)[(k + 1) % 10]
+            self.target_train = Split(self.target_train.x, y)
+        elif scenario == "live-regression":
+            lr = plan.live_regression
+            k = lr.corrupt_class
+            y = self.target_train.y.copy()
+            rows = np.flatnonzero(self.target_train.labels == k)
+            rows = rows[
+                np.random.default_rng([plan.seed, 3]).random(rows.size) < lr.corrupt_fraction
+            ]
+            y[rows] = np.eye(10, dtype=np.float32)[(k + 1) % 10]
             self.target_train = Split(self.target_train.x, y)
         self.pretrained: Any = None
         self.pre_target_val: npt.NDArray[np.int64] | None = None
@@ -460,6 +627,7 @@ def run_pipeline(
                 production_info=production_info,
                 echo=echo,
                 progress=progress,
+                scenario=scenario,
             )
             rel_rec = run_release(release_steps(release_ctx), on_step=_echo_step(echo))
             if rel_rec.state is State.PASSED:
@@ -566,6 +734,11 @@ def _report_dict(
             "rss_end_mb": s.rss_end_mb,
         }
     failed = [g.name for st in stages for g in st.failed_gates]
+    rollout = _rollout_report(ctx)
+    monitoring = _monitoring_report(ctx)
+    figures = ["training_curves.png", "confusion_matrices.png", "gate_summary.png"]
+    figures += ["rollout.png"] if rollout else []
+    figures += ["drift.png"] if monitoring else []
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "outcome": outcome,
@@ -601,5 +774,106 @@ def _report_dict(
             },
         },
         "plan": plan.to_dict(),
-        "figures": ["training_curves.png", "confusion_matrices.png", "gate_summary.png"],
+        "rollout": rollout,
+        "monitoring": monitoring,
+        "figures": figures,
+    }
+
+
+def _counts_dict(c: Any) -> dict[str, int]:
+    return {
+        "canary_requests": c.canary_requests,
+        "canary_errors": c.canary_errors,
+        "baseline_requests": c.baseline_requests,
+        "baseline_errors": c.baseline_errors,
+    }
+
+
+def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
+    """The rollout's plan, timeline (share and p-value per look), events and evidence."""
+    if ctx is None or not isinstance(ctx.measurements.get("rollout"), RolloutState):
+        return None
+    state: RolloutState = ctx.measurements["rollout"]
+    pool: LivePool = ctx.measurements["rollout_pool"]
+    rp = ctx.plan.phased_rollout
+    minutes = {r.look: r.minutes for r in state.history}
+    events = [
+        {
+            "kind": e.kind,
+            "look": e.look,
+            "minutes": minutes.get(e.look, 0.0),
+            "step": e.step,
+            "share_before": e.share_before,
+            "share_after": e.share_after,
+            "reason": e.reason,
+            "p_value": e.p_value,
+            "upper_bound": e.upper_bound,
+            "counts": _counts_dict(e.counts),
+        }
+        for e in state.events
+    ]
+    abort = next((e for e in events if e["kind"] == "abort"), None)
+    return {
+        "status": state.status,
+        "candidate": ctx.candidate_info.version,
+        "production": ctx.production_info.version,
+        "alpha": rp.alpha,
+        "margin": rp.margin,
+        "steps": [
+            {"share": sh, "min_canary_requests": n, "max_bake_minutes": b}
+            for sh, n, b in zip(rp.shares, rp.min_canary_requests, rp.max_bake_minutes, strict=True)
+        ],
+        "live_requests": len(pool),
+        "live_class_counts": np.bincount(pool.labels, minlength=10).tolist(),
+        "requests_served": state.counts.requests,
+        "counts": _counts_dict(state.counts),
+        "p_value": state.p_value,
+        "upper_bound": state.upper_bound,
+        "rolled_back": (
+            {"step": abort["step"], "share": abort["share_before"], "reason": abort["reason"]}
+            if abort
+            else None
+        ),
+        "events": events,
+        "timeline": {
+            "look": [r.look for r in state.history],
+            "minutes": [r.minutes for r in state.history],
+            "share": [r.share for r in state.history],
+            "p_value": [r.p_value for r in state.history],
+            "upper_bound": [r.upper_bound for r in state.history],
+        },
+    }
+
+
+def _monitoring_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
+    """Drift per summary (with histograms for the figure), recall windows and alerts."""
+    if ctx is None or not isinstance(ctx.measurements.get("monitoring"), MonitoringReport):
+        return None
+    m: MonitoringReport = ctx.measurements["monitoring"]
+    ref, live = ctx.measurements["monitoring_reference"], ctx.measurements["monitoring_live"]
+    drift = []
+    for d in m.drift:
+        r, lv = np.asarray(ref[d.feature]), np.asarray(live[d.feature])
+        edges = np.linspace(min(r.min(), lv.min()), max(r.max(), lv.max()), 31)
+        drift.append(
+            {
+                "feature": d.feature,
+                "psi": d.psi,
+                "ks_statistic": d.ks_statistic,
+                "ks_p_value": d.ks_p_value,
+                "ks_p_adjusted": d.ks_p_adjusted,
+                "histogram": {
+                    "edges": edges.tolist(),
+                    "reference": (np.histogram(r, edges)[0] / r.size).tolist(),
+                    "live": (np.histogram(lv, edges)[0] / lv.size).tolist(),
+                },
+            }
+        )
+    return {
+        "model": ctx.measurements["monitoring_model"],
+        "reference": "target-domain training inputs; recall reference: target validation",
+        "thresholds": dataclasses.asdict(ctx.plan.monitoring),
+        "drift": drift,
+        "recall": [dataclasses.asdict(r) for r in m.recall],
+        "alerts": [dataclasses.asdict(a) for a in m.alerts],
     }

@@ -31,7 +31,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
+
+if TYPE_CHECKING:
+    from release_spec.monitoring import MonitoringThresholds
+    from release_spec.rollout import RolloutPlan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +46,10 @@ __all__ = [
     "SCENARIOS",
     "DataPlan",
     "FinetunePlan",
+    "LiveRegressionPlan",
+    "MonitoringPlan",
     "OptimisePlan",
+    "PhasedRolloutPlan",
     "Plan",
     "PretrainPlan",
     "RegressionPlan",
@@ -54,8 +61,10 @@ __all__ = [
 
 
 #: What ``release-spec run --scenario`` can run: the plan's pipeline on the embedded data
-#: (``default``), or with a harmful candidate (``regression``, see :class:`RegressionPlan`).
-SCENARIOS = ("default", "regression")
+#: (``default``), or with a harmful candidate (``regression``, see :class:`RegressionPlan`),
+#: or with one that passes the offline gates but is worse on the live traffic
+#: (``live-regression``, see :class:`LiveRegressionPlan`).
+SCENARIOS = ("default", "regression", "live-regression")
 
 
 def _bound(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> Any:
@@ -131,6 +140,110 @@ class RegressionPlan:
 
 
 @dataclass(frozen=True)
+class PhasedRolloutPlan:
+    """The phased rollout that ends the release stage (see :mod:`release_spec.rollout`).
+
+    ``shares``, ``min_canary_requests`` and ``max_bake_minutes`` hold one value
+    per step; the live pool stands for ``requests_per_minute`` of traffic.
+    """
+
+    live_requests: int = field(default=20_000, metadata=_bound(100, 1_000_000))
+    batch_size: int = field(default=200, metadata=_bound(1, 100_000))
+    requests_per_minute: float = field(default=1000.0, metadata=_POSITIVE)
+    shares: tuple[float, ...] = field(
+        default=(10.0, 25.0, 50.0, 100.0), metadata=_bound(0.0, 100.0, open_lo=True)
+    )
+    min_canary_requests: tuple[int, ...] = field(
+        default=(300, 500, 1000, 0), metadata=_bound(0, 10_000_000)
+    )
+    max_bake_minutes: tuple[float, ...] = field(default=(10.0, 5.0, 5.0, 1.0), metadata=_POSITIVE)
+    alpha: float = field(default=0.05, metadata=_ALPHA)
+    margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
+    on_inconclusive: str = "hold"
+    latency_p99_ms: float = field(default=50.0, metadata=_POSITIVE)
+    latency_min_samples: int = field(default=50, metadata=_bound(1, 1_000_000))
+
+    def __post_init__(self) -> None:
+        n = len(self.shares)
+        for name in ("min_canary_requests", "max_bake_minutes"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"phased_rollout.{name}: expected {n} values, one per share, "
+                    f"got {len(getattr(self, name))}"
+                )
+        if self.on_inconclusive not in ("hold", "rollback"):
+            raise ValueError(
+                f"phased_rollout.on_inconclusive: expected 'hold' or 'rollback', "
+                f"got {self.on_inconclusive!r}"
+            )
+        try:
+            self.rollout_plan()
+        except ValueError as exc:
+            raise ValueError(f"phased_rollout: {exc}") from None
+
+    def rollout_plan(self) -> RolloutPlan:
+        """The :class:`~release_spec.rollout.RolloutPlan` these values describe."""
+        # Imported here so that reading a plan stays standard library only until it is used.
+        from release_spec.rollout import RolloutPlan, RolloutStep
+
+        return RolloutPlan(
+            steps=tuple(
+                RolloutStep(share, n, bake)
+                for share, n, bake in zip(
+                    self.shares, self.min_canary_requests, self.max_bake_minutes, strict=True
+                )
+            ),
+            alpha=self.alpha,
+            margin=self.margin,
+            on_inconclusive="hold" if self.on_inconclusive == "hold" else "rollback",
+            latency_p99_ms=self.latency_p99_ms,
+            latency_min_samples=self.latency_min_samples,
+            requests_per_minute=self.requests_per_minute,
+        )
+
+
+@dataclass(frozen=True)
+class MonitoringPlan:
+    """Drift and per-class recall monitoring (see :mod:`release_spec.monitoring`)."""
+
+    psi_warning: float = field(default=0.1, metadata=_POSITIVE)
+    psi_alert: float = field(default=0.25, metadata=_POSITIVE)
+    psi_bins: int = field(default=10, metadata=_bound(2, 1000))
+    ks_alpha: float = field(default=0.01, metadata=_ALPHA)
+    ks_min_statistic: float = field(default=0.1, metadata=_FRACTION)
+    recall_alpha: float = field(default=0.05, metadata=_ALPHA)
+    recall_window: int = field(default=2000, metadata=_bound(1, 10_000_000))
+    min_class_support: int = field(default=20, metadata=_bound(1, 10_000_000))
+
+    def __post_init__(self) -> None:
+        try:
+            self.thresholds()
+        except ValueError as exc:
+            raise ValueError(f"monitoring: {exc}") from None
+
+    def thresholds(self) -> MonitoringThresholds:
+        """The :class:`~release_spec.monitoring.MonitoringThresholds` these values describe."""
+        from release_spec.monitoring import MonitoringThresholds
+
+        return MonitoringThresholds(**asdict(self))
+
+
+@dataclass(frozen=True)
+class LiveRegressionPlan:
+    """The candidate of ``--scenario live-regression``.
+
+    A fraction of one class's target training labels is replaced by the next
+    class (a partly corrupted labelling batch: the candidate still passes the
+    offline gates), and the live traffic shifts toward that class, so the
+    candidate is worse than production where it matters.
+    """
+
+    corrupt_class: int = field(default=9, metadata=_bound(0, 9))
+    corrupt_fraction: float = field(default=0.3, metadata=_bound(0.0, 1.0, open_lo=True))
+    live_class_share: float = field(default=0.6, metadata=_bound(0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class Plan:
     """A whole release plan: the seed and one section per table."""
 
@@ -141,6 +254,9 @@ class Plan:
     release: ReleasePlan = field(default_factory=ReleasePlan)
     optimise: OptimisePlan = field(default_factory=OptimisePlan)
     regression: RegressionPlan = field(default_factory=RegressionPlan)
+    phased_rollout: PhasedRolloutPlan = field(default_factory=PhasedRolloutPlan)
+    monitoring: MonitoringPlan = field(default_factory=MonitoringPlan)
+    live_regression: LiveRegressionPlan = field(default_factory=LiveRegressionPlan)
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as nested dicts (the report records it)."""
@@ -159,6 +275,14 @@ def _describe(kind: type, meta: Mapping[str, Any]) -> str:
 
 
 def _value(key: str, raw: object, kind: type, meta: Mapping[str, Any]) -> object:
+    if get_origin(kind) is tuple:
+        # A list of values, each checked like a scalar of the element type.
+        elem = get_args(kind)[0]
+        if not isinstance(raw, list | tuple) or not raw:
+            raise ValueError(
+                f"{key}: expected a non-empty list, each {_describe(elem, meta)}, got {raw!r}"
+            )
+        return tuple(_value(f"{key}[{i}]", v, elem, meta) for i, v in enumerate(raw))
     want = _describe(kind, meta)
     if kind is bool:
         ok = isinstance(raw, bool)

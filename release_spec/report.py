@@ -21,6 +21,24 @@
   Wilson ``interval`` at ``confidence`` on ``n`` test images; else null;
 * ``soak``: predictions, batches, ``p50_ms``, ``p99_ms``, ``non_finite``,
   ``rss_start_mb``, ``rss_end_mb``; or null;
+* ``rollout`` (null when the release stage did not reach it): ``status``
+  (``completed`` | ``aborted``), ``candidate``, ``production``, ``alpha``,
+  ``margin``, ``steps`` (``share``, ``min_canary_requests``,
+  ``max_bake_minutes``), ``live_requests``, ``live_class_counts``,
+  ``requests_served``, final ``counts`` (``canary_requests``,
+  ``canary_errors``, ``baseline_requests``, ``baseline_errors``), final
+  ``p_value`` (always-valid) and ``upper_bound`` (on canary minus baseline
+  error rate), ``rolled_back`` (``step``, ``share``, ``reason``, or null),
+  ``events`` (``kind``, ``look``, ``minutes``, ``step``, ``share_before``,
+  ``share_after``, ``reason``, ``p_value``, ``upper_bound``, ``counts``) and
+  ``timeline`` (per look: ``look``, ``minutes``, ``share``, ``p_value``,
+  ``upper_bound``);
+* ``monitoring`` (null without a rollout): the ``model`` monitored,
+  ``thresholds``, ``drift`` per feature summary (``psi``, ``ks_statistic``,
+  ``ks_p_value``, ``ks_p_adjusted``, ``histogram`` with ``edges``,
+  ``reference`` and ``live`` fractions), ``recall`` (one row per window and
+  class) and ``alerts`` (``kind``, ``severity``, ``subject``, ``value``,
+  ``threshold``, ``message``);
 * ``data`` (sha256 ``hashes`` and ``sizes`` of every split), ``plan`` (the
   plan used), ``versions`` and ``figures`` (file names, next to the report).
 
@@ -46,7 +64,9 @@ from release_spec.stages import TrainingCurves
 
 __all__ = [
     "plot_confusion_matrices",
+    "plot_drift",
     "plot_gate_summary",
+    "plot_rollout",
     "plot_training_curves",
     "render_markdown",
     "write_report",
@@ -154,6 +174,125 @@ def plot_gate_summary(report: Mapping[str, Any]) -> bytes:
     return _figure_bytes(fig)
 
 
+def plot_rollout(rollout: Mapping[str, Any]) -> bytes:
+    """The canary's traffic share and the judge's always-valid p-value, look by look."""
+    plt = _pyplot()
+    t = rollout["timeline"]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
+    # Each look's share held over the batch that ended at it; then the outcome.
+    end = 100.0 if rollout["status"] == "completed" else 0.0
+    minutes = [0.0, *t["minutes"], t["minutes"][-1] if t["minutes"] else 0.0]
+    share = [t["share"][0] if t["share"] else 0.0, *t["share"], end]
+    a1.step(minutes, share, where="pre", color="#3949ab")
+    a1.set_ylabel("traffic on the candidate (%)")
+    a1.set_ylim(-3, 103)
+    a1.grid(alpha=0.3)
+    a1.set_title(f"rollout of {rollout['candidate']}: {rollout['status']}")
+    a2.plot(t["minutes"], t["p_value"], color="#c62828", label="always-valid p-value")
+    a2.axhline(rollout["alpha"], ls="--", color="0.5", label=f"alpha = {rollout['alpha']:g}")
+    a2.set_yscale("log")
+    a2.set_xlabel("minutes of live traffic")
+    a2.set_ylabel("p-value")
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=8)
+    rb = rollout.get("rolled_back")
+    if rb:
+        x = t["minutes"][-1] if t["minutes"] else 0.0
+        for ax in (a1, a2):
+            ax.axvline(x, color="#c62828", lw=0.8)
+        a1.annotate(
+            f"rolled back at step {rb['step']} ({rb['share']:g} %)",
+            (x, 50),
+            fontsize=8,
+            ha="right",
+        )
+    return _figure_bytes(fig)
+
+
+def plot_drift(monitoring: Mapping[str, Any]) -> bytes:
+    """Reference vs live histogram of each feature summary, titled with its PSI and KS distance."""
+    plt = _pyplot()
+    drift = monitoring["drift"]
+    fig, axes = plt.subplots(1, max(1, len(drift)), figsize=(3.0 * max(1, len(drift)), 2.8))
+    axes = np.atleast_1d(axes)
+    th = monitoring["thresholds"]
+    for ax, d in zip(axes, drift, strict=False):
+        h = d["histogram"]
+        edges = np.asarray(h["edges"])
+        centre, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        ax.bar(centre, h["reference"], width, alpha=0.5, label="training")
+        ax.bar(centre, h["live"], width, alpha=0.5, label="live")
+        level = (
+            "alert"
+            if d["psi"] >= th["psi_alert"]
+            else "warning"
+            if d["psi"] >= th["psi_warning"]
+            else "ok"
+        )
+        ax.set_title(
+            f"{d['feature']}\nPSI {d['psi']:.3f} ({level}), KS {d['ks_statistic']:.3f}", fontsize=8
+        )
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    return _figure_bytes(fig)
+
+
+def _rollout_markdown(r: Mapping[str, Any]) -> list[str]:
+    c = r["counts"]
+    lines = [
+        "",
+        "## Phased rollout",
+        "",
+        f"Candidate `{r['candidate']}` against production `{r['production']}` on "
+        f"{r['live_requests']} live requests ({r['requests_served']} served before the end): "
+        f"**{r['status']}**. Steps "
+        + " → ".join(f"{s['share']:g} %" for s in r["steps"])
+        + f"; anytime-valid judge at alpha {r['alpha']:g}, promotion margin {r['margin']:g}.",
+        "",
+        f"Final counts: canary {c['canary_errors']}/{c['canary_requests']} errors, baseline "
+        f"{c['baseline_errors']}/{c['baseline_requests']}; always-valid p-value "
+        f"{r['p_value']:.3g}; upper bound on the error-rate difference {_fmt(r['upper_bound'])}.",
+    ]
+    if r["rolled_back"]:
+        rb = r["rolled_back"]
+        lines += [
+            "",
+            f"**Rolled back at step {rb['step']} ({rb['share']:g} % canary)**: {rb['reason']}. "
+            "Production was not changed.",
+        ]
+    lines += [
+        "",
+        "| look | minutes | step | share | event | p-value | evidence |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in r["events"]:
+        after = "production" if e["kind"] == "complete" else f"{e['share_after']:g} %"
+        lines.append(
+            f"| {e['look']} | {e['minutes']:.1f} | {e['step']} | {e['share_before']:g} % → "
+            f"{after} | {e['kind']} | {e['p_value']:.3g} | {e['reason']} |"
+        )
+    return lines
+
+
+def _monitoring_markdown(m: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Monitoring",
+        "",
+        f"Model `{m['model']}` on the live pool; reference: {m['reference']}.",
+        "",
+        "| feature summary | PSI | KS distance | KS p (Holm) |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {d['feature']} | {d['psi']:.4f} | {d['ks_statistic']:.4f} | {d['ks_p_adjusted']:.3g} |"
+        for d in m["drift"]
+    ]
+    lines += ["", f"Alerts: {len(m['alerts'])}", ""]
+    lines += [f"- **{a['severity']}** ({a['kind']}): {a['message']}" for a in m["alerts"]]
+    return lines
+
+
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
@@ -236,6 +375,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"non-finite outputs; resident memory {soak['rss_start_mb']:.1f} → "
             f"{soak['rss_end_mb']:.1f} MB.",
         ]
+    if report.get("rollout"):
+        lines += _rollout_markdown(report["rollout"])
+    if report.get("monitoring"):
+        lines += _monitoring_markdown(report["monitoring"])
     lines += ["", "## Figures", ""]
     lines += [f"![{name[:-4].replace('_', ' ')}]({name})" for name in report["figures"]]
     return "\n".join(lines) + "\n"
@@ -259,7 +402,11 @@ def write_report(
     curves: Mapping[str, Sequence[TrainingCurves]],
     matrices: Mapping[str, npt.NDArray[np.int64]],
 ) -> list[Path]:
-    """Write report.json, report.md and the three figures into ``out_dir``; return the paths."""
+    """Write report.json, report.md and the figures into ``out_dir``; return the paths.
+
+    The figures are the training curves, confusion matrices and gate summary,
+    plus the rollout timeline and the drift histograms when the report has them.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "report.json": (json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n").encode(),
@@ -268,6 +415,10 @@ def write_report(
         "confusion_matrices.png": plot_confusion_matrices(matrices),
         "gate_summary.png": plot_gate_summary(report),
     }
+    if report.get("rollout"):
+        files["rollout.png"] = plot_rollout(report["rollout"])
+    if report.get("monitoring"):
+        files["drift.png"] = plot_drift(report["monitoring"])
     paths = []
     for name, data in files.items():
         _atomic_write(out_dir / name, data)

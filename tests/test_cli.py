@@ -66,6 +66,9 @@ def test_bad_plan_exits_2_with_one_line_naming_the_key(tmp_path, plan_text, name
         (("run", "--seed", "-3"), "--seed"),
         (("run", "--plan", "/no/such/plan.toml"), "cannot read"),
         (("store", "list"), "--store"),
+        (("simulate", "--share", "1.5"), "--share: must be in (0, 1)"),
+        (("simulate", "--runs", "0"), "--runs"),
+        (("simulate", "--baseline-error", "0.6", "--regression", "0.5"), "below 1"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, names, capsys):
@@ -73,6 +76,21 @@ def test_usage_errors_exit_2_with_one_line(args, names, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert names in err[0]
+
+
+def test_simulate_prints_both_judges(capsys):
+    code = main(["simulate", "--runs", "300", "--looks", "120", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    table = [
+        line.split() for line in out.splitlines() if line.split()[:1] in (["sequential"], ["naive"])
+    ]
+    rows = {r[0]: r[1:] for r in table if len(r) == 4}
+    seq, naive = (float(rows[k][0]) for k in ("sequential", "naive"))
+    assert seq <= 0.05 < naive
+    assert float(rows["sequential"][1]) > 0.95
+    assert "fixed-horizon canary requests at 80% power (two-sided): 774" in out
+    assert "within the bound: yes" in out
 
 
 def test_importing_the_cli_does_not_import_tensorflow():

@@ -1,9 +1,12 @@
-"""End to end: the reference release on a small plan, both scenarios, on one store.
+"""End to end: the reference release on a small plan, every scenario.
 
 The default scenario runs on a new store (the pre-trained model becomes the
-baseline production, the fine-tuned candidate replaces it); the regression
-scenario then runs on the same store, so "production unchanged" means the
-good release of the first run stays in production.
+baseline production, the fine-tuned candidate replaces it after the phased
+rollout); the regression scenario then runs on the same store, so
+"production unchanged" means the good release of the first run stays in
+production. The live-regression scenario runs on a store of its own: its
+candidate passes every offline gate against the pre-trained production and
+must be rolled back by the rollout's judge.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ epochs = 4
 max_attempts = 3
 [release]
 soak_predictions = 1000
+"""
+
+# Full training (the offline gates must pass with room to spare); a short soak and live pool.
+LIVE_REGRESSION_PLAN = """\
+[release]
+soak_predictions = 1000
+[phased_rollout]
+live_requests = 5000
 """
 
 GATE_KEYS = {"name", "passed", "value", "threshold", "interval", "detail"}
@@ -100,6 +111,25 @@ def test_default_scenario_releases_the_candidate(runs):
     lo, hi = released["interval"]
     assert lo < released["target_test_accuracy"] < hi
     assert report["soak"]["predictions"] == 1000
+    assert gates["release.rollout"]["passed"]
+    rollout = report["rollout"]
+    assert rollout["status"] == "completed"
+    assert rollout["rolled_back"] is None
+    assert rollout["production"] == prod["before"] or prod["before"] is None
+    assert [e["kind"] for e in rollout["events"] if e["kind"] in ("promote", "complete")] == [
+        "promote",
+        "promote",
+        "complete",
+    ]
+    timeline = rollout["timeline"]
+    assert timeline["share"] == sorted(timeline["share"])
+    assert set(timeline["share"]) == {10.0, 25.0, 50.0}
+    assert all(a >= b for a, b in zip(timeline["p_value"], timeline["p_value"][1:], strict=False))
+    assert rollout["counts"]["canary_requests"] >= 1000 + 500 + 300
+    assert {"rollout.png", "drift.png"} <= set(report["figures"])
+    assert [d["feature"] for d in report["monitoring"]["drift"]] == sorted(
+        ["mean_intensity", "ink_fraction", "centre_row", "centre_col", "ink_spread"]
+    )
 
 
 @pytest.mark.slow
@@ -126,6 +156,62 @@ def test_regression_scenario_is_stopped_and_production_unchanged(runs):
     md = (out / "report.md").read_text()
     assert "# Release report: stopped" in md
     assert report["failed_gates"][0] in md
+
+
+@pytest.fixture(scope="module")
+def live_regression(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live-regression")
+    plan = root / "plan.toml"
+    plan.write_text(LIVE_REGRESSION_PLAN)
+    out = root / "out"
+    args = ["run", "--plan", str(plan), "--out", str(out), "--no-progress"]
+    code = main([*args, "--scenario", "live-regression"])
+    return out, code, json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_live_regression_passes_offline_gates_and_is_rolled_back(live_regression):
+    out, code, report = live_regression
+    assert code == 3
+    _check_schema(report)
+    assert report["outcome"] == "rolled_back"
+    assert report["failed_gates"] == ["release.rollout"]
+    release = report["stages"][-1]
+    assert release["state"] == "rolled_back"
+    offline = [g for g in release["gates"] if g["name"] != "release.rollout"]
+    assert offline
+    assert all(g["passed"] for g in offline)
+    assert all(s["state"] == "passed" for s in report["stages"][:-1])
+    # Production unchanged: the baseline promoted at the start of the run, not the candidate.
+    prod = report["production"]
+    assert not prod["candidate_promoted"]
+    assert prod["version"] == report["rollout"]["production"]
+    assert prod["version"] != report["candidate"]["version"]
+    store = ModelStore(out / "store")
+    assert store.production().sha256 == prod["sha256"]
+    assert store.verify().ok
+    # The step and the evidence, in the report.
+    rollout = report["rollout"]
+    assert rollout["status"] == "aborted"
+    rb = rollout["rolled_back"]
+    assert rb["step"] == 0
+    assert rb["share"] == 10.0
+    assert rb["reason"].startswith("judge rejected at step 0")
+    assert rollout["p_value"] <= rollout["alpha"]
+    c = rollout["counts"]
+    assert c["canary_errors"] / c["canary_requests"] > c["baseline_errors"] / c["baseline_requests"]
+    assert rollout["requests_served"] < rollout["live_requests"]
+    assert rollout["timeline"]["share"][-1] == 10.0
+    md = (out / "report.md").read_text()
+    assert "# Release report: rolled_back" in md
+    assert "**Rolled back at step 0 (10 % canary)**" in md
+    assert "Production was not changed." in md
+    # The live traffic shifted toward the corrupted class, and the drift monitors saw it.
+    counts = rollout["live_class_counts"]
+    assert counts[9] / sum(counts) == pytest.approx(0.6, abs=0.01)
+    assert any(a["kind"] == "drift" for a in report["monitoring"]["alerts"])
+    for name in ("rollout.png", "drift.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
