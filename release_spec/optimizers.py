@@ -356,7 +356,7 @@ def _adam_blocks(
     scratch = np.empty(min(_BLOCK, th.size), dtype=th.dtype)
     total = 0.0
     # Non-finite values are reported as a ValueError afterwards; NumPy's
-    # warnings would only repeat it. (errstate is per thread: set it here.)
+    # warnings would only repeat it.
     with np.errstate(all="ignore"):
         for start in range(0, th.size, _BLOCK):
             stop = min(start + _BLOCK, th.size)
