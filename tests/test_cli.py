@@ -44,6 +44,14 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         ("[finetune]\nepoch = 3\n", "finetune.epoch: unknown key"),
         ("[release]\nmax_p99_ms = 'fast'\n", "release.max_p99_ms: expected a number"),
         ("[release\n", "invalid TOML"),
+        ("[phased_rollout]\nmin_canary_requests = [1]\n", "phased_rollout.min_canary_requests"),
+        (
+            "[phased_rollout]\nshares = [50.0, 25.0, 100.0]\nmin_canary_requests = [1, 1, 0]\n"
+            "max_bake_minutes = [1.0, 1.0, 1.0]\n",
+            "phased_rollout: step shares must increase",
+        ),
+        ("[phased_rollout]\nshares = 5.0\n", "phased_rollout.shares: expected a non-empty list"),
+        ("[monitoring]\npsi_warning = 0.5\n", "monitoring: need 0 < psi_warning <= psi_alert"),
     ],
 )
 def test_bad_plan_exits_2_with_one_line_naming_the_key(tmp_path, plan_text, names):

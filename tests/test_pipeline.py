@@ -275,3 +275,147 @@ def test_report_writer_without_training(tmp_path):
     for name in report["figures"]:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def _rollout_section(status: str) -> dict[str, object]:
+    aborted = status == "aborted"
+    reason = (
+        "judge rejected at step 0 (10 %): p = 0.001" if aborted else "candidate 'v2' is production"
+    )
+    events = [
+        {
+            "kind": "start",
+            "look": 0,
+            "minutes": 0.0,
+            "step": 0,
+            "share_before": 0.0,
+            "share_after": 10.0,
+            "reason": "candidate 'v2' starts at 10 %",
+            "p_value": 1.0,
+            "upper_bound": 1.0,
+            "counts": {},
+        },
+        {
+            "kind": "abort" if aborted else "complete",
+            "look": 2,
+            "minutes": 0.4,
+            "step": 0 if aborted else 1,
+            "share_before": 10.0,
+            "share_after": 0.0,
+            "reason": reason,
+            "p_value": 0.001 if aborted else 0.8,
+            "upper_bound": 0.2 if aborted else -0.01,
+            "counts": {},
+        },
+    ]
+    return {
+        "status": status,
+        "candidate": "v2",
+        "production": "v1",
+        "alpha": 0.05,
+        "margin": 0.03,
+        "steps": [
+            {"share": 10.0, "min_canary_requests": 10, "max_bake_minutes": 1.0},
+            {"share": 100.0, "min_canary_requests": 0, "max_bake_minutes": 1.0},
+        ],
+        "live_requests": 1000,
+        "live_class_counts": [100] * 10,
+        "requests_served": 400,
+        "counts": {
+            "canary_requests": 40,
+            "canary_errors": 12 if aborted else 1,
+            "baseline_requests": 360,
+            "baseline_errors": 10,
+        },
+        "p_value": 0.001 if aborted else 0.8,
+        "upper_bound": math.inf,
+        "rolled_back": {"step": 0, "share": 10.0, "reason": reason} if aborted else None,
+        "events": events,
+        "timeline": {
+            "look": [1, 2],
+            "minutes": [0.2, 0.4],
+            "share": [10.0, 10.0],
+            "p_value": [0.3, 0.001 if aborted else 0.8],
+            "upper_bound": [0.5, 0.2],
+        },
+    }
+
+
+@pytest.mark.parametrize("status", ["aborted", "completed"])
+def test_report_writer_draws_the_rollout_and_drift(tmp_path, status):
+    rng = np.random.default_rng(0)
+    edges = np.linspace(0, 1, 11).tolist()
+    monitoring = {
+        "model": "v1",
+        "reference": "training inputs",
+        "thresholds": {"psi_warning": 0.1, "psi_alert": 0.25},
+        "drift": [
+            {
+                "feature": name,
+                "psi": psi,
+                "ks_statistic": 0.2,
+                "ks_p_value": 1e-5,
+                "ks_p_adjusted": 2e-5,
+                "histogram": {
+                    "edges": edges,
+                    "reference": (rng.dirichlet(np.ones(10))).tolist(),
+                    "live": (rng.dirichlet(np.ones(10))).tolist(),
+                },
+            }
+            for name, psi in (("mean_intensity", 0.3), ("ink_fraction", 0.05))
+        ],
+        "recall": [],
+        "alerts": [
+            {
+                "kind": "drift",
+                "severity": "alert",
+                "subject": "mean_intensity",
+                "value": 0.3,
+                "threshold": 0.25,
+                "message": "PSI of 'mean_intensity' is 0.300 (>= 0.25)",
+            }
+        ],
+    }
+    report = {
+        "outcome": "rolled_back" if status == "aborted" else "released",
+        "scenario": "live-regression",
+        "seed": 0,
+        "started": "2026-01-01T00:00:00+00:00",
+        "seconds": 1.0,
+        "stages": [],
+        "failed_gates": ["release.rollout"] if status == "aborted" else [],
+        "production": {
+            "version": "v1",
+            "sha256": "0" * 64,
+            "before": "v1",
+            "baseline_promoted": False,
+            "candidate_promoted": status != "aborted",
+        },
+        "released_model": None,
+        "soak": None,
+        "rollout": _rollout_section(status),
+        "monitoring": monitoring,
+        "figures": [
+            "training_curves.png",
+            "confusion_matrices.png",
+            "gate_summary.png",
+            "rollout.png",
+            "drift.png",
+        ],
+    }
+    curves = {"pretrain": [TrainingCurves((0.5, 0.8), (0.4, 0.7))]}
+    write_report(report, tmp_path, curves=curves, matrices={"m": np.eye(10, dtype=np.int64)})
+    for name in ("rollout.png", "drift.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    md = (tmp_path / "report.md").read_text()
+    assert "## Phased rollout" in md
+    assert "## Monitoring" in md
+    assert "PSI of 'mean_intensity' is 0.300" in md
+    if status == "aborted":
+        assert "**Rolled back at step 0 (10 % canary)**: judge rejected at step 0" in md
+        assert "| 2 | 0.4 | 0 | 10 % → 0 % | abort | 0.001 |" in md
+    else:
+        assert "Rolled back" not in md
+        assert "| 10 % → production | complete |" in md
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["rollout"]["upper_bound"] is None  # infinite bound written as null
