@@ -209,7 +209,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         seed=args.seed,
     )
-    for line in result.lines():
+    for line in result.lines(within=args.within):
         print(line)
     bound = monte_carlo_bound(args.alpha, args.runs)
     ok = result.null.sequential.rollback_rate <= bound
@@ -253,6 +253,12 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
         type=_number(int, 1, None, open_lo=False),
         default=25,
         help="canary requests between looks",
+    )
+    p.add_argument(
+        "--within",
+        type=_number(int, 1, None, open_lo=False),
+        default=2500,
+        help="also report detection with at most this many canary requests (default 2500)",
     )
     p.add_argument("--alpha", type=_number(float, 0, 1, open_lo=True), default=0.05)
     p.add_argument("--seed", type=_seed, default=0)

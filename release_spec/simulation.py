@@ -346,8 +346,12 @@ class Comparison:
     regression: Simulation
     fixed_horizon: int
 
-    def lines(self) -> list[str]:
-        """A plain-text table for the command line."""
+    def lines(self, within: int = 2500) -> list[str]:
+        """A plain-text table for the command line.
+
+        Detection is reported twice: rolled back at any look, and rolled back
+        with at most ``within`` canary requests served.
+        """
         n = self.null.sequential.runs
         r = self.regression
         head = (
@@ -360,14 +364,15 @@ class Comparison:
             f"no regression: error rate {self.null.baseline_error:g} on both arms",
             f"regression: {r.baseline_error:g} -> {r.canary_error:g}",
             "",
-            f"{'judge':<12}{'false rollbacks':>17}{'detection':>11}{'median exposure':>17}",
+            f"{'judge':<12}{'false rollbacks':>17}{'detection':>11}"
+            f"{f'by {within}':>10}{'median exposure':>17}",
         ]
         for method in ("sequential", "naive"):
             fp: JudgeRun = getattr(self.null, method)
             tp: JudgeRun = getattr(r, method)
             out.append(
                 f"{method:<12}{fp.rollback_rate:>17.4f}{tp.rollback_rate:>11.4f}"
-                f"{tp.median_exposure:>17.0f}"
+                f"{tp.rolled_back_within(within):>10.4f}{tp.median_exposure:>17.0f}"
             )
         out += [
             "",

@@ -93,10 +93,13 @@ def test_simulate_prints_both_judges(capsys):
     table = [
         line.split() for line in out.splitlines() if line.split()[:1] in (["sequential"], ["naive"])
     ]
-    rows = {r[0]: r[1:] for r in table if len(r) == 4}
+    rows = {r[0]: r[1:] for r in table if len(r) == 5}
     seq, naive = (float(rows[k][0]) for k in ("sequential", "naive"))
     assert seq <= 0.05 < naive
     assert float(rows["sequential"][1]) > 0.95
+    assert float(rows["sequential"][2]) > 0.95  # within 2,500 canary requests
+    assert float(rows["sequential"][3]) < 774  # median exposure
+    assert "by 2500" in out
     assert "fixed-horizon canary requests at 80% power (two-sided): 774" in out
     assert "within the bound: yes" in out
 

@@ -195,6 +195,7 @@ def test_compare_judges_reports_both_judges() -> None:
     text = "\n".join(c.lines())
     assert f"{c.null.naive.rollback_rate:.4f}" in text
     assert f"{c.regression.sequential.median_exposure:.0f}" in text
+    assert f"{c.regression.sequential.rolled_back_within(1000):.4f}" in "\n".join(c.lines(1000))
     assert "fixed-horizon canary requests at 80% power (two-sided): 774" in text
     with pytest.raises(ValueError, match="share"):
         compare_judges(share=1.0)
