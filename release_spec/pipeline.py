@@ -68,7 +68,13 @@ from release_spec.model import build_model, fine_tune_copy
 from release_spec.monitoring import MonitoringReport, monitor
 from release_spec.plan import SCENARIOS, Plan
 from release_spec.registry import ModelStore, VersionInfo
-from release_spec.rollout import LiveRequest, RolloutController, RolloutState, replay
+from release_spec.rollout import (
+    LiveRequest,
+    RolloutController,
+    RolloutState,
+    forecast_steps,
+    replay,
+)
 from release_spec.stages import (
     Attempt,
     AttemptOutcome,
@@ -276,6 +282,19 @@ def _image_summaries(x: FloatArray) -> dict[str, list[float]]:
 def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     rp = ctx.plan.phased_rollout
     plan = rp.rollout_plan()
+    # The planner: can each step's bake reach the fixed-horizon sample size for a
+    # regression of one margin above production's error on target validation?
+    val = ctx.data.target.val
+    p0 = float(np.mean(_labels_of(ctx.production, val.x) != val.labels))
+    p0 = min(max(p0, 1e-3), 0.5)
+    forecast = forecast_steps(plan, baseline_error=p0, regression=plan.margin)
+    for f in forecast:
+        ctx.echo(
+            f"  rollout plan step {f.step} ({f.share:g} %): about "
+            f"{f.expected_canary_requests:.0f} canary requests in the bake, "
+            f"{f.required_canary_requests} to detect {p0:.3f} -> {p0 + plan.margin:.3f}"
+            + (f"; WARNING {f.warning}" if f.warning else "")
+        )
     pool = _live_pool(ctx)
     cand, cand_ms = _serve(ctx.candidate, pool.x, rp.batch_size)
     prod, prod_ms = _serve(ctx.production, pool.x, rp.batch_size)
@@ -301,7 +320,6 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
         if state.status == "completed"
         else (ctx.production, ctx.production_info)
     )
-    val = ctx.data.target.val
     ref_summaries, live_summaries = (
         _image_summaries(ctx.data.target.train.x),
         _image_summaries(pool.x),
@@ -320,6 +338,7 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
         ctx.echo(f"  monitoring {a.severity}: {a.message}")
     ctx.measurements.update(
         rollout=state,
+        rollout_forecast=(p0, forecast),
         rollout_pool=pool,
         monitoring=report,
         monitoring_model=serving_model.version,
@@ -813,6 +832,7 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
         for e in state.events
     ]
     abort = next((e for e in events if e["kind"] == "abort"), None)
+    p0, forecast = ctx.measurements["rollout_forecast"]
     return {
         "status": state.status,
         "candidate": ctx.candidate_info.version,
@@ -823,6 +843,11 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
             {"share": sh, "min_canary_requests": n, "max_bake_minutes": b}
             for sh, n, b in zip(rp.shares, rp.min_canary_requests, rp.max_bake_minutes, strict=True)
         ],
+        "forecast": {
+            "baseline_error": p0,
+            "regression": rp.margin,
+            "steps": [dataclasses.asdict(f) for f in forecast],
+        },
         "live_requests": len(pool),
         "live_class_counts": np.bincount(pool.labels, minlength=10).tolist(),
         "requests_served": state.counts.requests,

@@ -156,7 +156,7 @@ class PhasedRolloutPlan:
     min_canary_requests: tuple[int, ...] = field(
         default=(300, 500, 1000, 0), metadata=_bound(0, 10_000_000)
     )
-    max_bake_minutes: tuple[float, ...] = field(default=(10.0, 5.0, 5.0, 1.0), metadata=_POSITIVE)
+    max_bake_minutes: tuple[float, ...] = field(default=(15.0, 10.0, 5.0, 1.0), metadata=_POSITIVE)
     alpha: float = field(default=0.05, metadata=_ALPHA)
     margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
     on_inconclusive: str = "hold"

@@ -24,7 +24,10 @@
 * ``rollout`` (null when the release stage did not reach it): ``status``
   (``completed`` | ``aborted``), ``candidate``, ``production``, ``alpha``,
   ``margin``, ``steps`` (``share``, ``min_canary_requests``,
-  ``max_bake_minutes``), ``live_requests``, ``live_class_counts``,
+  ``max_bake_minutes``), ``forecast`` (the planner: ``baseline_error``,
+  ``regression`` and per analysed step ``step``, ``share``,
+  ``expected_canary_requests``, ``required_canary_requests``,
+  ``min_canary_requests``, ``warning``), ``live_requests``, ``live_class_counts``,
   ``requests_served``, final ``counts`` (``canary_requests``,
   ``canary_errors``, ``baseline_requests``, ``baseline_errors``), final
   ``p_value`` (always-valid) and ``upper_bound`` (on canary minus baseline
@@ -253,6 +256,21 @@ def _rollout_markdown(r: Mapping[str, Any]) -> list[str]:
         f"{c['baseline_errors']}/{c['baseline_requests']}; always-valid p-value "
         f"{r['p_value']:.3g}; upper bound on the error-rate difference {_fmt(r['upper_bound'])}.",
     ]
+    fc = r.get("forecast")
+    if fc:
+        lines += [
+            "",
+            f"Planner: to detect {fc['baseline_error']:.3f} → "
+            f"{fc['baseline_error'] + fc['regression']:.3f} with 80 % power, a fixed-horizon "
+            "test needs "
+            + "; ".join(
+                f"{f['required_canary_requests']} canary requests at {f['share']:g} % "
+                f"(the bake brings about {f['expected_canary_requests']:.0f})"
+                for f in fc["steps"]
+            )
+            + ".",
+        ]
+        lines += [f"- Warning: {f['warning']}" for f in fc["steps"] if f["warning"]]
     if r["rolled_back"]:
         rb = r["rolled_back"]
         lines += [

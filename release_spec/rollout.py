@@ -750,7 +750,7 @@ def forecast_steps(
             warning = (
                 f"step {i} ({step.share:g} %): the {step.max_bake_minutes:g} min bake brings about "
                 f"{expected:.0f} canary requests, fewer than the {required} needed to detect "
-                f"{baseline_error:g} -> {baseline_error + regression:g} with power {power:g}; "
+                f"{baseline_error:.4g} -> {baseline_error + regression:.4g} with power {power:g}; "
                 f"bake at least {math.ceil(required / (rho * plan.requests_per_minute))} min"
             )
         elif expected < step.min_canary_requests:

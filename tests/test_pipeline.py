@@ -127,6 +127,10 @@ def test_default_scenario_releases_the_candidate(runs):
     assert all(a >= b for a, b in zip(timeline["p_value"], timeline["p_value"][1:], strict=False))
     assert rollout["counts"]["canary_requests"] >= 1000 + 500 + 300
     assert {"rollout.png", "drift.png"} <= set(report["figures"])
+    forecast = rollout["forecast"]
+    assert [f["share"] for f in forecast["steps"]] == [10.0, 25.0, 50.0]
+    assert 0 < forecast["baseline_error"] < 0.5
+    assert all(f["required_canary_requests"] > 0 for f in forecast["steps"])
     assert [d["feature"] for d in report["monitoring"]["drift"]] == sorted(
         ["mean_intensity", "ink_fraction", "centre_row", "centre_col", "ink_spread"]
     )
