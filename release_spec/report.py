@@ -178,30 +178,39 @@ def plot_gate_summary(report: Mapping[str, Any]) -> bytes:
 
 
 def plot_rollout(rollout: Mapping[str, Any]) -> bytes:
-    """The canary's traffic share and the judge's always-valid p-value, look by look."""
+    """Look by look: the candidate's traffic share, the judge's always-valid p-value, and
+    the confidence-sequence upper bound on the error-rate difference against the margin."""
     plt = _pyplot()
     t = rollout["timeline"]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.2), sharex=True)
+    fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(7.5, 7.0), sharex=True)
     # Each look's share held over the batch that ended at it; then the outcome.
     end = 100.0 if rollout["status"] == "completed" else 0.0
     minutes = [0.0, *t["minutes"], t["minutes"][-1] if t["minutes"] else 0.0]
     share = [t["share"][0] if t["share"] else 0.0, *t["share"], end]
     a1.step(minutes, share, where="pre", color="#3949ab")
-    a1.set_ylabel("traffic on the candidate (%)")
+    a1.set_ylabel("traffic on the\ncandidate (%)")
     a1.set_ylim(-3, 103)
-    a1.grid(alpha=0.3)
     a1.set_title(f"rollout of {rollout['candidate']}: {rollout['status']}")
     a2.plot(t["minutes"], t["p_value"], color="#c62828", label="always-valid p-value")
     a2.axhline(rollout["alpha"], ls="--", color="0.5", label=f"alpha = {rollout['alpha']:g}")
     a2.set_yscale("log")
-    a2.set_xlabel("minutes of live traffic")
-    a2.set_ylabel("p-value")
-    a2.grid(alpha=0.3)
+    a2.set_ylabel("judge p-value")
     a2.legend(fontsize=8)
+    ub = np.asarray(t["upper_bound"], dtype=np.float64)
+    a3.plot(t["minutes"], ub, color="#2e7d32", label="upper bound, canary − baseline error")
+    a3.axhline(rollout["margin"], ls="--", color="0.5", label=f"margin = {rollout['margin']:g}")
+    finite = ub[np.isfinite(ub)]
+    if finite.size:
+        a3.set_ylim(min(float(finite.min()), 0.0) - 0.01, min(float(finite.max()), 0.3) + 0.01)
+    a3.set_ylabel("error-rate\ndifference")
+    a3.set_xlabel("minutes of live traffic")
+    a3.legend(fontsize=8)
+    for ax in (a1, a2, a3):
+        ax.grid(alpha=0.3)
     rb = rollout.get("rolled_back")
     if rb:
         x = t["minutes"][-1] if t["minutes"] else 0.0
-        for ax in (a1, a2):
+        for ax in (a1, a2, a3):
             ax.axvline(x, color="#c62828", lw=0.8)
         a1.annotate(
             f"rolled back at step {rb['step']} ({rb['share']:g} %)",
