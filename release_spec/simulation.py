@@ -36,6 +36,7 @@ from release_spec.statistics import (
 __all__ = [
     "Comparison",
     "JudgeRun",
+    "Looks",
     "Simulation",
     "compare_judges",
     "draw_looks",
