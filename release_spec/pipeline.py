@@ -457,7 +457,13 @@ class _Trainer:
             accuracy_gate(
                 "pretrain.accuracy", src.val.labels, pred, min_lower=pp.min_accuracy_lower
             ),
-            macro_f1_gate("pretrain.macro_f1", src.val.labels, pred, min_f1=pp.min_macro_f1),
+            macro_f1_gate(
+                "pretrain.macro_f1",
+                src.val.labels,
+                pred,
+                min_lower=pp.min_macro_f1_lower,
+                seed=self.plan.seed,
+            ),
         )
         figures = {
             "train_accuracy": curves.train_accuracy[-1],

@@ -6,11 +6,15 @@ import dataclasses
 import math
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
+from scipy.special import ndtr, ndtri
+from sklearn.metrics import f1_score as sk_f1
 
 from release_spec.gates import (
     GateResult,
@@ -24,6 +28,7 @@ from release_spec.gates import (
     soak,
     stability_gates,
 )
+from release_spec.metrics import f1_score
 from release_spec.statistics import mcnemar_exact, paired_noninferiority, wilson_interval
 
 
@@ -90,12 +95,129 @@ def test_macro_f1_gate_sees_a_class_the_accuracy_hides():
     # 10 classes x 20 items; class 3 always predicted as 4: accuracy 0.9, macro-F1 lower.
     y = np.repeat(np.arange(10), 20)
     pred = np.where(y == 3, 4, y)
-    g = macro_f1_gate("pretrain.macro_f1", y, pred, min_f1=0.9)
+    g = macro_f1_gate("pretrain.macro_f1", y, pred, min_lower=0.8)
     # Class 3: F1 0; class 4: P = 0.5, R = 1 -> 2/3; others 1. Mean = (8 + 2/3) / 10.
     assert g.value == pytest.approx((8 + 2 / 3) / 10)
-    assert not g.passed
     assert "weakest class 3" in g.detail
-    assert g.interval is None
+    lo, hi = g.interval
+    assert lo < g.value < hi
+    assert g.passed == (lo >= 0.8)
+    assert not macro_f1_gate("f", y, pred, min_lower=0.9).passed
+    # Accuracy 0.9 on 200 items clears an accuracy bar macro-F1 does not.
+    assert accuracy_gate("a", y, pred, min_lower=0.85).passed
+
+
+def _half_of_class_0_as_1(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.repeat(np.arange(10), per_class)
+    pred = y.copy()
+    pred[: per_class // 2] = 1
+    return y, pred
+
+
+def test_macro_f1_gate_judges_the_lower_bound_not_the_point():
+    # 120 items, half of class 0 read as 1: macro-F1 0.9467 clears 0.93, its lower bound does not.
+    y, pred = _half_of_class_0_as_1(12)
+    g = macro_f1_gate("pretrain.macro_f1", y, pred, min_lower=0.93)
+    assert g.value == pytest.approx(f1_score(y, pred, num_classes=10, average="macro"))
+    assert g.value == pytest.approx(0.9467, abs=1e-4)
+    assert g.value >= 0.93
+    assert g.interval[0] == pytest.approx(0.9035, abs=1e-4)
+    assert not g.passed
+    assert g.threshold == 0.93
+    assert "BCa interval" in g.detail
+    assert "lower bound < 0.93" in g.detail
+    # The same error pattern on 20x the data: the interval narrows and the bound clears it.
+    y, pred = _half_of_class_0_as_1(240)
+    big = macro_f1_gate("pretrain.macro_f1", y, pred, min_lower=0.93)
+    assert big.value == pytest.approx(g.value)
+    assert big.passed
+    assert big.interval[1] - big.interval[0] < (g.interval[1] - g.interval[0]) / 3
+
+
+def test_macro_f1_gate_passes_a_clearly_good_model():
+    # 300 items, 3 errors spread over three classes.
+    y = np.repeat(np.arange(10), 30)
+    pred = y.copy()
+    pred[[0, 100, 200]] = [5, 6, 7]
+    g = macro_f1_gate("pretrain.macro_f1", y, pred, min_lower=0.9)
+    assert g.passed
+    assert 0.95 < g.interval[0] < g.value < g.interval[1] <= 1.0
+    assert "lower bound >= 0.9" in g.detail
+
+
+def _literal_bca(y, pred, theta_b, confidence):
+    """Efron and Tibshirani (1993), eqs. 14.9-14.15, with the jackknife over the pairs."""
+    theta = sk_f1(y, pred, labels=range(10), average="macro", zero_division=0)
+    z0 = ndtri((np.sum(theta_b < theta) + np.sum(theta_b <= theta)) / (2 * len(theta_b)))
+    keep = ~np.eye(len(y), dtype=bool)
+    jack = np.array(
+        [sk_f1(y[k], pred[k], labels=range(10), average="macro", zero_division=0) for k in keep]
+    )
+    d = jack.mean() - jack
+    a = np.sum(d**3) / (6 * np.sum(d**2) ** 1.5)
+    z = ndtri((1 - confidence) / 2)
+    lo_q = ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    hi_q = ndtr(z0 + (z0 - z) / (1 - a * (z0 - z)))
+    return tuple(np.quantile(theta_b, [lo_q, hi_q]))
+
+
+@pytest.mark.parametrize(("seed", "confidence"), [(0, 0.95), (7, 0.9)])
+def test_macro_f1_gate_interval_is_the_bca_formula_over_paired_resamples(seed, confidence):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, 150)
+    pred = np.where(rng.random(150) < 0.85, y, rng.integers(0, 10, 150))
+    g = macro_f1_gate("f", y, pred, min_lower=0.5, seed=seed, confidence=confidence)
+    # The same resamples, drawn by SciPy with the same generator, scored by scikit-learn.
+    boot = stats.bootstrap(
+        (y, pred),
+        lambda t, p: sk_f1(t, p, labels=range(10), average="macro", zero_division=0),
+        paired=True,
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    expected = _literal_bca(y, pred, boot.bootstrap_distribution, confidence)
+    assert g.interval == pytest.approx(expected, abs=1e-12)
+    assert f"seed {seed}" in g.detail
+    # Reproducible for a seed; another seed draws other resamples.
+    assert macro_f1_gate("f", y, pred, min_lower=0.5, seed=seed, confidence=confidence) == g
+    other = macro_f1_gate("f", y, pred, min_lower=0.5, seed=seed + 1, confidence=confidence)
+    assert other.interval != g.interval
+    assert other.interval == pytest.approx(g.interval, abs=0.02)
+
+
+def test_macro_f1_gate_falls_back_to_percentile_when_bca_is_undefined():
+    y = np.repeat(np.arange(10), 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        perfect = macro_f1_gate("f", y, y, min_lower=0.9)
+        # Only the top score among resamples of two items: z0 is infinite.
+        tiny = macro_f1_gate("f", [0, 1], [0, 1], min_lower=0.5, num_classes=3)
+    assert perfect.passed
+    assert perfect.interval == (1.0, 1.0)
+    assert "percentile (BCa undefined: every resample scored the same)" in perfect.detail
+    assert "percentile (BCa undefined for these resamples)" in tiny.detail
+    assert tiny.interval == pytest.approx((1 / 3, 2 / 3))
+    assert not tiny.passed
+
+
+@settings(max_examples=15)
+@given(
+    n=st.integers(2, 60),
+    noise=st.floats(0.0, 0.5),
+    bar=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_macro_f1_gate_passes_iff_lower_bound_clears(n, noise, bar, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    pred = np.where(rng.random(n) < noise, rng.integers(0, 4, n), y)
+    g = macro_f1_gate("f", y, pred, min_lower=bar, num_classes=4, n_resamples=200, seed=seed)
+    lo, hi = g.interval
+    assert 0.0 <= lo <= hi <= 1.0
+    assert g.passed == (lo >= bar)
+    assert g.value == f1_score(y, pred, num_classes=4, average="macro")
 
 
 def test_improvement_gate_is_mcnemar_one_sided():
@@ -143,6 +265,9 @@ def test_forgetting_gate_names_the_pretrained_reference():
         (lambda: accuracy_gate("a", [], [], min_lower=0.5), "y_true must be a non-empty"),
         (lambda: improvement_gate("i", [0, 1], [0, 1], [0]), "length mismatch"),
         (lambda: noninferiority_gate("n", [[0]], [0], [0], margin=0.1), "y_true"),
+        (lambda: macro_f1_gate("f", [0, 1], [0], min_lower=0.5), "length mismatch"),
+        (lambda: macro_f1_gate("f", [3], [3], min_lower=0.5), "at least 2 labelled items, got 1"),
+        (lambda: macro_f1_gate("f", [0, 10], [0, 1], min_lower=0.5), "num_classes=10"),
     ],
 )
 def test_gates_reject_bad_input_naming_it(call, match):
