@@ -4,10 +4,19 @@
 ``release-spec store list|verify|backup|restore|rollback`` manages a model store;
 ``release-spec simulate`` measures the canary judges on simulated rollouts.
 
-Exit codes: 0 released (or a store command succeeded); 3 stopped by a gate or
-rolled back (or ``store verify`` found problems, or a store operation was
-refused); 2 usage or plan error, one line naming the problem; 1 unexpected
-error (with its traceback).
+Exit codes (also in ``release-spec --help``):
+
+* 0: released (``run``), or the command succeeded;
+* 3: the command ran and its verdict is negative: ``run`` was stopped by a
+  gate or rolled back, ``store verify`` found problems, ``simulate`` found the
+  false-rollback rate above its bound;
+* 2: the command could not start or finish because of its inputs or
+  environment: a usage error, a bad plan file, an unusable ``--out``, or a
+  model store problem (locked by another writer, a damaged or missing file,
+  a hash mismatch, a refused operation such as a rollback with no earlier
+  version). One line on stderr names the problem: the file, or who holds the
+  lock. No traceback;
+* 1: an unexpected error (a bug), with its traceback.
 
 Importing this module is cheap: TensorFlow is imported only when ``run``
 trains. Each subcommand is declared by one ``_add_<name>`` function that
@@ -33,8 +42,20 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 PROG = "release-spec"
 
 
+EXIT_CODES_HELP = """\
+exit codes:
+  0  released (run), or the command succeeded
+  3  run stopped by a gate or rolled back; store verify found problems;
+     simulate: false-rollback rate above its bound
+  2  could not start or finish because of the inputs or environment: usage,
+     plan, --out, or model store problem (locked, damaged file, hash mismatch,
+     refused operation); one line on stderr names it
+  1  unexpected error (with its traceback)
+"""
+
+
 class UsageError(Exception):
-    """A usage or plan problem: exit 2 with one line."""
+    """A problem with the command's inputs or environment: exit 2 with one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +78,16 @@ def _seed(text: str) -> int:
 # ---------------------------------------------------------------------------- run
 
 
+def _output_dir(out: Path) -> None:
+    """Create ``--out`` first: an unusable path fails in one line, not after training."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create the directory: {exc.strerror}") from None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from release_spec.plan import load_plan
 
@@ -66,9 +97,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.seed is not None:
         plan = replace(plan, seed=args.seed)
+    _output_dir(args.out)
     from release_spec.pipeline import run_pipeline
+    from release_spec.registry import StoreError
 
-    result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
+    try:
+        result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
+    except StoreError as exc:
+        raise UsageError(f"model store: {exc}") from None
     prod = result.report["production"]
     failed = result.report["failed_gates"]
     summary = f"outcome: {result.outcome}; production {prod['version']} (sha256 {prod['sha256']})"
@@ -84,6 +120,8 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="run the reference release (pre-train, fine-tune, release)",
         description="Run every stage on the embedded data; write report.md, report.json, "
         "figures and the model store under --out.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--plan", type=Path, help="TOML release plan (default: the embedded plan)")
     p.add_argument("--out", type=Path, default=Path("build/release"), help="output directory")
@@ -96,60 +134,61 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
 # ---------------------------------------------------------------------------- store
 
 
-def _open_store(args: argparse.Namespace) -> object:
-    from release_spec.registry import ModelStore, StoreError
-
-    try:
-        return ModelStore(args.store)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def _cmd_store(args: argparse.Namespace) -> int:
-    from release_spec.registry import ModelStore, StoreError
+    from release_spec.registry import StoreError
 
     try:
-        if args.action == "restore":
-            if args.archive is None:
-                raise UsageError("store restore: give the backup archive (--archive FILE)")
-            restored = ModelStore.restore(args.archive, args.store, overwrite=args.overwrite)
-            prod = restored.production()
-            print(f"restored {args.archive} into {args.store}; production {_name(prod)}")
-            return EXIT_OK
-        store = _open_store(args)
-        assert isinstance(store, ModelStore)
-        if args.action == "list":
-            prod = store.production()
-            for info in store.versions():
-                mark = "*" if prod is not None and info.version == prod.version else " "
-                print(
-                    f"{mark} {info.version}  {info.sha256[:16]}  {info.created}  "
-                    f"parent {info.parent or '-'}"
-                )
-            print(f"production: {_name(prod)}")
-            return EXIT_OK
-        if args.action == "verify":
-            report = store.verify()
-            for problem in report.problems:
-                print(f"problem: {problem}")
-            for left in report.leftovers:
-                print(f"leftover of a crashed writer: {left}")
-            print(
-                f"{'ok' if report.ok else 'FAILED'}: {len(report.versions)} version(s), "
-                f"production {report.production or '-'}"
-            )
-            return EXIT_OK if report.ok else EXIT_STOPPED
-        if args.action == "backup":
-            if args.dest is None:
-                raise UsageError("store backup: give a destination (--dest DIR or FILE.tar.gz)")
-            print(f"backup written: {store.backup(args.dest)}")
-            return EXIT_OK
-        info = store.rollback()
-        print(f"rolled back: production is now {info.version} (sha256 {info.sha256})")
-        return EXIT_OK
+        return _store_action(args)
     except StoreError as exc:
-        print(f"{PROG}: store: {exc}", file=sys.stderr)
-        return EXIT_STOPPED
+        raise UsageError(f"store {args.action}: {exc}") from None
+    except OSError as exc:
+        # The store's own errors name their files; a plain OSError (an unwritable --dest,
+        # a full disk) names its file in ``filename``.
+        raise UsageError(f"store {args.action}: {exc.filename or ''}: {exc.strerror}") from None
+
+
+def _store_action(args: argparse.Namespace) -> int:
+    from release_spec.registry import ModelStore
+
+    if args.action == "restore":
+        if args.archive is None:
+            raise UsageError("store restore: give the backup archive (--archive FILE)")
+        restored = ModelStore.restore(args.archive, args.store, overwrite=args.overwrite)
+        prod = restored.production()
+        print(f"restored {args.archive} into {args.store}; production {_name(prod)}")
+        return EXIT_OK
+    if not args.store.exists():
+        raise UsageError(f"store {args.action}: --store {args.store}: no such directory")
+    store = ModelStore(args.store)
+    if args.action == "list":
+        prod = store.production()
+        for info in store.versions():
+            mark = "*" if prod is not None and info.version == prod.version else " "
+            print(
+                f"{mark} {info.version}  {info.sha256[:16]}  {info.created}  "
+                f"parent {info.parent or '-'}"
+            )
+        print(f"production: {_name(prod)}")
+        return EXIT_OK
+    if args.action == "verify":
+        report = store.verify()
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        for left in report.leftovers:
+            print(f"leftover of a crashed writer: {left}")
+        print(
+            f"{'ok' if report.ok else 'FAILED'}: {len(report.versions)} version(s), "
+            f"production {report.production or '-'}"
+        )
+        return EXIT_OK if report.ok else EXIT_STOPPED
+    if args.action == "backup":
+        if args.dest is None:
+            raise UsageError("store backup: give a destination (--dest DIR or FILE.tar.gz)")
+        print(f"backup written: {store.backup(args.dest)}")
+        return EXIT_OK
+    info = store.rollback()
+    print(f"rolled back: production is now {info.version} (sha256 {info.sha256})")
+    return EXIT_OK
 
 
 def _name(info: object) -> str:
@@ -162,6 +201,8 @@ def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
         "store",
         help="list, verify, back up, restore or roll back a model store",
         description="Manage a model store (see release_spec.registry).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("action", choices=("list", "verify", "backup", "restore", "rollback"))
     p.add_argument("--store", type=Path, required=True, help="the store directory")
@@ -275,7 +316,12 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand in :data:`SUBCOMMANDS`."""
-    parser = _Parser(prog=PROG, description="Staged release of a model, with gates.")
+    parser = _Parser(
+        prog=PROG,
+        description="Staged release of a model, with gates.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in SUBCOMMANDS:
         add(sub)

@@ -160,9 +160,11 @@ def test_store_list_verify_backup_rollback_restore(store_dir, tmp_path, capsys):
     assert main(["store", "rollback", "--store", s]) == EXIT_OK
     assert "production is now v0001" in capsys.readouterr().out
     assert ModelStore(store_dir).production().version == "v0001"
-    # Nothing earlier than v0001: a refused operation exits 3 with one line.
-    assert main(["store", "rollback", "--store", s]) == EXIT_STOPPED
-    assert "no earlier production version" in capsys.readouterr().err
+    # Nothing earlier than v0001: a refused operation exits 2 with one line.
+    assert main(["store", "rollback", "--store", s]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("release-spec: error: store rollback: no earlier production version")
 
     restored = tmp_path / "restored"
     args = ["store", "restore", "--store", str(restored), "--archive", str(archive)]
@@ -183,7 +185,12 @@ def test_store_verify_exits_3_on_a_flipped_byte(store_dir, capsys):
 
 
 def test_store_commands_name_missing_arguments(store_dir, tmp_path, capsys):
-    assert main(["store", "list", "--store", str(tmp_path / "nothing")]) == EXIT_USAGE
+    for action in ("list", "verify", "backup", "rollback"):
+        assert main(["store", action, "--store", str(tmp_path / "nothing")]) == EXIT_USAGE
+        assert f"store {action}: --store {tmp_path / 'nothing'}: no such directory" in (
+            capsys.readouterr().err
+        )
+    assert main(["store", "list", "--store", str(tmp_path)]) == EXIT_USAGE
     assert "not a model store" in capsys.readouterr().err
     assert main(["store", "backup", "--store", str(store_dir)]) == EXIT_USAGE
     assert "--dest" in capsys.readouterr().err
@@ -214,3 +221,125 @@ def test_run_regression_from_the_command_line_exits_3(tmp_path):
     assert report["failed_gates"][0] in lines[-1]
     assert report["production"]["version"] == "v0001"
     assert not report["production"]["candidate_promoted"]
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("release-spec: error: ")
+    return err[0]
+
+
+def test_store_problems_exit_2_with_one_line_naming_the_file(store_dir, tmp_path, capsys):
+    s = str(store_dir)
+    missing = tmp_path / "missing.tar.gz"
+    args = ["store", "restore", "--store", str(tmp_path / "r"), "--archive", str(missing)]
+    assert main(args) == EXIT_USAGE
+    assert f"{missing}: no such backup archive" in _one_line(capsys)
+
+    taken = tmp_path / "taken.tar.gz"
+    taken.write_bytes(b"")
+    assert main(["store", "backup", "--store", s, "--dest", str(taken)]) == EXIT_USAGE
+    assert f"{taken} exists" in _one_line(capsys)
+
+    pointer = store_dir / "production.json"
+    pointer.write_bytes(pointer.read_bytes()[:20])  # truncated by a crash or an edit
+    assert main(["store", "list", "--store", s]) == EXIT_USAGE
+    assert f"store list: {pointer}: " in _one_line(capsys)
+    assert main(["store", "rollback", "--store", s]) == EXIT_USAGE
+    assert str(pointer) in _one_line(capsys)
+
+
+_HOLD_LOCK = """
+import sys, time
+from release_spec.registry import ModelStore
+with ModelStore(sys.argv[1])._writer():
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def lock_holder(store_dir):
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(store_dir)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_store_locked_by_another_writer_exits_2_naming_the_holder(store_dir, lock_holder, capsys):
+    s = str(store_dir)
+    assert main(["store", "rollback", "--store", s]) == EXIT_USAGE
+    line = _one_line(capsys)
+    assert f"store rollback: model store is locked by pid {lock_holder.pid} on host" in line
+    assert f"lock file {store_dir / '.lock'}" in line
+    assert ModelStore(store_dir).production().version == "v0002"  # nothing changed
+    # Readers need no lock.
+    assert main(["store", "verify", "--store", s]) == EXIT_OK
+
+
+def test_run_out_is_a_file_exits_2_before_any_work(tmp_path, capsys):
+    out = tmp_path / "report.txt"
+    out.write_text("not a directory")
+    assert main(["run", "--out", str(out)]) == EXIT_USAGE
+    assert f"--out {out}: exists and is not a directory" in _one_line(capsys)
+    assert main(["run", "--out", str(out / "sub")]) == EXIT_USAGE
+    assert f"--out {out / 'sub'}: cannot create the directory" in _one_line(capsys)
+
+
+def test_unreadable_plans_exit_2_naming_the_file(tmp_path, capsys):
+    binary = tmp_path / "plan.toml"
+    binary.write_bytes(b"\xff\xfe\x00seed = 1")
+    for plan in (tmp_path, binary):
+        assert main(["run", "--plan", str(plan), "--out", str(tmp_path / "out")]) == EXIT_USAGE
+        assert f"plan {plan}: cannot read" in _one_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+# Trains one quick epoch; thresholds at 0 so the pre-trained model passes and is registered.
+QUICK_PLAN = (
+    "[data]\ntarget_train_copies = 1\n"
+    "[pretrain]\nepochs = 1\nmax_attempts = 1\nmin_accuracy_lower = 0.0\nmin_macro_f1_lower = 0.0\n"
+)
+
+
+@pytest.mark.slow
+def test_run_on_a_locked_store_exits_2_naming_the_holder(store_dir, lock_holder, tmp_path):
+    # The store already holds v0001/v0002 (production): this run's registration needs the lock.
+    out = store_dir.parent
+    plan = tmp_path / "quick.toml"
+    plan.write_text(QUICK_PLAN)
+    proc = _cli("run", "--plan", str(plan), "--out", str(out), "--no-progress")
+    assert proc.returncode == EXIT_USAGE, proc.stderr[-2000:]
+    line = _one_line_error(proc)
+    assert f"model store: model store is locked by pid {lock_holder.pid} on host" in line
+    assert str(store_dir / ".lock") in line
+    assert "[pretrain] passed" in proc.stdout
+    assert ModelStore(store_dir).production().version == "v0002"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["pointer", "not_a_store"])
+def test_run_on_a_damaged_store_exits_2_naming_the_file(store_dir, tmp_path, damage):
+    if damage == "pointer":
+        named = store_dir / "production.json"
+        named.write_text("{")
+    else:
+        shutil.rmtree(store_dir)
+        store_dir.mkdir()
+        (store_dir / "notes.txt").write_text("someone else's files")
+        named = store_dir
+    proc = _cli("run", "--out", str(store_dir.parent), "--no-progress")
+    assert proc.returncode == EXIT_USAGE, proc.stderr[-2000:]
+    line = _one_line_error(proc)
+    assert f"model store: {named}" in line or f"non-empty {named}" in line
+    assert "[pretrain]" not in proc.stdout  # refused before any training
