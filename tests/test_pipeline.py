@@ -101,6 +101,11 @@ def test_default_scenario_releases_the_candidate(runs):
     } <= set(gates)
     acc = gates["pretrain.accuracy"]
     assert acc["interval"][0] <= acc["value"] <= acc["interval"][1]
+    f1 = gates["pretrain.macro_f1"]
+    assert f1["interval"][0] < f1["value"] <= f1["interval"][1]
+    assert f1["interval"][0] >= f1["threshold"] == 0.85
+    assert "bootstrap BCa interval" in f1["detail"]
+    assert "2000 paired resamples, seed 0" in f1["detail"]
     prod = report["production"]
     assert prod["before"] is None
     assert prod["baseline_promoted"]
