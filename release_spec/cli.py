@@ -41,7 +41,6 @@ __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_STOPPED", "EXIT_USAGE", "build_parser"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
 PROG = "release-spec"
 
-
 EXIT_CODES_HELP = """\
 exit codes:
   0  released (run), or the command succeeded
@@ -104,7 +103,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
     except StoreError as exc:
-        raise UsageError(f"model store: {exc}") from None
+        # The store's messages name the file, or the lock's holder and lock file.
+        raise UsageError(f"run stopped: {exc}") from None
     prod = result.report["production"]
     failed = result.report["failed_gates"]
     summary = f"outcome: {result.outcome}; production {prod['version']} (sha256 {prod['sha256']})"

@@ -321,7 +321,7 @@ def test_run_on_a_locked_store_exits_2_naming_the_holder(store_dir, lock_holder,
     proc = _cli("run", "--plan", str(plan), "--out", str(out), "--no-progress")
     assert proc.returncode == EXIT_USAGE, proc.stderr[-2000:]
     line = _one_line_error(proc)
-    assert f"model store: model store is locked by pid {lock_holder.pid} on host" in line
+    assert f"error: run stopped: model store is locked by pid {lock_holder.pid} on host" in line
     assert str(store_dir / ".lock") in line
     assert "[pretrain] passed" in proc.stdout
     assert ModelStore(store_dir).production().version == "v0002"
@@ -341,5 +341,8 @@ def test_run_on_a_damaged_store_exits_2_naming_the_file(store_dir, tmp_path, dam
     proc = _cli("run", "--out", str(store_dir.parent), "--no-progress")
     assert proc.returncode == EXIT_USAGE, proc.stderr[-2000:]
     line = _one_line_error(proc)
-    assert f"model store: {named}" in line or f"non-empty {named}" in line
+    assert (
+        f"run stopped: {named}: " in line
+        or f"run stopped: refusing to create a model store in non-empty {named}" in line
+    )
     assert "[pretrain]" not in proc.stdout  # refused before any training
