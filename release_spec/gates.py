@@ -5,12 +5,14 @@ Every gate returns a frozen :class:`GateResult` naming what was measured
 when the decision is statistical, and a one-line ``detail`` a reader of the
 release report can act on. Gates never see a model: they take label and
 prediction arrays, or a ``predict`` callable (NumPy in, probabilities out), so
-this module imports the formulas layer and the standard library only, never
-TensorFlow, and can be copied into any project.
+this module imports the formulas layer, NumPy and the standard library (and
+SciPy inside :func:`macro_f1_gate`, for its bootstrap), never TensorFlow, and
+can be copied into any project.
 
 Statistical gates judge on an interval, not on a point estimate: an accuracy
 of 0.96 measured on 100 images is weaker evidence than on 10,000, and the
-Wilson lower bound says by how much.
+Wilson lower bound (accuracy) or the bootstrap BCa lower bound (macro-F1)
+says by how much.
 
 Example:
     >>> import numpy as np
