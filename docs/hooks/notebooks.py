@@ -5,7 +5,8 @@ the notebook file and the plugin options only: an edit to ``release_spec/``
 would be served from the old execution. This hook points ``cache_dir`` at a
 directory named by a digest of everything else the results depend on — every
 file under ``release_spec/``, the Python version and the versions of the
-packages the notebooks import — so any such change re-executes every notebook.
+packages the notebooks import (``build_inputs.inputs_digest``, shared with the
+reference-release run) — so any such change re-executes every notebook.
 Directories of other digests are deleted after a successful build.
 
 The notebooks run in the Python that runs MkDocs: the hook writes a
@@ -35,8 +36,6 @@ Each rendered notebook page is also trimmed:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -48,24 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import mkdocs_jupyter
+from build_inputs import inputs_digest
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = ROOT / ".cache" / "mkdocs-jupyter"
-PACKAGES = (
-    "numpy",
-    "scipy",
-    "keras",
-    "tensorflow-cpu",
-    "tensorflow",
-    "scikit-learn",
-    "matplotlib",
-    "ipykernel",
-    "nbclient",
-    "nbconvert",
-    "mkdocs-jupyter",
-)
 _MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.DOTALL)
 _MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded".*?</script>',
@@ -82,23 +69,6 @@ _SOURCE_LINK = re.compile(r'href="(?![a-z][a-z0-9+.-]*:|/|#)([^"#]+\.(?:md|ipynb
 log = logging.getLogger("mkdocs.hooks.notebooks")
 
 _key: str | None = None
-
-
-def inputs_digest(root: Path = ROOT) -> str:
-    """Digest of the notebooks' inputs other than the notebook file itself."""
-    h = hashlib.sha256()
-    for path in sorted((root / "release_spec").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(path.relative_to(root).as_posix().encode() + b"\0")
-            h.update(hashlib.sha256(path.read_bytes()).digest())
-    h.update(sys.version.encode() + b"\0")
-    for name in PACKAGES:
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = "absent"
-        h.update(f"{name}=={version}\0".encode())
-    return h.hexdigest()[:20]
 
 
 def _pin_kernel() -> None:

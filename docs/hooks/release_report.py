@@ -1,0 +1,195 @@
+"""Embed the report of a real reference-release run in the Reference release page.
+
+At build time this hook runs the pipeline once, exactly as a user would::
+
+    python -m release_spec run --plan docs/release/quick-plan.toml --out DIR --seed 0
+
+and puts the ``report.md`` it writes into ``release/reference-release.md`` in
+place of the line ``<!-- release:report -->``: its headings are moved down so
+that they nest under the page's section, and its figures are published as
+``release/run/<name>.png`` next to the page.
+
+The run is cached in ``.cache/release-run/<key>/`` (``report.md``,
+``report.json`` and the figures; the model store is not kept), where the key
+digests every input of the run: the sources under ``release_spec/``, the
+Python and package versions (``build_inputs.inputs_digest``, the key of the
+executed notebooks too), the quick plan and the command's arguments. A
+rebuild with nothing changed reuses it; any change runs the pipeline again.
+The run writes into a temporary directory that is moved into place with
+``os.replace`` only once it has succeeded, so an interrupted build leaves no
+half-written report behind. Directories of other keys are deleted after a
+successful build.
+
+A run that does not end ``released`` (exit code 0) fails the build: the page
+promises a release that went through every gate, and a stopped or rolled
+back run (exit code 3), a plan error (2) or a crash (1) means the code or the
+plan needs fixing, not that the page should show it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from build_inputs import inputs_digest
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE_ROOT = ROOT / ".cache" / "release-run"
+PLAN = ROOT / "docs" / "release" / "quick-plan.toml"
+PAGE = "release/reference-release.md"
+FIGURE_DIR = "release/run"
+PLACEHOLDER = "<!-- release:report -->"
+RUN_ARGS = ("--seed", "0", "--no-progress")
+# The report's top heading becomes this level: the placeholder sits under an H2.
+TOP_LEVEL = 3
+TIMEOUT_S = 600
+
+_HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+_FIGURE = re.compile(r"!\[([^\]]*)\]\(([A-Za-z0-9_.-]+\.png)\)")
+_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
+
+_run_dir: Path | None = None
+
+
+def run_key(plan: Path = PLAN) -> str:
+    """Digest of everything the cached run depends on."""
+    h = hashlib.sha256()
+    h.update(inputs_digest().encode() + b"\0")
+    h.update(plan.read_bytes() + b"\0")
+    h.update("\0".join(RUN_ARGS).encode())
+    return h.hexdigest()[:20]
+
+
+def run_pipeline(out: Path, plan: Path = PLAN) -> None:
+    """Run ``release_spec run`` into ``out``; raise PluginError unless it released."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-m", "release_spec", "run", "--plan", str(plan), "--out", str(out)]
+    try:
+        proc = subprocess.run(
+            [*cmd, *RUN_ARGS],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PluginError(f"release_report: the reference run took over {TIMEOUT_S} s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise PluginError(
+            f"release_report: the reference run ({' '.join(cmd[1:])}) exited with "
+            f"{proc.returncode}, expected 0 (released); its last lines:\n{tail}"
+        )
+
+
+def cached_run(cache_root: Path = CACHE_ROOT, plan: Path = PLAN) -> Path:
+    """The directory of the run for the current inputs, running the pipeline if needed."""
+    final = cache_root / run_key(plan)
+    if (final / "report.md").is_file():
+        return final
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+    try:
+        out = tmp / "run"
+        run_pipeline(out, plan)
+        # The store holds the models (megabytes); the page needs the report only.
+        shutil.rmtree(out / "store", ignore_errors=True)
+        _fsync_dir(out)
+        try:
+            os.replace(out, final)
+        except OSError:
+            # Another build finished the same run first; keep its copy.
+            if not (final / "report.md").is_file():
+                raise
+        _fsync_dir(cache_root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_file():
+            with child.open("rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def figures(run_dir: Path) -> list[str]:
+    """The figure file names the report lists, each checked to exist."""
+    names = json.loads((run_dir / "report.json").read_text("utf-8"))["figures"]
+    missing = [n for n in names if not (run_dir / n).is_file()]
+    if missing:
+        raise PluginError(f"release_report: figures missing from {run_dir}: {missing}")
+    return list(names)
+
+
+def embed(report_md: str, figure_dir: str = "run", top_level: int = TOP_LEVEL) -> str:
+    """The report as page Markdown: headings moved down, figure links pointed at ``figure_dir``.
+
+    >>> embed("# Report: released\\n\\n## Stages\\n\\n![gate summary](gate_summary.png)\\n")
+    '### Report: released\\n\\n#### Stages\\n\\n![gate summary](run/gate_summary.png)\\n'
+    """
+    if _FENCE.search(report_md):
+        raise PluginError(
+            "release_report: report.md has a code fence; heading shift would be unsafe"
+        )
+    shift = top_level - 1
+
+    def heading(m: re.Match[str]) -> str:
+        level = len(m.group(1)) + shift
+        if level > 6:
+            raise PluginError(
+                f"release_report: a report heading would nest below h6: {m.group(0)!r}"
+            )
+        return "#" * level + " "
+
+    text = _HEADING.sub(heading, report_md)
+    return _FIGURE.sub(lambda m: f"![{m.group(1)}]({figure_dir}/{m.group(2)})", text)
+
+
+def on_files(files: Files, config: Any) -> Files:
+    global _run_dir
+    if files.get_file_from_path(PAGE) is None:
+        return files
+    _run_dir = cached_run()
+    for name in figures(_run_dir):
+        files.append(
+            File.generated(config, f"{FIGURE_DIR}/{name}", abs_src_path=str(_run_dir / name))
+        )
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
+    if page.file.src_uri != PAGE:
+        return markdown
+    if _run_dir is None:
+        raise PluginError(f"release_report: {PAGE} is built but the run was not prepared")
+    if markdown.count(PLACEHOLDER) != 1:
+        raise PluginError(f"release_report: {PAGE} must contain {PLACEHOLDER} exactly once")
+    report = (_run_dir / "report.md").read_text("utf-8")
+    return markdown.replace(PLACEHOLDER, embed(report).rstrip("\n"))
+
+
+def on_post_build(config: Any) -> None:
+    if _run_dir is None or not CACHE_ROOT.is_dir():
+        return
+    for stale in CACHE_ROOT.iterdir():
+        if stale.is_dir() and stale != _run_dir and not stale.name.startswith(".tmp-"):
+            shutil.rmtree(stale, ignore_errors=True)
