@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from mkdocs.exceptions import PluginError
@@ -47,14 +48,28 @@ def hook() -> Iterator[ModuleType]:
         sys.path.remove(str(HOOKS))
 
 
-def _fake_run(out: Path, figures: tuple[str, ...] = ("gate_summary.png",)) -> None:
-    out.mkdir(parents=True)
-    (out / "report.md").write_text(REPORT_MD)
-    (out / "report.json").write_text(json.dumps({"outcome": "released", "figures": figures}))
-    for name in figures:
-        (out / name).write_bytes(b"\x89PNG")
-    (out / "store").mkdir()
-    (out / "store" / "model.keras").write_bytes(b"weights")
+# Stands in for `python -m release_spec run ... --out OUT`: writes what a released run writes.
+FAKE_RUN = """
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+out.mkdir(parents=True)
+(out / "report.md").write_text("# Release report: released\\n")
+(out / "report.json").write_text(json.dumps({"outcome": "released", "figures": ["g.png"]}))
+(out / "g.png").write_bytes(b"PNG")
+(out / "store").mkdir()
+(out / "store" / "model.keras").write_bytes(b"weights")
+print("outcome: released")
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def _fake_command(code: int, calls: list[Path]) -> Any:
+    def command(out: Path, plan: Path) -> list[str]:
+        calls.append(out)
+        return [sys.executable, "-c", FAKE_RUN, str(out), str(code)]
+
+    return command
 
 
 def test_embed_nests_headings_and_points_figures_at_the_run_dir(hook: ModuleType) -> None:
@@ -96,50 +111,52 @@ def test_run_key_follows_the_plan(hook: ModuleType, tmp_path: Path) -> None:
     assert hook.run_key(plan) != first
 
 
-def test_cached_run_runs_once_and_keeps_no_store(
+def test_run_happens_once_and_keeps_no_store(
     hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[Path] = []
-
-    def run(out: Path, plan: Path) -> None:
-        calls.append(out)
-        _fake_run(out)
-
-    monkeypatch.setattr(hook, "run_pipeline", run)
+    monkeypatch.setattr(hook, "run_command", _fake_command(0, calls))
     cache = tmp_path / "cache"
-    first = hook.cached_run(cache, hook.PLAN)
+    first = hook.Run(cache, hook.PLAN).wait()
     assert first == cache / hook.run_key(hook.PLAN)
-    assert sorted(p.name for p in first.iterdir()) == [
-        "gate_summary.png",
-        "report.json",
-        "report.md",
-    ]
-    assert hook.figures(first) == ["gate_summary.png"]
-    assert hook.cached_run(cache, hook.PLAN) == first
+    assert sorted(p.name for p in first.iterdir()) == ["g.png", "report.json", "report.md"]
+    assert hook.figures(first) == ["g.png"]
+    assert hook.Run(cache, hook.PLAN).wait() == first
     assert len(calls) == 1
     assert [p.name for p in cache.iterdir()] == [first.name]  # the temporary directory is gone
 
 
-def test_failed_run_leaves_no_cache_entry(
+@pytest.mark.parametrize("code", [1, 3])
+def test_run_that_does_not_release_fails_and_leaves_no_cache_entry(
+    hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    monkeypatch.setattr(hook, "run_command", _fake_command(code, []))
+    cache = tmp_path / "cache"
+    run = hook.Run(cache, hook.PLAN)
+    with pytest.raises(PluginError, match=rf"exited with {code}, expected 0") as info:
+        run.wait()
+    assert "outcome: released" in str(info.value)  # the run's last lines are shown
+    assert list(cache.iterdir()) == []
+
+
+def test_cancel_stops_the_run_and_cleans_up(
     hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def run(out: Path, plan: Path) -> None:
-        out.mkdir(parents=True)
-        (out / "report.md").write_text("half")
-        raise PluginError("the reference run exited with 3")
-
-    monkeypatch.setattr(hook, "run_pipeline", run)
+    monkeypatch.setattr(
+        hook, "run_command", lambda out, plan: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
     cache = tmp_path / "cache"
-    with pytest.raises(PluginError, match="exited with 3"):
-        hook.cached_run(cache, hook.PLAN)
+    run = hook.Run(cache, hook.PLAN)
+    run.cancel()
     assert list(cache.iterdir()) == []
 
 
 def test_missing_figure_fails_the_build(hook: ModuleType, tmp_path: Path) -> None:
-    _fake_run(tmp_path / "run", figures=("gate_summary.png",))
-    (tmp_path / "run" / "gate_summary.png").unlink()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(json.dumps({"figures": ["gate_summary.png"]}))
     with pytest.raises(PluginError, match=r"figures missing .*gate_summary\.png"):
-        hook.figures(tmp_path / "run")
+        hook.figures(run_dir)
 
 
 def test_a_run_that_does_not_release_fails_the_build(hook: ModuleType, tmp_path: Path) -> None:
@@ -147,7 +164,7 @@ def test_a_run_that_does_not_release_fails_the_build(hook: ModuleType, tmp_path:
     plan = tmp_path / "bad.toml"
     plan.write_text("[pretrain]\nepochs = 0\n")
     with pytest.raises(PluginError, match=r"exited with 2, expected 0 \(released\)") as info:
-        hook.run_pipeline(tmp_path / "out", plan)
+        hook.Run(tmp_path / "cache", plan).wait()
     assert "pretrain.epochs" in str(info.value)
 
 
@@ -167,7 +184,7 @@ def test_page_has_the_placeholder_once(hook: ModuleType) -> None:
 
 @pytest.mark.slow
 def test_real_run_is_released_with_its_figures(hook: ModuleType, tmp_path: Path) -> None:
-    run_dir = hook.cached_run(tmp_path / "cache", hook.PLAN)
+    run_dir = hook.Run(tmp_path / "cache", hook.PLAN).wait()
     report = json.loads((run_dir / "report.json").read_text())
     assert report["outcome"] == "released"
     assert report["failed_gates"] == []

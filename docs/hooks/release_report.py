@@ -15,7 +15,10 @@ digests every input of the run: the sources under ``release_spec/``, the
 Python and package versions (``build_inputs.inputs_digest``, the key of the
 executed notebooks too), the quick plan and the command's arguments. A
 rebuild with nothing changed reuses it; any change runs the pipeline again.
-The run writes into a temporary directory that is moved into place with
+A missing run is started in the background before the pages are read
+(``on_pre_build``), so that it overlaps the execution of the notebooks, and
+is waited for when the Reference release page is read; its figures are then
+added to the site's files. The run writes into a temporary directory that is moved into place with
 ``os.replace`` only once it has succeeded, so an interrupted build leaves no
 half-written report behind. Directories of other keys are deleted after a
 successful build.
@@ -41,7 +44,7 @@ from typing import Any
 
 from build_inputs import inputs_digest
 from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import File, Files
+from mkdocs.structure.files import File, Files, InclusionLevel
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = ROOT / ".cache" / "release-run"
@@ -58,8 +61,6 @@ _HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
 _FIGURE = re.compile(r"!\[([^\]]*)\]\(([A-Za-z0-9_.-]+\.png)\)")
 _FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 
-_run_dir: Path | None = None
-
 
 def run_key(plan: Path = PLAN) -> str:
     """Digest of everything the cached run depends on."""
@@ -70,53 +71,86 @@ def run_key(plan: Path = PLAN) -> str:
     return h.hexdigest()[:20]
 
 
-def run_pipeline(out: Path, plan: Path = PLAN) -> None:
-    """Run ``release_spec run`` into ``out``; raise PluginError unless it released."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    cmd = [sys.executable, "-m", "release_spec", "run", "--plan", str(plan), "--out", str(out)]
-    try:
-        proc = subprocess.run(
-            [*cmd, *RUN_ARGS],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PluginError(f"release_report: the reference run took over {TIMEOUT_S} s") from exc
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise PluginError(
-            f"release_report: the reference run ({' '.join(cmd[1:])}) exited with "
-            f"{proc.returncode}, expected 0 (released); its last lines:\n{tail}"
-        )
+def run_command(out: Path, plan: Path) -> list[str]:
+    """The command line of the reference run."""
+    return [sys.executable, "-m", "release_spec", "run", "--plan", str(plan), "--out", str(out)]
 
 
-def cached_run(cache_root: Path = CACHE_ROOT, plan: Path = PLAN) -> Path:
-    """The directory of the run for the current inputs, running the pipeline if needed."""
-    final = cache_root / run_key(plan)
-    if (final / "report.md").is_file():
-        return final
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
-    try:
-        out = tmp / "run"
-        run_pipeline(out, plan)
-        # The store holds the models (megabytes); the page needs the report only.
-        shutil.rmtree(out / "store", ignore_errors=True)
-        _fsync_dir(out)
+class Run:
+    """The cached run for the current inputs, started in the background when absent.
+
+    The pipeline runs in a subprocess while MkDocs carries on (the notebooks
+    execute meanwhile); :meth:`wait` returns the cache directory once the run
+    has released, or raises PluginError.
+    """
+
+    def __init__(self, cache_root: Path = CACHE_ROOT, plan: Path = PLAN) -> None:
+        self.cache_root = cache_root
+        self.final = cache_root / run_key(plan)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: Path | None = None
+        if (self.final / "report.md").is_file():
+            return
+        cache_root.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+        self._cmd = [*run_command(self._tmp / "run", plan), *RUN_ARGS]
+        # A file, not a pipe: the run prints a line per epoch and gate, and
+        # nobody reads a pipe while MkDocs builds the other pages.
+        with (self._tmp / "run.log").open("wb") as log:
+            self._proc = subprocess.Popen(
+                self._cmd,
+                cwd=ROOT,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait(self) -> Path:
+        """The run's directory; PluginError unless the run exited 0 (released)."""
+        if self._proc is None:
+            return self.final
+        assert self._tmp is not None
         try:
-            os.replace(out, final)
-        except OSError:
-            # Another build finished the same run first; keep its copy.
-            if not (final / "report.md").is_file():
-                raise
-        _fsync_dir(cache_root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+            code = self._proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            self.cancel()
+            raise PluginError(f"release_report: the reference run took over {TIMEOUT_S} s") from exc
+        try:
+            if code != 0:
+                text = (self._tmp / "run.log").read_text("utf-8", errors="replace")
+                tail = "\n".join(text.strip().splitlines()[-15:])
+                raise PluginError(
+                    f"release_report: the reference run ({' '.join(self._cmd[1:])}) exited with "
+                    f"{code}, expected 0 (released); its last lines:\n{tail}"
+                )
+            out = self._tmp / "run"
+            # The store holds the models (megabytes); the page needs the report only.
+            shutil.rmtree(out / "store", ignore_errors=True)
+            _fsync_dir(out)
+            try:
+                os.replace(out, self.final)
+            except OSError:
+                # Another build finished the same run first; keep its copy.
+                if not (self.final / "report.md").is_file():
+                    raise
+            _fsync_dir(self.cache_root)
+        finally:
+            self._proc = None
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        return self.final
+
+    def cancel(self) -> None:
+        """Stop a run still in progress and remove its temporary directory."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+_run: Run | None = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -164,32 +198,45 @@ def embed(report_md: str, figure_dir: str = "run", top_level: int = TOP_LEVEL) -
     return _FIGURE.sub(lambda m: f"![{m.group(1)}]({figure_dir}/{m.group(2)})", text)
 
 
-def on_files(files: Files, config: Any) -> Files:
-    global _run_dir
-    if files.get_file_from_path(PAGE) is None:
-        return files
-    _run_dir = cached_run()
-    for name in figures(_run_dir):
-        files.append(
-            File.generated(config, f"{FIGURE_DIR}/{name}", abs_src_path=str(_run_dir / name))
-        )
-    return files
+def on_pre_build(config: Any) -> None:
+    global _run
+    _run = Run()
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     if page.file.src_uri != PAGE:
         return markdown
-    if _run_dir is None:
-        raise PluginError(f"release_report: {PAGE} is built but the run was not prepared")
+    if _run is None:
+        raise PluginError(f"release_report: {PAGE} is built but the run was not started")
     if markdown.count(PLACEHOLDER) != 1:
         raise PluginError(f"release_report: {PAGE} must contain {PLACEHOLDER} exactly once")
-    report = (_run_dir / "report.md").read_text("utf-8")
+    run_dir = _run.wait()
+    # Pages are read after on_files; files added here are still copied into the
+    # site and found by the link check of this page, which runs after this event.
+    for name in figures(run_dir):
+        uri = f"{FIGURE_DIR}/{name}"
+        if files.get_file_from_path(uri) is None:
+            files.append(
+                File.generated(
+                    config,
+                    uri,
+                    abs_src_path=str(run_dir / name),
+                    inclusion=InclusionLevel.INCLUDED,
+                )
+            )
+    report = (run_dir / "report.md").read_text("utf-8")
     return markdown.replace(PLACEHOLDER, embed(report).rstrip("\n"))
 
 
+def on_build_error(error: Exception) -> None:
+    if _run is not None:
+        _run.cancel()
+
+
 def on_post_build(config: Any) -> None:
-    if _run_dir is None or not CACHE_ROOT.is_dir():
+    if _run is None:
         return
-    for stale in CACHE_ROOT.iterdir():
-        if stale.is_dir() and stale != _run_dir and not stale.name.startswith(".tmp-"):
+    keep = _run.wait()
+    for stale in CACHE_ROOT.iterdir() if CACHE_ROOT.is_dir() else ():
+        if stale.is_dir() and stale != keep and not stale.name.startswith(".tmp-"):
             shutil.rmtree(stale, ignore_errors=True)
