@@ -2,7 +2,7 @@
 
 At build time this hook runs the pipeline once, exactly as a user would::
 
-    python -m release_spec run --plan docs/release/quick-plan.toml --out DIR --seed 0
+    python -m release_spec run --plan release_spec/default_plan.toml --out DIR --seed 0
 
 and puts the ``report.md`` it writes into ``release/reference-release.md`` in
 place of the line ``<!-- release:report -->``: its headings are moved down so
@@ -13,7 +13,7 @@ The run is cached in ``.cache/release-run/<key>/`` (``report.md``,
 ``report.json`` and the figures; the model store is not kept), where the key
 digests every input of the run: the sources under ``release_spec/``, the
 Python and package versions (``build_inputs.inputs_digest``, the key of the
-executed notebooks too), the quick plan and the command's arguments. A
+executed notebooks too), the plan and the command's arguments. A
 rebuild with nothing changed reuses it; any change runs the pipeline again.
 A missing run is started in the background before the pages are read
 (``on_pre_build``), so that it overlaps the execution of the notebooks, and
@@ -48,7 +48,8 @@ from mkdocs.structure.files import File, Files, InclusionLevel
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = ROOT / ".cache" / "release-run"
-PLAN = ROOT / "docs" / "release" / "quick-plan.toml"
+# The page shows the reference release itself: the embedded default plan.
+PLAN = ROOT / "release_spec" / "default_plan.toml"
 PAGE = "release/reference-release.md"
 FIGURE_DIR = "release/run"
 PLACEHOLDER = "<!-- release:report -->"
