@@ -473,7 +473,7 @@ def soak(
     predictions: int,
     batch_size: int,
     rss_mb: Callable[[], float],
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> SoakResult:
     """Call ``predict`` on consecutive batches cycling through ``pool`` until ``predictions``.
 
