@@ -147,16 +147,18 @@ class PhasedRolloutPlan:
     per step; the live pool stands for ``requests_per_minute`` of traffic.
     """
 
-    live_requests: int = field(default=20_000, metadata=_bound(100, 1_000_000))
+    live_requests: int = field(default=55_000, metadata=_bound(100, 1_000_000))
     batch_size: int = field(default=200, metadata=_bound(1, 100_000))
     requests_per_minute: float = field(default=1000.0, metadata=_POSITIVE)
     shares: tuple[float, ...] = field(
-        default=(10.0, 25.0, 50.0, 100.0), metadata=_bound(0.0, 100.0, open_lo=True)
+        default=(1.0, 5.0, 25.0, 50.0, 100.0), metadata=_bound(0.0, 100.0, open_lo=True)
     )
     min_canary_requests: tuple[int, ...] = field(
-        default=(300, 500, 1000, 0), metadata=_bound(0, 10_000_000)
+        default=(300, 500, 1000, 1000, 0), metadata=_bound(0, 10_000_000)
     )
-    max_bake_minutes: tuple[float, ...] = field(default=(15.0, 10.0, 5.0, 1.0), metadata=_POSITIVE)
+    max_bake_minutes: tuple[float, ...] = field(
+        default=(180.0, 40.0, 10.0, 10.0, 1.0), metadata=_POSITIVE
+    )
     alpha: float = field(default=0.05, metadata=_ALPHA)
     margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
     on_inconclusive: str = "hold"

@@ -36,6 +36,21 @@ def test_embedded_default_documents_every_key():
     assert default_plan_text().count("#") >= 20
 
 
+@pytest.mark.parametrize("baseline_error", [0.01, 0.05, 0.112, 0.2])
+def test_default_rollout_is_the_issue_steps_and_the_planner_does_not_warn(baseline_error):
+    from release_spec.rollout import forecast_steps
+
+    rp = Plan().phased_rollout
+    assert rp.shares == (1.0, 5.0, 25.0, 50.0, 100.0)
+    plan = rp.rollout_plan()
+    forecast = forecast_steps(plan, baseline_error=baseline_error, regression=plan.margin)
+    assert [f.warning for f in forecast] == [None] * 4
+    # The pool covers every step's minimum at its share (46,000 requests) with room to spare.
+    needed = sum(n * 100 / s for s, n in zip(rp.shares, rp.min_canary_requests, strict=True))
+    assert needed == 46_000
+    assert rp.live_requests >= 1.1 * needed
+
+
 def test_partial_plan_overrides_only_what_it_names(tmp_path):
     f = tmp_path / "plan.toml"
     f.write_text("seed = 3\n[release]\nsoak_predictions = 500\nmax_p99_ms = 20\n")
