@@ -21,7 +21,7 @@ Exit codes (also in ``release-spec --help``):
 Importing this module is cheap: TensorFlow is imported only when ``run``
 trains. Each subcommand is declared by one ``_add_<name>`` function that
 registers its handler, so a new subcommand is one more such function listed
-in :data:`SUBCOMMANDS`.
+in `SUBCOMMANDS`.
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand in :data:`SUBCOMMANDS`."""
+    """The argument parser with every subcommand in `SUBCOMMANDS`."""
     parser = _Parser(
         prog=PROG,
         description="Staged release of a model, with gates.",

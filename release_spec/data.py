@@ -7,13 +7,13 @@ classic Keras MNIST example, so the model is that example exactly.
 Everything is offline and deterministic given the seed.
 
 The base images are split once, by a seeded permutation (see
-:func:`load_dataset` for the proportions):
+`load_dataset` for the proportions):
 
 * **source domain** (pre-training): the clean upscaled digits, split into
   train / validation / test;
 * **target domain** (fine-tuning): the same kind of digits seen through a new
   deployment environment, split into train / validation / test. The shift,
-  applied image by image with :mod:`scipy.ndimage`, stands for a different
+  applied image by image with `scipy.ndimage`, stands for a different
   scanner or pen: strokes thickened by a grey dilation, a small rotation
   (uniform in ±``max_rotation`` degrees), fainter ink (contrast scaled by a
   factor in [0.8, 1]) and additive Gaussian sensor noise, clipped to [0, 1];

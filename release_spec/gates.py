@@ -1,12 +1,12 @@
 """Validation gates: pure functions from predictions and measurements to a verdict.
 
-Every gate returns a frozen :class:`GateResult` naming what was measured
+Every gate returns a frozen `GateResult` naming what was measured
 (``value``), the bar it had to clear (``threshold``), the confidence interval
 when the decision is statistical, and a one-line ``detail`` a reader of the
 release report can act on. Gates never see a model: they take label and
 prediction arrays, or a ``predict`` callable (NumPy in, probabilities out), so
 this module imports the formulas layer, NumPy and the standard library (and
-SciPy inside :func:`macro_f1_gate`, for its bootstrap), never TensorFlow, and
+SciPy inside `macro_f1_gate`, for its bootstrap), never TensorFlow, and
 can be copied into any project.
 
 Statistical gates judge on an interval, not on a point estimate: an accuracy

@@ -15,7 +15,7 @@ Two questions are asked of live traffic, with thresholds from the plan:
   on the misses), and the class p-values of the window are Holm-corrected, so
   each window raises a false alert with probability at most alpha.
 
-Every finding becomes a frozen :class:`Alert` that the release report lists.
+Every finding becomes a frozen `Alert` that the release report lists.
 Strategy layer: the standard library and ``release_spec.statistics`` only.
 """
 

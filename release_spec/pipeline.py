@@ -1,10 +1,10 @@
 """The reference release, end to end: pre-train → fine-tune → release, on the embedded data.
 
-This is the workbench: it wires the data (:mod:`release_spec.data`), the
-classic Keras model (:mod:`release_spec.model`), the gates and stages
-(:mod:`release_spec.gates`, :mod:`release_spec.stages`), the plan
-(:mod:`release_spec.plan`) and the model store (:mod:`release_spec.registry`)
-together, and hands the result to :mod:`release_spec.report`. Keras is
+This is the workbench: it wires the data (`release_spec.data`), the
+classic Keras model (`release_spec.model`), the gates and stages
+(`release_spec.gates`, `release_spec.stages`), the plan
+(`release_spec.plan`) and the model store (`release_spec.registry`)
+together, and hands the result to `release_spec.report`. Keras is
 imported inside the functions that train, so importing this module is cheap.
 
 Where production comes from. On a first run the store is empty, so the
@@ -24,13 +24,13 @@ harmful candidate the gates must stop before it reaches production;
 corrupted, so the candidate passes every offline gate, and the live traffic
 then shifts toward that class: the phased rollout must take it back.
 
-The release stage's steps (:func:`release_steps`) are functional,
+The release stage's steps (`release_steps`) are functional,
 performance, stability and the phased rollout
-(:mod:`release_spec.rollout`): production serves the baseline share of the
+(`release_spec.rollout`): production serves the baseline share of the
 embedded live pool, the candidate the canary share, an error is a
 misclassification (the label is known in simulation), and the anytime-valid
 judge may roll the canary back after any batch. Promotion to production
-happens only when every step passed. Monitoring (:mod:`release_spec.monitoring`)
+happens only when every step passed. Monitoring (`release_spec.monitoring`)
 then compares the live pool with the training data and tracks the serving
 model's per-class recall.
 """
@@ -144,7 +144,7 @@ class ReleaseContext:
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of :func:`run_pipeline` and the report dict written to report.json."""
+    """The outcome of `run_pipeline` and the report dict written to report.json."""
 
     outcome: Outcome
     stages: tuple[StageRecord, ...]
@@ -554,14 +554,14 @@ def run_pipeline(
     """Run every stage, write the report, figures and store under ``out_dir``.
 
     Args:
-        plan: the release plan (see :mod:`release_spec.plan`).
+        plan: the release plan (see `release_spec.plan`).
         out_dir: output directory (created); the store lives in ``out_dir/store``.
         scenario: one of ``release_spec.plan.SCENARIOS``.
         echo: receives the status lines.
         progress: show a progress bar during the soak.
 
     Returns:
-        A :class:`RunResult`; ``outcome`` is ``released``, ``stopped`` or ``rolled_back``.
+        A `RunResult`; ``outcome`` is ``released``, ``stopped`` or ``rolled_back``.
 
     Raises:
         ValueError: unknown scenario.

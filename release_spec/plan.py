@@ -4,7 +4,7 @@ The default plan is embedded in the package (``default_plan.toml``, every
 key documented there) and is exactly the defaults of the dataclasses below; a
 plan file of your own overrides any subset of it. Parsing is strict: an
 unknown table or key, a value of the wrong type, or a value out of range is
-a :class:`ValueError` that names the key, e.g.
+a `ValueError` that names the key, e.g.
 ``finetune.epochs: expected an integer >= 1, got 0``.
 
 Plain standard library (``tomllib``, or ``tomli`` on Python 3.10).
@@ -61,9 +61,9 @@ __all__ = [
 
 
 #: What ``release-spec run --scenario`` can run: the plan's pipeline on the embedded data
-#: (``default``), or with a harmful candidate (``regression``, see :class:`RegressionPlan`),
+#: (``default``), or with a harmful candidate (``regression``, see `RegressionPlan`),
 #: or with one that passes the offline gates but is worse on the live traffic
-#: (``live-regression``, see :class:`LiveRegressionPlan`).
+#: (``live-regression``, see `LiveRegressionPlan`).
 SCENARIOS = ("default", "regression", "live-regression")
 
 
@@ -78,7 +78,7 @@ _ALPHA = _bound(0.0, 0.5, open_lo=True)
 
 @dataclass(frozen=True)
 class DataPlan:
-    """The embedded data set (see :mod:`release_spec.data`)."""
+    """The embedded data set (see `release_spec.data`)."""
 
     max_rotation: float = field(default=10.0, metadata=_bound(0.0, 45.0))
     target_train_copies: int = field(default=4, metadata=_bound(1, 16))
@@ -141,7 +141,7 @@ class RegressionPlan:
 
 @dataclass(frozen=True)
 class PhasedRolloutPlan:
-    """The phased rollout that ends the release stage (see :mod:`release_spec.rollout`).
+    """The phased rollout that ends the release stage (see `release_spec.rollout`).
 
     ``shares``, ``min_canary_requests`` and ``max_bake_minutes`` hold one value
     per step; the live pool stands for ``requests_per_minute`` of traffic.
@@ -184,7 +184,7 @@ class PhasedRolloutPlan:
             raise ValueError(f"phased_rollout: {exc}") from None
 
     def rollout_plan(self) -> RolloutPlan:
-        """The :class:`~release_spec.rollout.RolloutPlan` these values describe."""
+        """The `RolloutPlan` these values describe."""
         # Imported here so that reading a plan stays standard library only until it is used.
         from release_spec.rollout import RolloutPlan, RolloutStep
 
@@ -206,7 +206,7 @@ class PhasedRolloutPlan:
 
 @dataclass(frozen=True)
 class MonitoringPlan:
-    """Drift and per-class recall monitoring (see :mod:`release_spec.monitoring`)."""
+    """Drift and per-class recall monitoring (see `release_spec.monitoring`)."""
 
     psi_warning: float = field(default=0.1, metadata=_POSITIVE)
     psi_alert: float = field(default=0.25, metadata=_POSITIVE)
@@ -224,7 +224,7 @@ class MonitoringPlan:
             raise ValueError(f"monitoring: {exc}") from None
 
     def thresholds(self) -> MonitoringThresholds:
-        """The :class:`~release_spec.monitoring.MonitoringThresholds` these values describe."""
+        """The `MonitoringThresholds` these values describe."""
         from release_spec.monitoring import MonitoringThresholds
 
         return MonitoringThresholds(**asdict(self))

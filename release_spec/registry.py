@@ -34,11 +34,11 @@ Readers need no lock because versions are never modified or deleted and the
 pointer only ever names a committed version. Writers hold an exclusive
 ``flock`` on ``.lock``; the kernel releases it when the process dies, so a
 lock left behind by a killed writer is recognised as stale and taken over
-(with a :class:`StaleLockWarning`). The next writer deletes the leftovers of
+(with a `StaleLockWarning`). The next writer deletes the leftovers of
 a crashed one. Locking uses ``fcntl`` and so needs a POSIX system.
 
-Keras is imported only inside :func:`safe_load_model` and
-:meth:`ModelStore.save_model`; the rest of the module is standard library.
+Keras is imported only inside `safe_load_model` and
+`ModelStore.save_model`; the rest of the module is standard library.
 
 Example:
     >>> import shutil, tempfile, zipfile
@@ -189,7 +189,7 @@ class VersionInfo:
         metrics: Figures recorded at registration.
         data_hashes: Digests of the data it was trained and judged on.
         keras_version: The Keras version recorded in the file.
-        path: The stored ``model.keras`` (read it through :meth:`ModelStore.load_model`).
+        path: The stored ``model.keras`` (read it through `ModelStore.load_model`).
     """
 
     version: str
@@ -217,7 +217,7 @@ class VersionInfo:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """Outcome of :meth:`ModelStore.verify`; an empty ``problems`` means the store is sound."""
+    """Outcome of `ModelStore.verify`; an empty ``problems`` means the store is sound."""
 
     root: Path
     versions: tuple[str, ...]
@@ -475,14 +475,14 @@ def check_model_file(path: Path | str) -> str:
 
 
 def safe_load_model(path: Path | str) -> Any:
-    """Load a ``.keras`` file after :func:`check_model_file`, with ``safe_mode=True``.
+    """Load a ``.keras`` file after `check_model_file`, with ``safe_mode=True``.
 
-    Keras is imported here, and only here and in :meth:`ModelStore.save_model`.
-    Keras older than :data:`MIN_KERAS_VERSION` is refused. Prefer
-    :meth:`ModelStore.load_model`, which also checks every sha256 first.
+    Keras is imported here, and only here and in `ModelStore.save_model`.
+    Keras older than `MIN_KERAS_VERSION` is refused. Prefer
+    `ModelStore.load_model`, which also checks every sha256 first.
 
     Raises:
-        UnsafeModelError: The file is refused (see :func:`check_model_file`).
+        UnsafeModelError: The file is refused (see `check_model_file`).
         StoreError: The installed Keras is too old.
     """
     path = Path(path)
@@ -710,7 +710,7 @@ class ModelStore:
 
         The model file is copied to a private temporary directory while it is
         hashed, and Keras loads that copy, so the bytes deserialised are exactly
-        the bytes verified. Loading goes through :func:`safe_load_model`.
+        the bytes verified. Loading goes through `safe_load_model`.
 
         Raises:
             StoreError: No such version, or nothing in production.
@@ -800,14 +800,14 @@ class ModelStore:
         """Copy a ``.keras`` file into the store as a new immutable version.
 
         Args:
-            model_file: A Keras v3 ``.keras`` file (checked by :func:`check_model_file`).
+            model_file: A Keras v3 ``.keras`` file (checked by `check_model_file`).
             version: The version name; default the next ``vNNNN``.
             metrics: Finite numbers to record (e.g. gate figures).
             data_hashes: Digests of the data the model was trained and judged on.
             parent: The version this one was derived from (must exist).
 
         Returns:
-            The new version's :class:`VersionInfo`.
+            The new version's `VersionInfo`.
 
         Raises:
             UnsafeModelError: The file is refused.
@@ -877,7 +877,7 @@ class ModelStore:
         data_hashes: Mapping[str, str] | None = None,
         parent: str | None = None,
     ) -> VersionInfo:
-        """Save a Keras model as ``.keras`` and :meth:`register` it (same arguments)."""
+        """Save a Keras model as ``.keras`` and `register` it (same arguments)."""
         import keras
 
         with tempfile.TemporaryDirectory(prefix="release-spec-save-") as tmp:
@@ -995,7 +995,7 @@ class ModelStore:
     def restore(
         cls, archive: Path | str, root: Path | str, *, overwrite: bool = False
     ) -> ModelStore:
-        """Recreate a store from a :meth:`backup` archive, re-verifying every hash.
+        """Recreate a store from a `backup` archive, re-verifying every hash.
 
         The archive is unpacked next to ``root`` and verified; only a sound
         store is renamed into place. A non-empty ``root`` is refused unless

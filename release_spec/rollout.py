@@ -247,7 +247,7 @@ def default_rollout_plan() -> RolloutPlan:
     A step promotes once the canary is shown not worse than production by 2
     percentage points of error rate (``margin``) or more; at a 2 % error rate
     that takes a few thousand canary requests, so the 1 % step bakes up to an
-    hour. Run :func:`forecast_steps` with your own traffic before using it.
+    hour. Run `forecast_steps` with your own traffic before using it.
 
     >>> [s.share for s in default_rollout_plan().steps]
     [1.0, 5.0, 25.0, 50.0, 100.0]

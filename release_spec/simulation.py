@@ -6,7 +6,7 @@ requests are routed at random with that share (what hashing request ids does
 for a population of users), every request errs independently with its arm's
 error rate, and the judge looks at the counts. Two judges see the same draws:
 
-* ``sequential``: :class:`release_spec.statistics.SequentialErrorRateTest`
+* ``sequential``: `release_spec.statistics.SequentialErrorRateTest`
   (through its vectorised form ``sequential_log_evidence``), anytime-valid;
 * ``naive``: the one-sided two-proportion z-test on the cumulative counts,
   repeated at every look at level alpha, stopping at the first rejection.
@@ -301,7 +301,7 @@ def simulate_rollout(
     latency_ms: float = 20.0,
     seed: int = 0,
 ) -> RolloutState:
-    """Drive one :class:`~release_spec.rollout.RolloutController` request by request.
+    """Drive one `RolloutController` request by request.
 
     Request ids ``r0, r1, ...`` are routed by the controller's hash; each request
     errs with its arm's rate and takes an exponentially distributed latency with
@@ -398,7 +398,7 @@ def compare_judges(
 
     Detection is the fraction of regressed rollouts rolled back within the
     ``looks``; exposure is the canary requests served until then (see
-    :class:`JudgeRun`).
+    `JudgeRun`).
 
     Example:
         >>> c = compare_judges(runs=300, looks=100, seed=2)

@@ -7,7 +7,7 @@ equation they check with ``@pytest.mark.spec("eq-mse", kind="parity")`` where
 ``kind`` is ``parity`` (agreement with Keras / scikit-learn / SciPy and the
 literal formula), ``property`` (algebraic properties) or ``errors`` (bad input).
 
-Both sides are read statically with :mod:`ast`, so building the index imports
+Both sides are read statically with `ast`, so building the index imports
 neither the package nor the tests (and so never TensorFlow). The site's
 coverage page and ``tests/test_spec_coverage.py`` both use this module.
 """

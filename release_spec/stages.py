@@ -1,19 +1,19 @@
 """Stages as an explicit state machine, the retry loop, and the release stage's steps.
 
 A stage moves through ``planned → running → passed / failed → released /
-rolled_back``. :func:`transition` is the only way to change state and it
-refuses every move not in :data:`ALLOWED`, so a stage cannot be released
+rolled_back``. `transition` is the only way to change state and it
+refuses every move not in `ALLOWED`, so a stage cannot be released
 without having passed, nor retried after it was released. ``failed →
 running`` is the retry of the iterative optimisation.
 
-Training stages run :func:`run_stage`: train with the current
-hyperparameters, judge the gates, and on a failure :func:`diagnose` what the
-figures show (forgetting, over-fitting or under-fitting), :func:`adjust` the
+Training stages run `run_stage`: train with the current
+hyperparameters, judge the gates, and on a failure `diagnose` what the
+figures show (forgetting, over-fitting or under-fitting), `adjust` the
 hyperparameters for that cause and try again, up to ``max_attempts``. Every
 attempt is recorded with its reason, hyperparameters, gates and figures.
 
-The release stage runs :func:`run_release`: a sequence of
-:class:`ReleaseStep` objects (functional, performance, stability, and any
+The release stage runs `run_release`: a sequence of
+`ReleaseStep` objects (functional, performance, stability, and any
 step a later component inserts, such as a phased rollout) in order; the
 first failing step stops the stage, and the steps after it are recorded as
 skipped. A step's ``on_failure`` says whether its failure leaves the stage
@@ -89,7 +89,7 @@ ALLOWED: Mapping[State, frozenset[State]] = {
 
 
 class IllegalTransitionError(ValueError):
-    """A state change that :data:`ALLOWED` does not permit."""
+    """A state change that `ALLOWED` does not permit."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class StageRecord:
 
 # --8<-- [start:transition]
 def transition(record: StageRecord, to: State) -> StageRecord:
-    """Move ``record`` to state ``to``; raise :class:`IllegalTransitionError` if not allowed."""
+    """Move ``record`` to state ``to``; raise `IllegalTransitionError` if not allowed."""
     if to not in ALLOWED[record.state]:
         raise IllegalTransitionError(
             f"stage {record.name!r}: {record.state.value} -> {to.value} is not allowed"
@@ -302,7 +302,7 @@ def _changes(old: Hyperparameters, new: Hyperparameters) -> str:
 
 @dataclass(frozen=True)
 class AttemptOutcome(Generic[T]):
-    """What one training attempt hands back to :func:`run_stage`."""
+    """What one training attempt hands back to `run_stage`."""
 
     artifact: T
     gates: tuple[GateResult, ...]

@@ -3,10 +3,10 @@
 Everything here is NumPy plus SciPy special functions and distributions; the module
 imports nothing else from ``release_spec`` so it can be copied alone.
 
-The canary judge (:class:`SequentialErrorRateTest`, eq-sequential) may be consulted after
+The canary judge (`SequentialErrorRateTest`, eq-sequential) may be consulted after
 every batch of traffic without inflating its false-rejection rate: it is built on a
 nonnegative supermartingale and Ville's inequality instead of a fixed-level test repeated
-at every look (which :func:`two_proportion_z_test`, eq-two-proportion-z, is kept for, to
+at every look (which `two_proportion_z_test`, eq-two-proportion-z, is kept for, to
 show the problem).
 """
 
@@ -79,7 +79,7 @@ def _errors_and_requests(
 
 
 def _scalar_count(name: str, value: object) -> float:
-    """Fast scalar form of :func:`_counts` for the per-look path."""
+    """Fast scalar form of `_counts` for the per-look path."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValueError(f"{name} must be a number, got {value!r}")
     v = float(value)
@@ -130,11 +130,11 @@ def sequential_log_evidence(
     \qquad \theta_j = e^{u_j},\; u_j \ge 0,\; \sum_j w_j = 1 .
     $$
 
-    See :class:`SequentialErrorRateTest` for why $M_k$ is a test supermartingale.
+    See `SequentialErrorRateTest` for why $M_k$ is a test supermartingale.
 
     Spec: eq-sequential
 
-    Matches: :class:`SequentialErrorRateTest` (its ``log_evidence`` after each update).
+    Matches: `SequentialErrorRateTest` (its ``log_evidence`` after each update).
 
     References:
         Johari, Koomen, Pekelis, Walsh, "Peeking at A/B Tests", KDD 2017.
@@ -228,7 +228,7 @@ class SequentialErrorRateTest:
 
     Spec: eq-sequential
 
-    Matches: :func:`sequential_log_evidence` (the vectorised form used in simulations);
+    Matches: `sequential_log_evidence` (the vectorised form used in simulations);
     with a constant share, the Beta-mixture form of the same likelihood.
 
     References:
@@ -529,7 +529,7 @@ def error_rate_difference_bounds(
     r"""Anytime-valid bounds for $p_c - p_b$, the canary's error rate minus the baseline's.
 
     Each arm gets a beta-binomial confidence sequence at level $\alpha/2$ (see
-    :func:`bernoulli_confidence_sequence`); by the union bound both hold at every look
+    `bernoulli_confidence_sequence`); by the union bound both hold at every look
     with probability at least $1-\alpha$, and then
 
     $$
@@ -542,7 +542,7 @@ def error_rate_difference_bounds(
 
     Spec: eq-confidence-sequence
 
-    Matches: :class:`ErrorRateConfidenceSequence`, which also intersects the bounds
+    Matches: `ErrorRateConfidenceSequence`, which also intersects the bounds
     over looks.
 
     References:
@@ -586,7 +586,7 @@ class ErrorRateConfidenceSequence:
     r"""Running confidence sequence for the difference of error rates, canary minus baseline.
 
     Feed it the counts since the previous update; it accumulates them, recomputes
-    :func:`error_rate_difference_bounds` and keeps the running intersection of every
+    `error_rate_difference_bounds` and keeps the running intersection of every
     look's interval (valid because all of them hold at once with probability
     $\ge 1 - \alpha$):
 
@@ -600,7 +600,7 @@ class ErrorRateConfidenceSequence:
 
     Spec: eq-confidence-sequence
 
-    Matches: :func:`error_rate_difference_bounds` on the cumulative counts, intersected.
+    Matches: `error_rate_difference_bounds` on the cumulative counts, intersected.
 
     References:
         Howard, Ramdas, McAuliffe, Sekhon, Ann. Statist. 49(2), 2021.
@@ -728,7 +728,7 @@ def fixed_horizon_sample_size(
         method: ``"wald"`` (variances at $p_0$ and $p_1$) or ``"arcsine"`` (Cohen's $h$).
 
     Returns:
-        A :class:`SampleSize` with both arms' requests.
+        A `SampleSize` with both arms' requests.
 
     Raises:
         ValueError: rates, alpha, power or share outside (0, 1); ``p0 == p1``; unknown
@@ -893,7 +893,7 @@ def mcnemar_exact(
 # --8<-- [start:paired_noninferiority]
 @dataclass(frozen=True)
 class PairedNoninferiority:
-    """Result of :func:`paired_noninferiority` (all rates are fractions of the pairs)."""
+    """Result of `paired_noninferiority` (all rates are fractions of the pairs)."""
 
     difference: float
     lower_bound: float
@@ -977,7 +977,7 @@ def paired_noninferiority(
         alpha: one-sided significance level, in (0, 1).
 
     Returns:
-        A :class:`PairedNoninferiority` with the difference, lower bound, p-value and verdict.
+        A `PairedNoninferiority` with the difference, lower bound, p-value and verdict.
 
     Raises:
         ValueError: empty or mismatched inputs, values other than 0/1, margin outside
@@ -1176,7 +1176,7 @@ def ks_two_sample(x: ArrayLike, y: ArrayLike) -> KSResult:
         y: second sample, 1-D, finite.
 
     Returns:
-        A :class:`KSResult`.
+        A `KSResult`.
 
     Raises:
         ValueError: empty, non-1-D or non-finite samples.
@@ -1240,7 +1240,7 @@ def holm(p_values: ArrayLike, alpha: float = 0.05) -> HolmResult:
         alpha: family-wise error rate, in (0, 1).
 
     Returns:
-        A :class:`HolmResult` in the input order.
+        A `HolmResult` in the input order.
 
     Raises:
         ValueError: empty, non-1-D, non-finite or out-of-range p-values; bad alpha.
