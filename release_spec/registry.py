@@ -97,6 +97,7 @@ __all__ = [
     "UnsafeModelError",
     "VerifyReport",
     "VersionInfo",
+    "atomic_write",
     "check_model_file",
     "safe_load_model",
 ]
@@ -247,7 +248,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 # --8<-- [start:atomic_write]
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix."""
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -523,7 +524,7 @@ class ModelStore:
                 raise StoreError(f"refusing to create a model store in non-empty {self.root}")
             (self.root / VERSIONS_DIR).mkdir(exist_ok=True)
             body = {"format": _STORE_FORMAT, "format_version": FORMAT_VERSION, "created": _now()}
-            _atomic_write(marker, _sealed(body))
+            atomic_write(marker, _sealed(body))
         _read_sealed(marker, _STORE_FORMAT)
         self._versions_dir = self.root / VERSIONS_DIR
         if not self._versions_dir.is_dir():
@@ -896,7 +897,7 @@ class ModelStore:
             "history": history,
             "updated": _now(),
         }
-        _atomic_write(self.root / POINTER_NAME, _sealed(body))
+        atomic_write(self.root / POINTER_NAME, _sealed(body))
 
     def promote(self, version: str) -> VersionInfo:
         """Make ``version`` the production version (after verifying it); atomic.

@@ -45,7 +45,8 @@
 * ``data`` (sha256 ``hashes`` and ``sizes`` of every split), ``plan`` (the
   plan used), ``versions`` and ``figures`` (file names, next to the report).
 
-Every file is written atomically (temporary file, fsync, ``os.replace``).
+Every file is written with `release_spec.registry.atomic_write` (temporary file, fsync,
+``os.replace``, fsync of the directory).
 Matplotlib is used with the Agg backend and imported only when drawing.
 """
 
@@ -54,8 +55,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from release_spec.registry import atomic_write
 from release_spec.stages import TrainingCurves
 
 __all__ = [
@@ -74,24 +74,6 @@ __all__ = [
     "render_markdown",
     "write_report",
 ]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _figure_bytes(fig: Any) -> bytes:
@@ -448,6 +430,6 @@ def write_report(
         files["drift.png"] = plot_drift(report["monitoring"])
     paths = []
     for name, data in files.items():
-        _atomic_write(out_dir / name, data)
+        atomic_write(out_dir / name, data)
         paths.append(out_dir / name)
     return paths
