@@ -46,6 +46,7 @@ __all__ = [
     "RolloutState",
     "RolloutStep",
     "StepForecast",
+    "check_effect",
     "default_rollout_plan",
     "forecast_steps",
     "replay",
@@ -701,6 +702,23 @@ class StepForecast:
     warning: str | None
 
 
+def check_effect(baseline_error: float, regression: float) -> None:
+    """Refuse an effect that is not a regression between two error rates in (0, 1).
+
+    >>> check_effect(0.02, 0.99)
+    Traceback (most recent call last):
+    ...
+    ValueError: regression must be in (0, 1 - baseline_error), got 0.99 with baseline_error 0.02
+    """
+    if not (0 < baseline_error < 1):
+        raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
+    if not (0 < regression < 1 - baseline_error):
+        raise ValueError(
+            f"regression must be in (0, 1 - baseline_error), got {regression} "
+            f"with baseline_error {baseline_error}"
+        )
+
+
 # --8<-- [start:forecast_steps]
 def forecast_steps(
     plan: RolloutPlan,
@@ -727,13 +745,7 @@ def forecast_steps(
     >>> print(fc[0].warning)  # doctest: +ELLIPSIS
     step 0 (1 %): the 60 min bake brings about 600 canary requests, fewer than the 758 ...
     """
-    if not (0 < baseline_error < 1):
-        raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
-    if not (0 < regression < 1 - baseline_error):
-        raise ValueError(
-            f"regression must be in (0, 1 - baseline_error), got {regression} "
-            f"with baseline_error {baseline_error}"
-        )
+    check_effect(baseline_error, regression)
     if not (0 < power < 1):
         raise ValueError(f"power must be in (0, 1), got {power}")
     out = []

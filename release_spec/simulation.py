@@ -26,7 +26,13 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from release_spec.rollout import Outcome, RolloutController, RolloutPlan, RolloutState
+from release_spec.rollout import (
+    Outcome,
+    RolloutController,
+    RolloutPlan,
+    RolloutState,
+    check_effect,
+)
 from release_spec.statistics import (
     fixed_horizon_sample_size,
     sequential_log_evidence,
@@ -407,13 +413,7 @@ def compare_judges(
     """
     if not (0 < share < 1):
         raise ValueError(f"share must be in (0, 1), got {share}")
-    if not (0 < baseline_error < 1):
-        raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
-    if not (0 < regression < 1 - baseline_error):
-        raise ValueError(
-            f"regression must be in (0, 1 - baseline_error), got {regression} "
-            f"with baseline_error {baseline_error}"
-        )
+    check_effect(baseline_error, regression)
 
     def run(canary_error: float, seed_offset: int) -> Simulation:
         return simulate(
