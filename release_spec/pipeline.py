@@ -315,10 +315,11 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
         )
     for e in state.events:
         ctx.echo(f"  rollout {e.kind} (look {e.look}): {e.reason}")
-    serving, serving_model = (
-        (ctx.candidate, ctx.candidate_info)
-        if state.status == "completed"
-        else (ctx.production, ctx.production_info)
+    done = state.status == "completed"
+    serving, serving_model, served = (
+        (ctx.candidate, ctx.candidate_info, cand)
+        if done
+        else (ctx.production, ctx.production_info, prod)
     )
     ref_summaries, live_summaries = (
         _image_summaries(ctx.data.target.train.x),
@@ -328,7 +329,7 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
         reference_summaries=ref_summaries,
         live_summaries=live_summaries,
         y_true=pool.labels.tolist(),
-        y_pred=(cand if state.status == "completed" else prod).tolist(),
+        y_pred=served.tolist(),
         reference_true=val.labels.tolist(),
         reference_pred=_labels_of(serving, val.x).tolist(),
         num_classes=10,
@@ -346,7 +347,6 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
         monitoring_live=live_summaries,
     )
     last = state.events[-1]
-    done = state.status == "completed"
     c = state.counts
     where = (
         "completed every step (" + " -> ".join(f"{x:g} %" for x in rp.shares) + ")"
