@@ -83,7 +83,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = [
     "MIN_KERAS_VERSION",
@@ -248,13 +248,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 # --8<-- [start:atomic_write]
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix."""
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A new file that replaces ``path`` only once everything written to it is on disk.
+
+    A crash leaves the old file or the new one, never a mix; an exception in the
+    ``with`` block removes the temporary file and leaves ``path`` untouched.
+    """
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -263,6 +268,12 @@ def atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix."""
+    with _atomic_file(path) as f:
+        f.write(data)
 
 
 # --8<-- [end:atomic_write]
@@ -969,27 +980,16 @@ class ModelStore:
         report = self.verify()
         if not report.ok:
             raise IntegrityError(f"refusing to back up {self.root}: " + "; ".join(report.problems))
-        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            with tmp.open("xb") as raw:
-                with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                    tar.add(self.root / MARKER_NAME, arcname=MARKER_NAME)
-                    if pointer_bytes is not None:
-                        entry = tarfile.TarInfo(POINTER_NAME)
-                        entry.size = len(pointer_bytes)
-                        entry.mtime = int(pointer_path.stat().st_mtime)
-                        entry.mode = 0o644
-                        tar.addfile(entry, io.BytesIO(pointer_bytes))
-                    for name in report.versions:
-                        tar.add(self._versions_dir / name, arcname=f"{VERSIONS_DIR}/{name}")
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        _fsync_dir(dest.parent)
+        with _atomic_file(dest) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            tar.add(self.root / MARKER_NAME, arcname=MARKER_NAME)
+            if pointer_bytes is not None:
+                entry = tarfile.TarInfo(POINTER_NAME)
+                entry.size = len(pointer_bytes)
+                entry.mtime = int(pointer_path.stat().st_mtime)
+                entry.mode = 0o644
+                tar.addfile(entry, io.BytesIO(pointer_bytes))
+            for name in report.versions:
+                tar.add(self._versions_dir / name, arcname=f"{VERSIONS_DIR}/{name}")
         return dest
 
     @classmethod
