@@ -21,6 +21,31 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]], repeats: int, *, untimed_each_round: bool = False
+) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so load hits every side of a ratio.
+
+    Without ``untimed_each_round`` every function runs once untimed before the
+    first round; with it, each round runs every function untimed and then
+    timed: the untimed run absorbs what the previous function leaves behind
+    (TensorFlow's worker threads keep spinning for a while after an op and
+    would otherwise slow whichever function runs next).
+    """
+    if not untimed_each_round:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if untimed_each_round:
+                fn()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 @dataclass
 class Comparison:
     """One target: the subject's median against a peer's, with the required ratio.

@@ -32,7 +32,7 @@ Targets (issue 2):
 How the peers are fed: Keras gets the gradient as a tensor built before the
 clock starts and updates its variable in place; ``adam_step`` gets NumPy
 arrays. Cases are timed in ``max(repeats, 7)`` alternating rounds of one
-untimed and one timed run each (see ``_alternating_medians``), so that load
+untimed and one timed run each (see ``_timing.interleaved_medians``), so that load
 from other processes hits both sides of a ratio alike. The machine's load
 average (``os.getloadavg``, 1 minute) before and after the Adam cases is in
 the notes: under load, medians move by tens of percent.
@@ -43,13 +43,10 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import Comparison
+from _timing import Comparison, interleaved_medians
 
 from release_spec.losses import mean_squared_error
 from release_spec.optimizers import adam_init, adam_step
@@ -57,25 +54,6 @@ from release_spec.optimizers import adam_init, adam_step
 N = 10**7
 SEED = 0
 MIN_REPEATS = 7
-
-
-def _alternating_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function over ``repeats`` alternating rounds.
-
-    Each round runs every function in turn, once untimed and then once timed.
-    Alternating run by run spreads load from other processes over all sides of
-    a ratio; the untimed run absorbs what the previous function leaves behind
-    (TensorFlow's worker threads keep spinning for a while after an op and
-    would otherwise slow whichever function runs next).
-    """
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            fn()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _mse_cases(repeats: int) -> list[Comparison]:
@@ -87,8 +65,10 @@ def _mse_cases(repeats: int) -> list[Comparison]:
         np.add.reduce(y_true)
         np.add.reduce(y_pred)
 
-    times = _alternating_medians(
-        {"read": read_pass, "mse": lambda: mean_squared_error(y_true, y_pred)}, repeats
+    times = interleaved_medians(
+        {"read": read_pass, "mse": lambda: mean_squared_error(y_true, y_pred)},
+        repeats,
+        untimed_each_round=True,
     )
     diff = y_true.astype(np.float64) - y_pred.astype(np.float64)
     reference = math.fsum((diff * diff).tolist()) / N
@@ -151,7 +131,7 @@ def _adam_cases(repeats: int) -> list[Comparison]:
             out.fill(1.0)
 
     load_before = os.getloadavg()[0]
-    times = _alternating_medians(
+    times = interleaved_medians(
         {
             "floor_out": lambda: floor(fresh=False),
             "floor_fresh": lambda: floor(fresh=True),
@@ -161,6 +141,7 @@ def _adam_cases(repeats: int) -> list[Comparison]:
             "xla": lambda: xla_step(grad_tensor),
         },
         repeats,
+        untimed_each_round=True,
     )
     load_after = os.getloadavg()[0]
 

@@ -26,13 +26,10 @@ Each comparison also records that both sides computed the same value.
 from __future__ import annotations
 
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import Comparison, median_seconds
+from _timing import Comparison, interleaved_medians, median_seconds
 
 from release_spec.metrics import ConfusionMatrix, accuracy
 
@@ -42,19 +39,6 @@ SEED = 0
 KERAS_BATCH = 1 << 16
 MIN_FAST_REPEATS = 7
 MAX_SLOW_REPEATS = 3
-
-
-def _interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def _ours_prf(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float, float]:
@@ -91,7 +75,7 @@ def run(repeats: int) -> list[Comparison]:
         np.add.reduce(y_true)
         np.add.reduce(y_pred)
 
-    fast = _interleaved_medians(
+    fast = interleaved_medians(
         {
             "read": read_pass,
             "prf": lambda: _ours_prf(y_true, y_pred),
