@@ -45,7 +45,19 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """Type-check the package with mypy."""
-    session.install("mypy>=1.10", "numpy>=1.26", "scipy>=1.11", "types-tqdm", "types-psutil")
+    session.install(
+        "mypy>=1.10",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "types-tqdm",
+        "types-psutil",
+        "types-PyYAML",
+        "fastapi>=0.110",
+        "httpx>=0.27",
+        "psycopg[binary]>=3.1",
+        "prometheus-client>=0.20",
+        "uvicorn>=0.29",
+    )
     session.install("--no-deps", "-e", ".")
     session.run("mypy")
 
