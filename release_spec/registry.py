@@ -26,6 +26,18 @@ On-disk layout (``format_version`` 1)::
 truncated or edited file is reported as such (naming the file) instead of
 reading as an empty store.
 
+Hostile stores: nothing inside the store is trusted to be what its name
+says. No store operation follows a symbolic link or opens anything but a
+regular file or a directory (``O_NOFOLLOW``, checked with ``lstat``/``fstat``;
+``O_NONBLOCK`` so a FIFO never blocks); FIFOs, devices, sockets and files with
+more than one hard link are refused, and `verify` reports them as damage.
+The store's root is taken as the caller names it; every path below it is
+checked. Metadata reads are capped at `MAX_METADATA_BYTES`, so a file that
+never ends cannot exhaust memory. Manifest entries are plain file names inside
+their version directory (no ``/``, no ``..``), checked when a manifest is
+sealed and when it is read. Messages name the store file at fault and never
+report facts (hash, size) about a file outside the store.
+
 Crash safety: a registration writes into ``versions/.incoming-<token>``,
 fsyncs every file and the directory, then renames the directory into place;
 that rename is the commit. The pointer is replaced atomically (temp file in
@@ -35,7 +47,15 @@ pointer only ever names a committed version. Writers hold an exclusive
 ``flock`` on ``.lock``; the kernel releases it when the process dies, so a
 lock left behind by a killed writer is recognised as stale and taken over
 (with a `StaleLockWarning`). The next writer deletes the leftovers of
-a crashed one. Locking uses ``fcntl`` and so needs a POSIX system.
+a crashed one. Locking uses ``fcntl`` and so needs a POSIX system. Every
+``OSError`` of a write (a full disk, a quota, a read-only file system) becomes
+a `StoreWriteError` naming the file; the temporary file is removed and the
+old state stays as it was.
+
+Reproducible artifacts: `ModelStore.save_model` rewrites the ``.keras`` zip
+that Keras writes so that the same weights give the same bytes (see
+`reproducible_keras`): Keras records the save time and the memory addresses
+of shared objects, which would make every save a "new" version.
 
 Keras is imported only inside `safe_load_model` and
 `ModelStore.save_model`; the rest of the module is standard library.
@@ -74,6 +94,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import tarfile
 import tempfile
 import warnings
@@ -83,10 +104,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 __all__ = [
+    "MAX_KERAS_JSON_BYTES",
+    "MAX_METADATA_BYTES",
     "MIN_KERAS_VERSION",
+    "RESTORE_HEADROOM_BYTES",
     "CorruptFileError",
     "IntegrityError",
     "LockHolder",
@@ -94,11 +118,13 @@ __all__ = [
     "StaleLockWarning",
     "StoreError",
     "StoreLockedError",
+    "StoreWriteError",
     "UnsafeModelError",
     "VerifyReport",
     "VersionInfo",
     "atomic_write",
     "check_model_file",
+    "reproducible_keras",
     "safe_load_model",
 ]
 
@@ -115,7 +141,22 @@ INCOMING_PREFIX = ".incoming-"
 _STORE_FORMAT = "release-spec-model-store"
 _MANIFEST_FORMAT = "release-spec-model-manifest"
 _POINTER_FORMAT = "release-spec-production-pointer"
+#: Largest manifest, pointer or marker the store reads, in bytes. They hold a few
+#: hundred bytes; the cap keeps a ``/dev/zero``-like file from exhausting memory.
+MAX_METADATA_BYTES = 1 << 20
+#: Largest ``config.json``/``metadata.json`` read from a ``.keras`` zip, in bytes.
+MAX_KERAS_JSON_BYTES = 64 << 20
+#: `ModelStore.restore` writes an archive member only if this much disk stays free after it.
+RESTORE_HEADROOM_BYTES = 16 << 20
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# A manifest entry: one plain name inside its version directory, never a path.
+_FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# A FIFO opened for reading without O_NONBLOCK waits for a writer forever.
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS
+# Fixed values for what Keras writes differently on every save (see reproducible_keras).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_FIXED_DATE_SAVED = "1980-01-01@00:00:00"
 _AUTO_VERSION_RE = re.compile(r"v(\d+)")
 _CHUNK = 1 << 20
 # Members a Keras v3 zip may hold; anything else is refused rather than guessed at.
@@ -149,6 +190,17 @@ class IntegrityError(StoreError):
 
 class UnsafeModelError(StoreError, ValueError):
     """A model file in a refused format, or one whose config would run code."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """A write to the store failed (disk full, quota, read-only file system, permissions).
+
+    It is also an ``OSError`` with the original ``errno``; ``filename`` is the
+    store file that could not be written (never a temporary name).
+    """
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 @dataclass(frozen=True)
@@ -240,11 +292,22 @@ def _now() -> str:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` of the block into a `StoreWriteError` naming ``path``."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise StoreWriteError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 # --8<-- [start:atomic_write]
@@ -253,25 +316,41 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A new file that replaces ``path`` only once everything written to it is on disk.
 
     A crash leaves the old file or the new one, never a mix; an exception in the
-    ``with`` block removes the temporary file and leaves ``path`` untouched.
+    ``with`` block removes the temporary file and leaves ``path`` untouched. An
+    ``OSError`` (a full disk, a read-only file system) becomes a
+    `StoreWriteError` naming ``path``.
     """
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
+    with _writing(path):
+        # O_EXCL never follows a symlink: the temporary file is always a new file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            # rename replaces a symlink at ``path`` itself, never what it points to.
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        _fsync_dir(path.parent)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix."""
+    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix.
+
+    Raises:
+        StoreWriteError: The write failed (the old file, if any, is unchanged).
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "note.txt"
+        >>> atomic_write(target, b"hello")
+        >>> target.read_bytes()
+        b'hello'
+    """
     with _atomic_file(path) as f:
         f.write(data)
 
@@ -279,23 +358,167 @@ def atomic_write(path: Path, data: bytes) -> None:
 # --8<-- [end:atomic_write]
 
 
-def _sha256_file(path: Path) -> tuple[str, int]:
+def _refusal(st: os.stat_result) -> str | None:
+    """Why a store file with these attributes is refused, or None for a plain file."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        if st.st_nlink > 1:
+            # Another name for the same bytes: they could change (or be truncated
+            # by a writer) from outside the store.
+            return f"has {st.st_nlink} hard links (refused)"
+        return None
+    kind = {
+        stat.S_IFLNK: "a symbolic link",
+        stat.S_IFDIR: "a directory",
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+        stat.S_IFSOCK: "a socket",
+    }.get(stat.S_IFMT(mode), "a special file")
+    return f"is {kind}, not a regular file (refused)"
+
+
+def _dir_refusal(path: Path) -> str | None:
+    """Why ``path`` is not a real directory of the store (None when it is one).
+
+    Raises:
+        FileNotFoundError: Nothing is at ``path``.
+    """
+    mode = os.lstat(path).st_mode
+    if stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link, not a directory (refused)"
+    return "is not a directory"
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return _dir_refusal(path) is None
+    except FileNotFoundError:
+        return False
+
+
+def _open_regular(name: str, flags: int, *, dir_fd: int, shown: Path, create: bool = False) -> int:
+    """Open ``name`` in ``dir_fd`` only if it is a regular file with one link; never follow it."""
+    try:
+        before: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        if not create:
+            raise
+        before = None
+    # Judge by lstat first: opening a device or a FIFO can have effects of its own.
+    if before is not None and (why := _refusal(before)):
+        raise CorruptFileError(shown, why)
+    extra = os.O_CREAT if create else 0
+    try:
+        fd = os.open(name, flags | extra | _OPEN_FLAGS, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptFileError(
+                shown, "is a symbolic link, not a regular file (refused)"
+            ) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        why = _refusal(st)
+        if (
+            why is None
+            and before is not None
+            and (st.st_dev, st.st_ino)
+            != (
+                before.st_dev,
+                before.st_ino,
+            )
+        ):
+            why = "was replaced while it was being opened (refused)"
+        if why:
+            raise CorruptFileError(shown, why)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_beneath(root: Path, rel: str, flags: int = os.O_RDONLY, *, create: bool = False) -> int:
+    """Open the store file ``root/rel`` without following a symlink at any level below ``root``.
+
+    Each directory on the way is opened relative to the previous one with
+    ``O_NOFOLLOW``, so no component can be swapped for a link between a check
+    and the open.
+
+    Raises:
+        CorruptFileError: A component is a link or not a directory, or the file
+            is not a regular file with a single link (naming the path).
+        OSError: The file does not exist (``FileNotFoundError``) or cannot be opened.
+    """
+    parts = rel.split("/")
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts[:-1]):
+            try:
+                nfd = os.open(part, _DIR_FLAGS, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                where = root.joinpath(*parts[: i + 1])
+                raise CorruptFileError(where, _dir_refusal(where) or "is not a directory") from None
+            os.close(dfd)
+            dfd = nfd
+        return _open_regular(parts[-1], flags, dir_fd=dfd, shown=root / rel, create=create)
+    finally:
+        os.close(dfd)
+
+
+def _read_fd_capped(fd: int, shown: Path | str, cap: int) -> bytes:
+    """At most ``cap`` bytes of an open file; a larger file is refused, not truncated."""
+    size = os.fstat(fd).st_size
+    if size > cap:
+        raise CorruptFileError(Path(shown), f"is {size} bytes, over the {cap}-byte limit")
+    chunks: list[bytes] = []
+    total = 0
+    # Read one byte past the cap: a file that grows after fstat is caught too.
+    while chunk := os.read(fd, min(_CHUNK, cap + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > cap:
+            raise CorruptFileError(Path(shown), f"is over the {cap}-byte limit")
+    return b"".join(chunks)
+
+
+def _read_store_file(root: Path, rel: str, cap: int = MAX_METADATA_BYTES) -> bytes:
+    fd = _open_beneath(root, rel)
+    try:
+        return _read_fd_capped(fd, root / rel, cap)
+    finally:
+        os.close(fd)
+
+
+def _sha256_fd(fd: int) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
+    while chunk := os.read(fd, _CHUNK):
+        h.update(chunk)
+        size += len(chunk)
     return h.hexdigest(), size
 
 
-def _copy_hashing(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy ``src`` to a new file ``dst`` (fsynced) and return the digest of the bytes written."""
+def _copy_hashing(src: IO[bytes], dst: Path, limit: int | None = None) -> tuple[str, int]:
+    """Copy ``src`` to a new file ``dst`` (fsynced) and return the digest of the bytes written.
+
+    With ``limit``, at most ``limit`` bytes are written (a source that is longer
+    shows up as a wrong size or digest, not as a full disk).
+    """
     h = hashlib.sha256()
     size = 0
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with src.open("rb") as fin, os.fdopen(fd, "wb") as fout:
-        while chunk := fin.read(_CHUNK):
+    # O_EXCL never follows a symlink: dst is always a new file.
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as fout:
+        while True:
+            want = _CHUNK if limit is None else min(_CHUNK, limit - size)
+            chunk = src.read(want) if want > 0 else b""
+            if not chunk:
+                break
             h.update(chunk)
             size += len(chunk)
             fout.write(chunk)
@@ -315,19 +538,26 @@ def _sealed(body: Mapping[str, Any]) -> bytes:
     return (text + "\n").encode()
 
 
-def _read_sealed(path: Path, expected_format: str) -> dict[str, Any]:
+def _read_sealed(root: Path, rel: str, expected_format: str) -> dict[str, Any]:
+    path = root / rel
     try:
-        raw = path.read_bytes()
+        raw = _read_store_file(root, rel)
     except FileNotFoundError:
         raise CorruptFileError(path, "is missing") from None
     except OSError as exc:
         raise CorruptFileError(path, f"cannot be read: {exc.strerror}") from None
+    return _parse_sealed(path, raw, expected_format)
+
+
+def _parse_sealed(path: Path, raw: bytes, expected_format: str) -> dict[str, Any]:
     if not raw.strip():
         raise CorruptFileError(path, "is empty (truncated)")
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptFileError(path, f"is not valid JSON (truncated or corrupted): {exc}") from None
+    except RecursionError:
+        raise CorruptFileError(path, "is nested too deeply") from None
     if not isinstance(data, dict):
         raise CorruptFileError(path, "is not a JSON object")
     checksum = data.pop("checksum", None)
@@ -346,6 +576,37 @@ def _read_sealed(path: Path, expected_format: str) -> dict[str, Any]:
             path, f"format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
         )
     return data
+
+
+def _check_manifest(path: Path, data: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The manifest's ``files`` after checking every field; raise naming ``path`` otherwise.
+
+    Used when a manifest is sealed and when one is read: an entry is a plain
+    name inside the version directory, never a path that could leave it.
+    """
+    if data.get("version") != version:
+        raise CorruptFileError(path, f"names version {data.get('version')!r}, not {version!r}")
+    files: dict[str, Any] = _field(path, data, "files", dict)
+    if MODEL_NAME not in files:
+        raise CorruptFileError(path, f"does not list {MODEL_NAME}")
+    for name, entry in files.items():
+        if not _FILE_NAME_RE.fullmatch(name) or name == MANIFEST_NAME:
+            raise CorruptFileError(
+                path, f"entry {name!r} is not a plain file name inside its version directory"
+            )
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise CorruptFileError(path, f"entry for {name!r} has no sha256")
+        size = entry.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise CorruptFileError(path, f"entry for {name!r} has no size")
+    _field(path, data, "created", str)
+    _field(path, data, "metrics", dict)
+    _field(path, data, "data_hashes", dict)
+    _field(path, data, "keras_version", str)
+    parent = _field(path, data, "parent", (str, type(None)))
+    if parent is not None and not _VERSION_RE.fullmatch(parent):
+        raise CorruptFileError(path, f"names an invalid parent {parent!r}")
+    return files
 
 
 def _field(path: Path, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -393,8 +654,10 @@ def _refuse_format(path: Path) -> None:
         if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
             raise UnsafeModelError(f"{path}: TensorFlow SavedModel directories are refused")
         raise UnsafeModelError(f"{path}: a directory is not a .keras model file")
-    if not path.is_file():
+    if not path.exists():
         raise UnsafeModelError(f"{path}: no such model file")
+    if not path.is_file():
+        raise UnsafeModelError(f"{path}: not a regular file (refused)")
     suffix = path.suffix.lower()
     named = {
         ".h5": "HDF5 (.h5)",
@@ -406,17 +669,60 @@ def _refuse_format(path: Path) -> None:
     }
     if suffix in named:
         raise UnsafeModelError(f"{path}: {named[suffix]} format is refused; save as .keras")
-    with path.open("rb") as f:
-        head = f.read(8)
+
+
+def _open_model_file(path: Path) -> BinaryIO:
+    """Open a caller's model file for reading; a FIFO or device swapped in is refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeModelError(f"{path}: not a regular file (refused)")
+    return os.fdopen(fd, "rb")
+
+
+def _check_model_content(path: Path, f: BinaryIO) -> str:
+    """The checks of `check_model_file` on the bytes of an open file (``path`` names it)."""
+    head = f.read(8)
+    f.seek(0)
     # Content wins over the name: a pickle renamed to .keras is still a pickle.
     if head.startswith(_HDF5_MAGIC):
         raise UnsafeModelError(f"{path}: HDF5 content is refused; save as .keras")
     if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
         raise UnsafeModelError(f"{path}: pickle content is refused; save as .keras")
-    if suffix != ".keras":
-        raise UnsafeModelError(f"{path}: unsupported model format {suffix or '(none)'!r}")
-    if not zipfile.is_zipfile(path):
+    if path.suffix.lower() != ".keras":
+        raise UnsafeModelError(f"{path}: unsupported model format {path.suffix or '(none)'!r}")
+    if not zipfile.is_zipfile(f):
         raise UnsafeModelError(f"{path}: not a Keras v3 .keras zip archive")
+    f.seek(0)
+    try:
+        with zipfile.ZipFile(f) as zf:
+            names = zf.namelist()
+            odd = [n for n in names if n not in _KERAS_MEMBERS and not n.startswith("assets/")]
+            bad = [n for n in names if n.startswith("/") or ".." in n.split("/")]
+            if odd or bad:
+                raise UnsafeModelError(f"{path}: unexpected members in .keras archive: {odd + bad}")
+            if "config.json" not in names or "metadata.json" not in names:
+                raise UnsafeModelError(f"{path}: .keras archive lacks config.json/metadata.json")
+            for name in ("config.json", "metadata.json"):
+                size = zf.getinfo(name).file_size
+                if size > MAX_KERAS_JSON_BYTES:
+                    raise UnsafeModelError(
+                        f"{path}: {name} declares {size} bytes, over the "
+                        f"{MAX_KERAS_JSON_BYTES}-byte limit"
+                    )
+            config = json.loads(zf.read("config.json"))
+            metadata = json.loads(zf.read("metadata.json"))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise UnsafeModelError(f"{path}: unreadable .keras archive: {exc}") from None
+    except RecursionError:
+        raise UnsafeModelError(f"{path}: config.json is nested too deeply") from None
+    found = _forbidden_in_config(config)
+    if found:
+        raise UnsafeModelError(f"{path}: refused, the model contains " + "; ".join(found))
+    keras_version = metadata.get("keras_version") if isinstance(metadata, dict) else None
+    if not isinstance(keras_version, str):
+        raise UnsafeModelError(f"{path}: metadata.json has no keras_version")
+    return keras_version
 
 
 def _forbidden_in_config(node: Any, where: str = "config") -> list[str]:
@@ -461,26 +767,8 @@ def check_model_file(path: Path | str) -> str:
     """
     path = Path(path)
     _refuse_format(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            odd = [n for n in names if n not in _KERAS_MEMBERS and not n.startswith("assets/")]
-            bad = [n for n in names if n.startswith("/") or ".." in n.split("/")]
-            if odd or bad:
-                raise UnsafeModelError(f"{path}: unexpected members in .keras archive: {odd + bad}")
-            if "config.json" not in names or "metadata.json" not in names:
-                raise UnsafeModelError(f"{path}: .keras archive lacks config.json/metadata.json")
-            config = json.loads(zf.read("config.json"))
-            metadata = json.loads(zf.read("metadata.json"))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise UnsafeModelError(f"{path}: unreadable .keras archive: {exc}") from None
-    found = _forbidden_in_config(config)
-    if found:
-        raise UnsafeModelError(f"{path}: refused, the model contains " + "; ".join(found))
-    keras_version = metadata.get("keras_version") if isinstance(metadata, dict) else None
-    if not isinstance(keras_version, str):
-        raise UnsafeModelError(f"{path}: metadata.json has no keras_version")
-    return keras_version
+    with _open_model_file(path) as f:
+        return _check_model_content(path, f)
 
 
 # --8<-- [end:check_model_file]
@@ -508,6 +796,74 @@ def safe_load_model(path: Path | str) -> Any:
     return keras.saving.load_model(path, safe_mode=True)
 
 
+def _renumber_shared_objects(node: Any, numbers: dict[Any, int]) -> None:
+    """Replace Keras's ``shared_object_id`` values (memory addresses) by 1, 2, ... in order."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "shared_object_id" and isinstance(value, int):
+                node[key] = numbers.setdefault(value, len(numbers) + 1)
+            else:
+                _renumber_shared_objects(value, numbers)
+    elif isinstance(node, list):
+        for value in node:
+            _renumber_shared_objects(value, numbers)
+
+
+def reproducible_keras(src: Path | str, dst: Path | str) -> None:
+    """Rewrite a ``.keras`` zip so that the same model always gives the same bytes.
+
+    Keras writes three things that change from one save to the next although
+    the model does not: the save time (``date_saved`` in ``metadata.json``),
+    the zip entries' timestamps, and ``shared_object_id`` values in
+    ``config.json``, which are memory addresses (``id()``). This writes the
+    members in name order, uncompressed (no dependence on the zlib version),
+    dated 1980-01-01, with ``date_saved`` fixed to ``1980-01-01@00:00:00`` and
+    the shared-object ids numbered 1, 2, ... in order of first appearance (the
+    links between shared objects are kept). The weights file is copied
+    unchanged: h5py records no object timestamps by default, so equal weights
+    already give equal bytes. The result is a normal Keras v3 file.
+
+    Args:
+        src: A ``.keras`` file written by Keras.
+        dst: The new file (must not exist).
+
+    Raises:
+        UnsafeModelError: ``src`` is not a Keras v3 zip (see `check_model_file`).
+
+    Example:
+        >>> import tempfile
+        >>> tmp = Path(tempfile.mkdtemp())
+        >>> for name, stamp in (("a", "2026-01-01@10:00:00"), ("b", "2026-06-30@23:59:59")):
+        ...     with zipfile.ZipFile(tmp / f"{name}.keras", "w") as z:
+        ...         z.writestr("config.json", '{"shared_object_id": ' + str(id(name)) + "}")
+        ...         meta = {"keras_version": "3.15.1", "date_saved": stamp}
+        ...         z.writestr("metadata.json", json.dumps(meta))
+        ...     reproducible_keras(tmp / f"{name}.keras", tmp / f"{name}-fixed.keras")
+        >>> (tmp / "a-fixed.keras").read_bytes() == (tmp / "b-fixed.keras").read_bytes()
+        True
+        >>> shutil.rmtree(tmp)
+    """
+    src, dst = Path(src), Path(dst)
+    check_model_file(src)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "x") as zout:
+        for name in sorted(zin.namelist()):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_STORED
+            info.create_system = 3  # Unix, whatever the platform
+            info.external_attr = 0o644 << 16
+            if name in ("config.json", "metadata.json"):
+                data = json.loads(zin.read(name))
+                if name == "config.json":
+                    _renumber_shared_objects(data, {})
+                elif isinstance(data, dict) and "date_saved" in data:
+                    data["date_saved"] = _FIXED_DATE_SAVED
+                zout.writestr(info, json.dumps(data).encode())
+                continue
+            info.file_size = zin.getinfo(name).file_size
+            with zin.open(name) as fin, zout.open(info, "w") as fout:
+                shutil.copyfileobj(fin, fout, _CHUNK)
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -527,43 +883,39 @@ class ModelStore:
     def __init__(self, root: Path | str, *, create: bool = False) -> None:
         self.root = Path(root)
         marker = self.root / MARKER_NAME
-        if not marker.exists():
+        # lexists: a dangling symlink in place of the marker is damage, not "no store".
+        if not os.path.lexists(marker):
             if not create:
                 raise StoreError(f"{self.root} is not a model store (no {MARKER_NAME})")
-            self.root.mkdir(parents=True, exist_ok=True)
+            with _writing(self.root):
+                self.root.mkdir(parents=True, exist_ok=True)
             if any(not _creation_debris(p) for p in self.root.iterdir()):
                 raise StoreError(f"refusing to create a model store in non-empty {self.root}")
-            (self.root / VERSIONS_DIR).mkdir(exist_ok=True)
+            with _writing(self.root / VERSIONS_DIR):
+                (self.root / VERSIONS_DIR).mkdir(exist_ok=True)
             body = {"format": _STORE_FORMAT, "format_version": FORMAT_VERSION, "created": _now()}
             atomic_write(marker, _sealed(body))
-        _read_sealed(marker, _STORE_FORMAT)
+        _read_sealed(self.root, MARKER_NAME, _STORE_FORMAT)
         self._versions_dir = self.root / VERSIONS_DIR
-        if not self._versions_dir.is_dir():
-            raise CorruptFileError(self._versions_dir, "is missing")
+        try:
+            why = _dir_refusal(self._versions_dir)
+        except FileNotFoundError:
+            why = "is missing"
+        if why:
+            raise CorruptFileError(self._versions_dir, why)
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r})"
 
     # ------------------------------------------------------------------ reading
 
+    def _rel(self, version: str, name: str) -> str:
+        return f"{VERSIONS_DIR}/{version}/{name}"
+
     def _manifest(self, version: str) -> dict[str, Any]:
-        path = self._versions_dir / version / MANIFEST_NAME
-        data = _read_sealed(path, _MANIFEST_FORMAT)
-        if data.get("version") != version:
-            raise CorruptFileError(path, f"names version {data.get('version')!r}, not {version!r}")
-        files = _field(path, data, "files", dict)
-        if MODEL_NAME not in files:
-            raise CorruptFileError(path, f"does not list {MODEL_NAME}")
-        for name, entry in files.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-                raise CorruptFileError(path, f"entry for {name!r} has no sha256")
-            if not isinstance(entry.get("size"), int):
-                raise CorruptFileError(path, f"entry for {name!r} has no size")
-        _field(path, data, "created", str)
-        _field(path, data, "metrics", dict)
-        _field(path, data, "data_hashes", dict)
-        _field(path, data, "keras_version", str)
-        _field(path, data, "parent", (str, type(None)))
+        rel = self._rel(version, MANIFEST_NAME)
+        data = _read_sealed(self.root, rel, _MANIFEST_FORMAT)
+        _check_manifest(self.root / rel, data, version)
         return data
 
     def _info(self, version: str) -> VersionInfo:
@@ -581,7 +933,7 @@ class ModelStore:
 
     def _version_names(self) -> list[str]:
         # Dot-names are registrations in progress or debris of crashed ones.
-        return sorted(p.name for p in self._versions_dir.iterdir() if not p.name.startswith("."))
+        return sorted(n for n in os.listdir(self._versions_dir) if not n.startswith("."))
 
     def info(self, version: str) -> VersionInfo:
         """The manifest of one version.
@@ -591,7 +943,7 @@ class ModelStore:
             CorruptFileError: Its manifest is damaged.
         """
         _check_version_name(version)
-        if not (self._versions_dir / version).is_dir():
+        if not os.path.lexists(self._versions_dir / version):
             raise StoreError(f"no version {version!r} in {self.root}")
         return self._info(version)
 
@@ -606,16 +958,16 @@ class ModelStore:
 
     def _pointer(self) -> dict[str, Any] | None:
         path = self.root / POINTER_NAME
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
-        data = _read_sealed(path, _POINTER_FORMAT)
+        data = _read_sealed(self.root, POINTER_NAME, _POINTER_FORMAT)
         version = _field(path, data, "version", str)
         _field(path, data, "sha256", str)
         history = _field(path, data, "history", list)
         for name in [version, *history]:
             if not isinstance(name, str) or not _VERSION_RE.fullmatch(name):
                 raise CorruptFileError(path, f"names an invalid version {name!r}")
-            if not (self._versions_dir / name).is_dir():
+            if not _is_real_dir(self._versions_dir / name):
                 raise CorruptFileError(path, f"names version {name!r}, which is not in the store")
         return data
 
@@ -643,7 +995,12 @@ class ModelStore:
         return list(pointer["history"]) if pointer else []
 
     def _problems_of(self, version: str, *, check_model: bool = True) -> list[str]:
-        """Every mismatch between a version's files and its manifest (empty when sound)."""
+        """Every mismatch between a version's files and its manifest (empty when sound).
+
+        Files are opened without following links; a link, a special file or a
+        file with several hard links is a problem, and nothing about what it
+        points to is reported.
+        """
         vdir = self._versions_dir / version
         try:
             data = self._manifest(version)
@@ -651,31 +1008,50 @@ class ModelStore:
             return [str(exc)]
         problems: list[str] = []
         files: dict[str, Any] = data["files"]
-        present = {p.name for p in vdir.iterdir()} - {MANIFEST_NAME}
-        problems.extend(
-            f"{vdir / n}: not listed in the manifest" for n in sorted(present - set(files))
-        )
-        for name, entry in sorted(files.items()):
-            path = vdir / name
-            if not path.is_file():
-                problems.append(f"{path}: missing")
-                continue
-            digest, size = _sha256_file(path)
-            if size != entry["size"] or digest != entry["sha256"]:
-                problems.append(
-                    f"{path}: sha256 {digest[:12]}… (size {size}) does not match the manifest "
-                    f"({entry['sha256'][:12]}…, size {entry['size']})"
-                )
-        model = vdir / MODEL_NAME
-        if check_model and not problems:
-            try:
-                check_model_file(model)
-            except UnsafeModelError as exc:
-                problems.append(str(exc))
+        for entry in sorted(os.scandir(vdir), key=lambda e: e.name):
+            if entry.name != MANIFEST_NAME and entry.name not in files:
+                why = _refusal(entry.stat(follow_symlinks=False))
+                also = f" and {why}" if why else ""
+                problems.append(f"{vdir / entry.name}: not listed in the manifest{also}")
+        for name, expected in sorted(files.items()):
+            problems.extend(self._file_problems(version, name, expected, check_model=check_model))
         parent = data["parent"]
-        if parent is not None and not (self._versions_dir / parent).is_dir():
+        if parent is not None and not _is_real_dir(self._versions_dir / parent):
             problems.append(f"{vdir / MANIFEST_NAME}: parent {parent!r} is not in the store")
         return problems
+
+    def _file_problems(
+        self, version: str, name: str, expected: Mapping[str, Any], *, check_model: bool
+    ) -> list[str]:
+        path = self._versions_dir / version / name
+        try:
+            fd = _open_beneath(self.root, self._rel(version, name))
+        except FileNotFoundError:
+            return [f"{path}: missing"]
+        except CorruptFileError as exc:
+            return [str(exc)]
+        except OSError as exc:
+            return [f"{path}: cannot be read: {exc.strerror}"]
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(fd).st_size
+            # A wrong size is reported without reading: no hashing of a huge file.
+            if size != expected["size"]:
+                return [
+                    f"{path}: size {size} does not match the manifest (size {expected['size']})"
+                ]
+            digest, size = _sha256_fd(fd)
+            if size != expected["size"] or digest != expected["sha256"]:
+                return [
+                    f"{path}: sha256 {digest[:12]}… (size {size}) does not match the manifest "
+                    f"({expected['sha256'][:12]}…, size {expected['size']})"
+                ]
+            if check_model and name == MODEL_NAME:
+                f.seek(0)
+                try:
+                    _check_model_content(path, f)
+                except UnsafeModelError as exc:
+                    return [str(exc)]
+        return []
 
     def _leftovers(self) -> list[str]:
         found = [str(p) for p in self._versions_dir.glob(f"{INCOMING_PREFIX}*")]
@@ -689,10 +1065,18 @@ class ModelStore:
         Leftovers of crashed writers are listed separately and are not problems.
         """
         problems: list[str] = []
+        lock = self.root / LOCK_NAME
+        with contextlib.suppress(FileNotFoundError):
+            if why := _refusal(os.lstat(lock)):
+                problems.append(f"{lock}: {why}")
         names = self._version_names()
         for name in names:
-            if not _VERSION_RE.fullmatch(name) or not (self._versions_dir / name).is_dir():
-                problems.append(f"{self._versions_dir / name}: not a version directory")
+            path = self._versions_dir / name
+            why = None if _VERSION_RE.fullmatch(name) else "is not a valid version name"
+            with contextlib.suppress(FileNotFoundError):
+                why = why or _dir_refusal(path)
+            if why:
+                problems.append(f"{path}: not a version directory ({why.removeprefix('is ')})")
                 continue
             problems.extend(self._problems_of(name))
         production: str | None = None
@@ -714,7 +1098,8 @@ class ModelStore:
         problems = self._problems_of(version, check_model=False)
         if problems:
             raise IntegrityError(f"version {version!r} is damaged: " + "; ".join(problems))
-        check_model_file(info.path)
+        with os.fdopen(_open_beneath(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
+            _check_model_content(info.path, f)
         return info
 
     def load_model(self, version: str | None = None) -> Any:
@@ -735,9 +1120,11 @@ class ModelStore:
                 raise StoreError(f"no production version in {self.root}")
             version = info.version
         info = self._verified(version)
+        size = self._manifest(version)["files"][MODEL_NAME]["size"]
         with tempfile.TemporaryDirectory(prefix="release-spec-load-") as tmp:
             copy = Path(tmp) / MODEL_NAME
-            digest, _ = _copy_hashing(info.path, copy)
+            with os.fdopen(_open_beneath(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
+                digest, _ = _copy_hashing(f, copy, limit=size + 1)
             if digest != info.sha256:
                 raise IntegrityError(f"{info.path}: sha256 changed while loading")
             return safe_load_model(copy)
@@ -747,15 +1134,21 @@ class ModelStore:
     # --8<-- [start:writer_lock]
     @contextlib.contextmanager
     def _writer(self) -> Iterator[None]:
-        """Hold the exclusive writer lock; clean up after crashed writers."""
+        """Hold the exclusive writer lock; clean up after crashed writers.
+
+        The lock file is opened without following a link and must be a regular
+        file with one link: a link or a FIFO in its place is refused, so the
+        holder record is never written anywhere but into the store.
+        """
         lock_path = self.root / LOCK_NAME
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with _writing(lock_path):
+            fd = _open_beneath(self.root, LOCK_NAME, os.O_RDWR, create=True)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
+                    raise StoreWriteError(exc.errno, exc.strerror, str(lock_path)) from None
                 raise StoreLockedError(lock_path, _read_holder(fd)) from None
             # The kernel drops a flock when its process dies, so a holder record
             # still present here belongs to a writer that did not finish.
@@ -773,14 +1166,17 @@ class ModelStore:
                     stacklevel=3,
                 )
             me = LockHolder(pid=os.getpid(), host=socket.gethostname(), since=_now())
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
-            os.fsync(fd)
+            with _writing(lock_path):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
+                os.fsync(fd)
             try:
                 self._clean_leftovers()
                 yield
             finally:
-                os.ftruncate(fd, 0)
+                # A record left behind only makes the next writer warn of a stale lock.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
         finally:
             os.close(fd)
 
@@ -788,9 +1184,15 @@ class ModelStore:
 
     def _clean_leftovers(self) -> None:
         for path in self._versions_dir.glob(f"{INCOMING_PREFIX}*"):
-            shutil.rmtree(path, ignore_errors=True)
+            # rmtree never follows links inside; a link in place of the directory
+            # is unlinked itself, never what it points to.
+            if _is_real_dir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
         for path in self.root.glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 path.unlink()
 
     def _next_version(self) -> str:
@@ -846,15 +1248,13 @@ class ModelStore:
         with self._writer():
             name = version or self._next_version()
             target = self._versions_dir / name
-            if target.exists():
+            if os.path.lexists(target):
                 raise StoreError(
                     f"version {name!r} already exists in {self.root}; versions are immutable"
                 )
-            if parent is not None and not (self._versions_dir / parent).is_dir():
+            if parent is not None and not _is_real_dir(self._versions_dir / parent):
                 raise StoreError(f"parent version {parent!r} is not in {self.root}")
             incoming = self._versions_dir / f"{INCOMING_PREFIX}{secrets.token_hex(8)}"
-            incoming.mkdir()
-            digest, size = _copy_hashing(model_file, incoming / MODEL_NAME)
             body = {
                 "format": _MANIFEST_FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -862,23 +1262,46 @@ class ModelStore:
                 "created": _now(),
                 "parent": parent,
                 "keras_version": keras_version,
-                "files": {MODEL_NAME: {"sha256": digest, "size": size}},
                 "metrics": metrics,
                 "data_hashes": hashes,
             }
-            manifest = incoming / MANIFEST_NAME
-            fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                self._write_version(model_file, incoming, target, body)
+            except BaseException:
+                # Nothing half-written stays behind (the next writer would remove it too).
+                shutil.rmtree(incoming, ignore_errors=True)
+                raise
+            return self._info(name)
+
+    # --8<-- [end:register]
+
+    def _write_version(
+        self, model_file: Path, incoming: Path, target: Path, body: dict[str, Any]
+    ) -> None:
+        """Fill ``incoming`` with the model and its sealed manifest, then rename it to ``target``.
+
+        Errors name the file of ``target`` being written, never the hidden ``incoming``.
+        """
+        with _writing(target):
+            incoming.mkdir()
+        with _open_model_file(model_file) as src, _writing(target / MODEL_NAME):
+            digest, size = _copy_hashing(src, incoming / MODEL_NAME)
+        body = {**body, "files": {MODEL_NAME: {"sha256": digest, "size": size}}}
+        # The rules a reader applies are checked before sealing too.
+        _check_manifest(target / MANIFEST_NAME, body, target.name)
+        with _writing(target / MANIFEST_NAME):
+            fd = os.open(
+                incoming / MANIFEST_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+            )
             with os.fdopen(fd, "wb") as f:
                 f.write(_sealed(body))
                 f.flush()
                 os.fsync(f.fileno())
             _fsync_dir(incoming)
+        with _writing(target):
             # The commit: before it the version does not exist, after it it is complete.
             os.rename(incoming, target)
             _fsync_dir(self._versions_dir)
-            return self._info(name)
-
-    # --8<-- [end:register]
 
     def save_model(
         self,
@@ -889,12 +1312,19 @@ class ModelStore:
         data_hashes: Mapping[str, str] | None = None,
         parent: str | None = None,
     ) -> VersionInfo:
-        """Save a Keras model as ``.keras`` and `register` it (same arguments)."""
+        """Save a Keras model as ``.keras`` and `register` it (same arguments).
+
+        The file Keras writes is made reproducible first (`reproducible_keras`):
+        the same weights and configuration give the same bytes and sha256, so a
+        rerun with the same seed finds the same digests.
+        """
         import keras
 
         with tempfile.TemporaryDirectory(prefix="release-spec-save-") as tmp:
+            raw = Path(tmp) / f"keras-{MODEL_NAME}"
             path = Path(tmp) / MODEL_NAME
-            keras.saving.save_model(model, path)
+            keras.saving.save_model(model, raw)
+            reproducible_keras(raw, path)
             return self.register(
                 path, version=version, metrics=metrics, data_hashes=data_hashes, parent=parent
             )
@@ -962,35 +1392,55 @@ class ModelStore:
             The archive's path.
 
         Raises:
-            IntegrityError: The store has problems (nothing damaged is backed up).
+            IntegrityError: The store has problems (nothing damaged is backed up;
+                a link, a special file or a hard-linked file is such a problem).
             StoreError: ``dest`` exists or is not a ``.tar.gz`` path.
+            StoreWriteError: The archive could not be written (nothing is left at ``dest``).
         """
         dest = Path(dest)
+        now = datetime.now(timezone.utc)
         if dest.is_dir():
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            dest = dest / f"{self.root.name}-{stamp}.tar.gz"
+            dest = dest / f"{self.root.name}-{now.strftime('%Y%m%dT%H%M%S%fZ')}.tar.gz"
         if not dest.name.endswith((".tar.gz", ".tgz")):
             raise StoreError(f"{dest}: a backup archive must end in .tar.gz or .tgz")
-        if dest.exists():
+        if os.path.lexists(dest):
             raise StoreError(f"{dest} exists; refusing to overwrite a backup")
         # Read the pointer first: versions are only ever added, so every version
         # it names is still there when the versions are archived below.
-        pointer_path = self.root / POINTER_NAME
-        pointer_bytes = pointer_path.read_bytes() if pointer_path.exists() else None
+        pointer_bytes = None
+        if os.path.lexists(self.root / POINTER_NAME):
+            pointer_bytes = _read_store_file(self.root, POINTER_NAME)
         report = self.verify()
         if not report.ok:
             raise IntegrityError(f"refusing to back up {self.root}: " + "; ".join(report.problems))
+        mtime = int(now.timestamp())
+        marker = _read_store_file(self.root, MARKER_NAME)
+        # Every member is built here from a file opened without following links,
+        # so the archive holds only regular files and directories.
         with _atomic_file(dest) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            tar.add(self.root / MARKER_NAME, arcname=MARKER_NAME)
+            tar.addfile(_tar_entry(MARKER_NAME, mtime, len(marker)), io.BytesIO(marker))
             if pointer_bytes is not None:
-                entry = tarfile.TarInfo(POINTER_NAME)
-                entry.size = len(pointer_bytes)
-                entry.mtime = int(pointer_path.stat().st_mtime)
-                entry.mode = 0o644
+                entry = _tar_entry(POINTER_NAME, mtime, len(pointer_bytes))
                 tar.addfile(entry, io.BytesIO(pointer_bytes))
             for name in report.versions:
-                tar.add(self._versions_dir / name, arcname=f"{VERSIONS_DIR}/{name}")
+                self._archive_version(tar, name, mtime)
         return dest
+
+    def _archive_version(self, tar: tarfile.TarFile, version: str, mtime: int) -> None:
+        tar.addfile(_tar_entry(f"{VERSIONS_DIR}/{version}", mtime, kind=tarfile.DIRTYPE))
+        manifest_rel = self._rel(version, MANIFEST_NAME)
+        raw = _read_store_file(self.root, manifest_rel)
+        data = _parse_sealed(self.root / manifest_rel, raw, _MANIFEST_FORMAT)
+        files = _check_manifest(self.root / manifest_rel, data, version)
+        # The manifest goes first: restore checks each later member against it.
+        tar.addfile(_tar_entry(manifest_rel, mtime, len(raw)), io.BytesIO(raw))
+        for name, expected in sorted(files.items()):
+            rel = self._rel(version, name)
+            with os.fdopen(_open_beneath(self.root, rel), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size != expected["size"]:
+                    raise IntegrityError(f"{self.root / rel}: changed while being backed up")
+                tar.addfile(_tar_entry(rel, mtime, size), f)
 
     @classmethod
     def restore(
@@ -1002,10 +1452,21 @@ class ModelStore:
         store is renamed into place. A non-empty ``root`` is refused unless
         ``overwrite`` is true (then the old store is replaced under its lock).
 
+        Every member is checked before a byte of it is written: only the store
+        layout's directories and regular files (no links, devices, FIFOs or
+        sparse files, no names outside the layout); a version's files must come
+        after its manifest and have exactly the size it records; metadata is
+        capped at `MAX_METADATA_BYTES`; and a member is written only if
+        `RESTORE_HEADROOM_BYTES` stay free on the disk after it. At most the
+        recorded size is written. On any refusal or error nothing is left
+        behind and ``root`` is unchanged.
+
         Raises:
             IntegrityError: The archive is tampered with or damaged.
             StoreError: No such archive; ``root`` is not empty and ``overwrite``
-                is false (or it is not a store); the archive holds unexpected members.
+                is false (or it is not a store); the archive holds unexpected
+                members; the disk has no room for a member.
+            StoreWriteError: A write failed (e.g. a full disk), naming the file.
         """
         archive, root = Path(archive), Path(root)
         if not archive.is_file():
@@ -1015,26 +1476,30 @@ class ModelStore:
             raise StoreError(f"refusing to restore into non-empty {root} (pass overwrite=True)")
         # Only a store may be overwritten: refuse before unpacking anything.
         old = cls(root) if occupied else None
-        root.parent.mkdir(parents=True, exist_ok=True)
+        with _writing(root.parent):
+            root.parent.mkdir(parents=True, exist_ok=True)
         staging = root.parent / f".{root.name}.restore-{secrets.token_hex(6)}"
         try:
-            _unpack(archive, staging)
+            _unpack(archive, staging, root)
             report = cls(staging).verify()
             if not report.ok:
                 raise IntegrityError(
                     f"{archive}: refusing to restore, " + "; ".join(report.problems)
                 )
             if old is None:
-                if root.exists():
-                    root.rmdir()
-                os.rename(staging, root)
+                with _writing(root):
+                    if root.exists():
+                        root.rmdir()
+                    os.rename(staging, root)
             else:
                 with old._writer():
                     retired = root.parent / f".{root.name}.replaced-{secrets.token_hex(6)}"
-                    os.rename(root, retired)
-                    os.rename(staging, root)
+                    with _writing(root):
+                        os.rename(root, retired)
+                        os.rename(staging, root)
                 shutil.rmtree(retired, ignore_errors=True)
-            _fsync_dir(root.parent)
+            with _writing(root):
+                _fsync_dir(root.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(root)
@@ -1058,34 +1523,150 @@ def _read_holder(fd: int) -> LockHolder | None:
         return LockHolder(pid=-1, host="unknown", since="unknown (unreadable lock record)")
 
 
-def _unpack(archive: Path, staging: Path) -> None:
-    """Extract only the store layout's regular files; anything else is refused by name."""
-    allowed = re.compile(
-        rf"(?:{re.escape(MARKER_NAME)}|{re.escape(POINTER_NAME)}"
-        rf"|{VERSIONS_DIR}/{_VERSION_RE.pattern}/(?:{re.escape(MODEL_NAME)}|{re.escape(MANIFEST_NAME)}))"
-    )
-    dir_re = re.compile(rf"{VERSIONS_DIR}(?:/{_VERSION_RE.pattern})?")
+def _tar_entry(
+    name: str, mtime: int, size: int = 0, kind: bytes = tarfile.REGTYPE
+) -> tarfile.TarInfo:
+    """A plain archive member: no owner names, fixed modes, regular file or directory."""
+    entry = tarfile.TarInfo(name)
+    entry.type = kind
+    entry.size = size
+    entry.mtime = mtime
+    entry.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return entry
+
+
+def _member_kind(member: tarfile.TarInfo) -> str | None:
+    """What an archive member is when it is not a plain regular file or directory."""
+    if member.issym():
+        return "a symbolic link"
+    if member.islnk():
+        return "a hard link"
+    if member.ischr() or member.isblk():
+        return "a device"
+    if member.isfifo():
+        return "a FIFO"
+    if member.issparse():
+        return "a sparse file"
+    if member.isreg() or member.isdir():
+        return None
+    return f"of tar type {member.type!r}"
+
+
+class _CappedReads:
+    """A read-only stream that refuses any single read above ``cap`` bytes.
+
+    `tarfile` reads a pax or GNU long-name header whole, whatever size it
+    declares; this turns a header declaring gigabytes into a refusal instead
+    of an allocation. Member data is read in chunks below the cap.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase, cap: int, archive: Path) -> None:
+        self._raw, self._cap, self._archive = raw, cap, archive
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > self._cap:
+            raise IntegrityError(
+                f"{self._archive}: an archive header declares more than {self._cap} bytes"
+            )
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+def _check_room(archive: Path, staging: Path, name: str, size: int) -> None:
+    free = shutil.disk_usage(staging).free
+    if size + RESTORE_HEADROOM_BYTES > free:
+        raise StoreError(
+            f"{archive}: member {name!r} needs {size} bytes but {staging.parent} has {free} "
+            f"bytes free (restore keeps {RESTORE_HEADROOM_BYTES} bytes free)"
+        )
+
+
+def _member_limit(
+    archive: Path, member: tarfile.TarInfo, manifests: Mapping[str, Mapping[str, Any]]
+) -> int:
+    """The exact size a member may have, judged from its name and the manifests before it."""
+    name = member.name
+    if name in (MARKER_NAME, POINTER_NAME):
+        limit = MAX_METADATA_BYTES
+    elif not (match := _MEMBER_RE.fullmatch(name)):
+        raise StoreError(f"{archive}: unexpected archive member {name!r}")
+    elif match[2] == MANIFEST_NAME:
+        limit = MAX_METADATA_BYTES
+    elif match[1] in manifests and match[2] in manifests[match[1]]:
+        recorded: int = manifests[match[1]][match[2]]["size"]
+        if member.size != recorded:
+            raise IntegrityError(
+                f"{archive}: member {name!r} is {member.size} bytes, but its manifest "
+                f"records {recorded}"
+            )
+        return recorded
+    else:
+        raise StoreError(
+            f"{archive}: unexpected archive member {name!r} (not listed in a manifest before it)"
+        )
+    if member.size > limit:
+        raise IntegrityError(
+            f"{archive}: member {name!r} is {member.size} bytes, over the {limit}-byte limit"
+        )
+    return member.size
+
+
+_DIR_MEMBER_RE = re.compile(rf"{VERSIONS_DIR}(?:/{_VERSION_RE.pattern})?")
+_MEMBER_RE = re.compile(rf"{VERSIONS_DIR}/({_VERSION_RE.pattern})/({_FILE_NAME_RE.pattern})")
+
+
+def _unpack(archive: Path, staging: Path, root: Path) -> None:
+    """Extract a backup into ``staging``, checking each member before writing any of it.
+
+    See `ModelStore.restore` for the rules. Errors name the archive member, or
+    the file of ``root`` that could not be written.
+    """
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            staging.mkdir()
-            (staging / VERSIONS_DIR).mkdir()
-            for member in tar:
-                name = member.name
-                if member.isdir() and dir_re.fullmatch(name):
-                    (staging / name).mkdir(exist_ok=True)
-                    continue
-                if not member.isreg() or not allowed.fullmatch(name):
-                    raise StoreError(f"{archive}: unexpected archive member {name!r}")
-                target = staging / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                if source is None:
-                    raise StoreError(f"{archive}: cannot read archive member {name!r}")
-                with source, target.open("xb") as out:
-                    shutil.copyfileobj(source, out, _CHUNK)
-                    out.flush()
-                    os.fsync(out.fileno())
-    except FileExistsError as exc:
-        raise StoreError(f"{archive}: duplicate archive member {exc.filename}") from None
+        with gzip.open(archive, "rb") as raw:
+            capped: Any = _CappedReads(raw, _CHUNK, archive)
+            with tarfile.open(fileobj=capped, mode="r:") as tar:
+                _unpack_members(archive, tar, staging, root)
+    except CorruptFileError as exc:
+        raise IntegrityError(f"{archive}: refusing to restore, {exc}") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise IntegrityError(f"{archive}: unreadable backup archive: {exc}") from None
+
+
+def _unpack_members(archive: Path, tar: tarfile.TarFile, staging: Path, root: Path) -> None:
+    manifests: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    with _writing(root):
+        staging.mkdir()
+        (staging / VERSIONS_DIR).mkdir()
+    for member in tar:
+        name = member.name
+        if member.isdir() and _DIR_MEMBER_RE.fullmatch(name):
+            with _writing(root / name):
+                (staging / name).mkdir(exist_ok=True)
+            continue
+        if kind := _member_kind(member):
+            raise StoreError(
+                f"{archive}: archive member {name!r} is {kind}; only regular files "
+                "and directories are restored"
+            )
+        if name in seen:
+            raise StoreError(f"{archive}: duplicate archive member {name!r}")
+        seen.add(name)
+        size = _member_limit(archive, member, manifests)
+        _check_room(archive, staging, name, size)
+        source = tar.extractfile(member)
+        if source is None:
+            raise StoreError(f"{archive}: cannot read archive member {name!r}")
+        with source, _writing(root / name):
+            (staging / name).parent.mkdir(exist_ok=True)
+            _copy_hashing(source, staging / name, limit=size)
+        match = _MEMBER_RE.fullmatch(name)
+        if match and match[2] == MANIFEST_NAME:
+            raw = _read_store_file(staging, name)
+            data = _parse_sealed(Path(name), raw, _MANIFEST_FORMAT)
+            manifests[match[1]] = _check_manifest(Path(name), data, match[1])
