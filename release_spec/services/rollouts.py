@@ -1,0 +1,420 @@
+"""The rollouts the service judges: configuration, looks, verdicts; no web stack here.
+
+`RolloutService` applies each request to the durable `Store` in one transaction and
+raises `NotFoundError` (HTTP 404), `ConflictError` (409) or `InvalidError` (422) for requests it
+refuses; a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
+from release_spec.services.store import RetryError, RolloutRow, Store, Tx
+
+__all__ = [
+    "ConflictError",
+    "InvalidError",
+    "NotFoundError",
+    "PrometheusArm",
+    "PrometheusConfig",
+    "RolloutConfig",
+    "RolloutService",
+    "verdict_body",
+]
+
+T = TypeVar("T")
+
+
+class NotFoundError(Exception):
+    """No rollout with that id."""
+
+
+class ConflictError(Exception):
+    """The request contradicts the rollout's history (a reused look_id, a closed rollout...)."""
+
+
+class InvalidError(ValueError):
+    """A request body that is well-formed JSON but not a valid rollout or look."""
+
+
+@dataclass(frozen=True)
+class PrometheusArm:
+    """PromQL for one arm's counters (see `RolloutConfig`)."""
+
+    requests: str
+    errors: str
+    slow: str | None = None
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    """Where and how `POST /measure` reads counts."""
+
+    url: str
+    canary: PrometheusArm
+    baseline: PrometheusArm
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """A rollout's settings: what the judge guarantees, and where counts come from.
+
+    Args:
+        judge: the judge's settings (alpha, margins, minimum canary requests).
+        slo_seconds: the latency SLO that defines a slow request (recorded; the slow
+            counters' PromQL or the caller applies it).
+        prometheus: where `POST /measure` reads counts, if anywhere.
+    """
+
+    judge: JudgeConfig
+    slo_seconds: float | None = None
+    prometheus: PrometheusConfig | None = None
+
+    def judge_json(self) -> str:
+        """Canonical JSON of everything that changes what a look means."""
+        j = self.judge
+        return json.dumps(
+            {
+                "alpha": j.alpha,
+                "margin": j.margin,
+                "slow_margin": j.slow_margin,
+                "min_canary_requests": j.min_canary_requests,
+                "slo_seconds": self.slo_seconds,
+            },
+            sort_keys=True,
+        )
+
+    def source_json(self) -> str | None:
+        """Canonical JSON of the Prometheus source, or None."""
+        return (
+            None if self.prometheus is None else json.dumps(asdict(self.prometheus), sort_keys=True)
+        )
+
+    @staticmethod
+    def from_json(judge_json: str, source_json: str | None) -> RolloutConfig:
+        """Inverse of `judge_json` and `source_json`."""
+        j = json.loads(judge_json)
+        slo = j.pop("slo_seconds")
+        prometheus = None
+        if source_json is not None:
+            s = json.loads(source_json)
+            prometheus = PrometheusConfig(
+                url=s["url"],
+                canary=PrometheusArm(**s["canary"]),
+                baseline=PrometheusArm(**s["baseline"]),
+                timeout_seconds=s["timeout_seconds"],
+            )
+        return RolloutConfig(JudgeConfig(**j), slo, prometheus)
+
+
+def verdict_body(rollout_id: str, verdict: Verdict, *, closed: bool) -> dict[str, Any]:
+    """The JSON body of ``GET /v1/rollouts/{id}``.
+
+    Example:
+        >>> body = verdict_body("r1", CanaryJudge(JudgeConfig()).verdict, closed=False)
+        >>> body["decision"], body["bounds"], body["looks"]
+        ('continue', [-1.0, 1.0], 0)
+    """
+    return {
+        "rollout": rollout_id,
+        "decision": verdict.decision,
+        "p_value": verdict.p_value,
+        "bounds": [verdict.bounds.low, verdict.bounds.high],
+        "looks": verdict.looks,
+        "canary_requests": verdict.canary_requests,
+        "baseline_requests": verdict.baseline_requests,
+        "reason": verdict.reason,
+        "closed": closed,
+        "metrics": [
+            {
+                "name": m.name,
+                "p_value": m.p_value,
+                "bounds": [m.bounds.low, m.bounds.high],
+                "decision": m.decision,
+            }
+            for m in verdict.metrics
+        ],
+    }
+
+
+def _counts_json(canary: ArmCounts, baseline: ArmCounts) -> str:
+    return json.dumps([asdict(canary), asdict(baseline)], separators=(",", ":"))
+
+
+class RolloutService:
+    """Every operation of the HTTP API on a `Store`, one transaction each.
+
+    The judge of a rollout is rebuilt from its stored state only when that state is
+    not the one this process wrote last (another replica counted a look meanwhile):
+    the cache is keyed by the state text itself, so it can never be stale.
+
+    Args:
+        store: where rollouts live.
+        clock: seconds since the epoch (tests pass a fake one).
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self._judges: dict[str, tuple[str, CanaryJudge]] = {}
+        self._configs: dict[tuple[str, str | None], RolloutConfig] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _retrying(self, op: Callable[[Tx], T]) -> T:
+        for _ in range(3):
+            try:
+                with self.store.transaction() as tx:
+                    return op(tx)
+            except RetryError:
+                continue
+        raise ConflictError("the rollout was being created concurrently; retry")
+
+    def _config(self, row: RolloutRow) -> RolloutConfig:
+        key = (row.config, row.source)
+        cfg = self._configs.get(key)
+        if cfg is None:
+            cfg = RolloutConfig.from_json(row.config, row.source)
+            if len(self._configs) > 10_000:
+                self._configs.clear()
+            self._configs[key] = cfg
+        return cfg
+
+    def _judge(self, row: RolloutRow, cfg: RolloutConfig) -> CanaryJudge:
+        # Popped, not read: the judge is about to change, and until the transaction
+        # commits the cache must not claim it matches any stored state.
+        cached = self._judges.pop(row.id, None)
+        if cached is not None and cached[0] == row.state and cached[1].config == cfg.judge:
+            return cached[1]
+        return CanaryJudge.from_state(cfg.judge, json.loads(row.state))
+
+    # ------------------------------------------------------------------ operations
+
+    def put(self, rollout_id: str, cfg: RolloutConfig) -> tuple[bool, str]:
+        """Create or reconfigure a rollout; ``(created, body)``.
+
+        Raises:
+            ConflictError: the rollout is closed, or it has counted looks and the new judge
+                settings differ (the Prometheus source may always change).
+        """
+
+        def op(tx: Tx) -> tuple[bool, str]:
+            row = tx.get(rollout_id)
+            judge_json, source_json = cfg.judge_json(), cfg.source_json()
+            if row is None:
+                judge = CanaryJudge(cfg.judge)
+                body = json.dumps(verdict_body(rollout_id, judge.verdict, closed=False))
+                new = RolloutRow(
+                    rollout_id,
+                    judge_json,
+                    source_json,
+                    json.dumps(judge.state()),
+                    body,
+                    0,
+                    False,
+                    self.clock(),
+                )
+                tx.insert(new)
+                return True, body
+            if row.closed:
+                raise ConflictError(f"rollout {rollout_id!r} is closed")
+            if row.config == judge_json:
+                if row.source != source_json:
+                    tx.update(_replace(row, source=source_json))
+                return False, row.verdict
+            if row.looks:
+                raise ConflictError(
+                    f"rollout {rollout_id!r} has counted {row.looks} looks: its alpha, margins, "
+                    "metrics and SLO can no longer change (close it and start a new rollout)"
+                )
+            judge = CanaryJudge(cfg.judge)
+            body = json.dumps(verdict_body(rollout_id, judge.verdict, closed=False))
+            tx.update(
+                _replace(
+                    row,
+                    config=judge_json,
+                    source=source_json,
+                    state=json.dumps(judge.state()),
+                    verdict=body,
+                )
+            )
+            return False, body
+
+        return self._retrying(op)
+
+    def get(self, rollout_id: str) -> str:
+        """The latest verdict's body (JSON text).
+
+        Raises:
+            NotFoundError: no such rollout.
+        """
+        row = self.store.read(rollout_id)
+        if row is None:
+            raise NotFoundError(rollout_id)
+        return row.verdict
+
+    def config(self, rollout_id: str) -> RolloutConfig:
+        """A rollout's configuration.
+
+        Raises:
+            NotFoundError: no such rollout.
+        """
+        row = self.store.read(rollout_id)
+        if row is None:
+            raise NotFoundError(rollout_id)
+        return self._config(row)
+
+    def delete(self, rollout_id: str) -> str:
+        """Close a rollout (idempotent); its verdict stays readable, looks are refused.
+
+        Raises:
+            NotFoundError: no such rollout.
+        """
+
+        def op(tx: Tx) -> str:
+            row = tx.get(rollout_id)
+            if row is None:
+                raise NotFoundError(rollout_id)
+            if row.closed:
+                return row.verdict
+            body = json.loads(row.verdict)
+            body["closed"] = True
+            text = json.dumps(body)
+            tx.update(_replace(row, closed=True, verdict=text))
+            return text
+
+        return self._retrying(op)
+
+    def look(
+        self,
+        rollout_id: str,
+        look_id: str,
+        canary: ArmCounts,
+        baseline: ArmCounts,
+        *,
+        window: tuple[float, float] | None = None,
+    ) -> tuple[bool, str]:
+        """Count one look, once per ``look_id``; ``(counted, body)``.
+
+        A retry with the same ``look_id`` and counts returns the first answer and
+        counts nothing. With ``window = (start, end)`` (a Prometheus measurement) the
+        look counts only if the rollout's window still starts at ``start``; otherwise
+        another replica measured it first and the current verdict is returned.
+
+        Raises:
+            NotFoundError: no such rollout.
+            ConflictError: the rollout is closed, or ``look_id`` was counted with other counts.
+        """
+        counts = _counts_json(canary, baseline)
+
+        def op(tx: Tx) -> tuple[bool, str]:
+            row = tx.get(rollout_id)
+            if row is None:
+                raise NotFoundError(rollout_id)
+            seen = tx.get_look(rollout_id, look_id)
+            if seen is not None:
+                if seen[0] != counts:
+                    raise ConflictError(
+                        f"look_id {look_id!r} was already counted with other counts: {seen[0]}"
+                    )
+                return False, seen[1]
+            if row.closed:
+                raise ConflictError(f"rollout {rollout_id!r} is closed")
+            if window is not None and row.measured_at != window[0]:
+                return False, row.verdict
+            cfg = self._config(row)
+            judge = self._judge(row, cfg)
+            verdict = judge.update(canary, baseline)
+            body = verdict_body(rollout_id, verdict, closed=False)
+            text = json.dumps(body)
+            state = json.dumps(judge.state())
+            response = json.dumps({"look_id": look_id, **body})
+            tx.add_look(rollout_id, look_id, counts, response)
+            tx.update(
+                _replace(
+                    row,
+                    state=state,
+                    verdict=text,
+                    looks=verdict.looks,
+                    measured_at=row.measured_at if window is None else window[1],
+                )
+            )
+            written.append((state, judge))
+            return True, response
+
+        written: list[tuple[str, CanaryJudge]] = []
+        result = self._retrying(op)
+        if written:  # committed: from now on this judge matches the stored state
+            if len(self._judges) > 10_000:
+                self._judges.clear()
+            self._judges[rollout_id] = written[-1]
+        return result
+
+    def measure(
+        self,
+        rollout_id: str,
+        fetch: Callable[[PrometheusConfig, float, float], tuple[ArmCounts, ArmCounts]],
+        *,
+        create: RolloutConfig | None = None,
+    ) -> tuple[bool, str]:
+        """Take a look from Prometheus over the window since the previous one.
+
+        Args:
+            rollout_id: the rollout.
+            fetch: reads ``(canary, baseline)`` counts for ``(source, start, end)``.
+            create: settings to create the rollout with if it does not exist (and to
+                check against, as `put` does, if it does).
+
+        Raises:
+            NotFoundError: no such rollout and nothing to create it from.
+            ConflictError: closed, no Prometheus source, or ``create`` contradicts it.
+        """
+        if create is not None:
+            self.put(rollout_id, create)
+        row = self.store.read(rollout_id)
+        if row is None:
+            raise NotFoundError(rollout_id)
+        if row.closed:
+            raise ConflictError(f"rollout {rollout_id!r} is closed")
+        cfg = self._config(row)
+        if cfg.prometheus is None:
+            raise ConflictError(f"rollout {rollout_id!r} has no Prometheus source to measure from")
+        start, end = row.measured_at, self.clock()
+        if not end > start:
+            return False, row.verdict
+        canary, baseline = fetch(cfg.prometheus, start, end)
+        return self.look(rollout_id, f"measure@{start!r}", canary, baseline, window=(start, end))
+
+
+def _replace(row: RolloutRow, **changes: Any) -> RolloutRow:
+    values = {**asdict(row), **changes}
+    return RolloutRow(**values)
+
+
+def parse_counts(name: str, raw: Mapping[str, Any]) -> ArmCounts:
+    """`ArmCounts` from a JSON object; `InvalidError` naming ``name.field``.
+
+    Example:
+        >>> parse_counts("canary", {"requests": 10, "errors": 1})
+        ArmCounts(requests=10, errors=1, slow=0)
+    """
+    try:
+        return ArmCounts(raw["requests"], raw["errors"], raw.get("slow", 0))
+    except KeyError as e:
+        raise InvalidError(f"{name}.{e.args[0]} is required") from None
+    except ValueError as e:
+        raise InvalidError(f"{name}.{e}") from None
+
+
+def finite(name: str, value: float) -> float:
+    """``value`` if finite, else `InvalidError` naming it."""
+    if not math.isfinite(value):
+        raise InvalidError(f"{name} must be finite, got {value!r}")
+    return value

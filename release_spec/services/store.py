@@ -1,0 +1,348 @@
+"""Durable state of the judge service: SQLite (WAL) on one host, PostgreSQL for replicas.
+
+Two tables. ``rollouts`` holds one row per rollout: its configuration, the judge's
+state (`release_spec.judge.CanaryJudge.state` as JSON), the response body of its
+latest verdict (so a GET decodes nothing), the look count, whether it is closed and
+where its next Prometheus window starts. ``looks`` holds one row per counted look,
+keyed by ``(rollout_id, look_id)``: the counts and the response given, which is what
+makes a retried POST idempotent.
+
+Every change is one transaction that first locks the rollout's row (SQLite:
+``BEGIN IMMEDIATE`` takes the database's write lock; PostgreSQL: ``SELECT ... FOR
+UPDATE``), so replicas behind a load balancer, or processes sharing a SQLite file,
+never interleave two looks of one rollout. SQLite runs with ``journal_mode=WAL`` and
+``synchronous=NORMAL``: a commit has reached the operating system before it returns,
+so killing the service (SIGKILL) never loses an acknowledged look; only a power loss
+can lose the last commits (``synchronous=FULL`` would cover that at a price).
+"""
+
+from __future__ import annotations
+
+import abc
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PostgresStore", "RetryError", "RolloutRow", "SQLiteStore", "Store", "Tx", "open_store"]
+
+
+class RetryError(Exception):
+    """Another writer created the same rollout at the same moment: run the operation again."""
+
+
+@dataclass(frozen=True)
+class RolloutRow:
+    """One stored rollout (JSON columns kept as text)."""
+
+    id: str
+    config: str
+    source: str | None
+    state: str
+    verdict: str
+    looks: int
+    closed: bool
+    measured_at: float
+
+
+_COLUMNS = "id, config, source, state, verdict, looks, closed, measured_at"
+
+
+def _row(values: tuple[Any, ...] | None) -> RolloutRow | None:
+    if values is None:
+        return None
+    rid, config, source, state, verdict, looks, closed, measured_at = values
+    return RolloutRow(
+        str(rid),
+        str(config),
+        None if source is None else str(source),
+        str(state),
+        str(verdict),
+        int(looks),
+        bool(closed),
+        float(measured_at),
+    )
+
+
+class Tx:
+    """Statements of one transaction; obtained from `Store.transaction`."""
+
+    def __init__(self, cursor: Any, param: str, lock_clause: str) -> None:
+        self._cur = cursor
+        self._p = param
+        self._lock = lock_clause
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self._p)
+
+    def get(self, rollout_id: str) -> RolloutRow | None:
+        """Read a rollout and lock its row until the transaction ends."""
+        self._cur.execute(
+            self._q(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?{self._lock}"), (rollout_id,)
+        )
+        return _row(self._cur.fetchone())
+
+    def insert(self, row: RolloutRow) -> None:
+        """Create a rollout; `RetryError` if another writer created it meanwhile."""
+        self._cur.execute(
+            self._q(
+                f"INSERT INTO rollouts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING"
+            ),
+            (
+                row.id,
+                row.config,
+                row.source,
+                row.state,
+                row.verdict,
+                row.looks,
+                int(row.closed),
+                row.measured_at,
+            ),
+        )
+        if self._cur.rowcount != 1:
+            raise RetryError(row.id)
+
+    def update(self, row: RolloutRow) -> None:
+        """Replace a rollout's mutable columns."""
+        self._cur.execute(
+            self._q(
+                "UPDATE rollouts SET config = ?, source = ?, state = ?, verdict = ?, looks = ?, "
+                "closed = ?, measured_at = ? WHERE id = ?"
+            ),
+            (
+                row.config,
+                row.source,
+                row.state,
+                row.verdict,
+                row.looks,
+                int(row.closed),
+                row.measured_at,
+                row.id,
+            ),
+        )
+
+    def get_look(self, rollout_id: str, look_id: str) -> tuple[str, str] | None:
+        """``(counts, response)`` of a counted look, or None."""
+        self._cur.execute(
+            self._q("SELECT counts, response FROM looks WHERE rollout_id = ? AND look_id = ?"),
+            (rollout_id, look_id),
+        )
+        found = self._cur.fetchone()
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    def add_look(self, rollout_id: str, look_id: str, counts: str, response: str) -> None:
+        """Record a counted look."""
+        self._cur.execute(
+            self._q(
+                "INSERT INTO looks (rollout_id, look_id, counts, response) VALUES (?, ?, ?, ?)"
+            ),
+            (rollout_id, look_id, counts, response),
+        )
+
+
+class Store(abc.ABC):
+    """Where rollouts live. Use `transaction` for every change; `read` for a GET."""
+
+    #: True when calls block on the network (run them off the event loop).
+    blocking: bool = False
+
+    @abc.abstractmethod
+    def transaction(self) -> Any:
+        """Context manager yielding a `Tx`; commits on success, rolls back on an exception."""
+
+    @abc.abstractmethod
+    def read(self, rollout_id: str) -> RolloutRow | None:
+        """The rollout as last committed, without locking."""
+
+    @abc.abstractmethod
+    def counted(self, rollout_id: str) -> list[tuple[str, str]]:
+        """Every counted look of a rollout: ``(look_id, counts)`` (for audits and tests)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    id TEXT PRIMARY KEY, config TEXT NOT NULL, source TEXT, state TEXT NOT NULL,
+    verdict TEXT NOT NULL, looks INTEGER NOT NULL, closed INTEGER NOT NULL,
+    measured_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS looks (
+    rollout_id TEXT NOT NULL, look_id TEXT NOT NULL, counts TEXT NOT NULL,
+    response TEXT NOT NULL, PRIMARY KEY (rollout_id, look_id)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore(Store):
+    """SQLite in WAL mode; one connection shared by the service's threads under a lock.
+
+    Args:
+        path: the database file (created with its tables if absent).
+
+    Example:
+        >>> import tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     store = SQLiteStore(os.path.join(d, "judge.db"))
+        ...     print(store.read("r1"))
+        ...     store.close()
+        None
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SQLITE_SCHEMA)
+        except sqlite3.Error as e:
+            raise ValueError(f"--db {path}: cannot open the SQLite database: {e}") from e
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(cur, "?", "")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def read(self, rollout_id: str) -> RolloutRow | None:
+        with self._lock:
+            cur = self._conn.execute(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?", (rollout_id,))
+            return _row(cur.fetchone())
+
+    def counted(self, rollout_id: str) -> list[tuple[str, str]]:
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT look_id, counts FROM looks WHERE rollout_id = ? ORDER BY look_id",
+                (rollout_id,),
+            )
+            return [(str(a), str(b)) for a, b in cur.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    id TEXT PRIMARY KEY, config TEXT NOT NULL, source TEXT, state TEXT NOT NULL,
+    verdict TEXT NOT NULL, looks INTEGER NOT NULL, closed INTEGER NOT NULL,
+    measured_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS looks (
+    rollout_id TEXT NOT NULL, look_id TEXT NOT NULL, counts TEXT NOT NULL,
+    response TEXT NOT NULL, PRIMARY KEY (rollout_id, look_id)
+);
+"""
+
+
+class PostgresStore(Store):
+    """PostgreSQL through psycopg 3: a small pool of connections, row locks per rollout.
+
+    Args:
+        url: a libpq URL, ``postgresql://user@host:port/db``.
+        pool_size: connections kept open (one per concurrent request thread).
+    """
+
+    blocking = True
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        import psycopg  # imported here: the SQLite path must not need it
+
+        self._psycopg = psycopg
+        self.url = url
+        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._size = pool_size
+        try:
+            with self._connection() as conn, conn.transaction():
+                # Replicas starting together must not race on CREATE TABLE.
+                conn.execute("SELECT pg_advisory_xact_lock(7243901)")
+                conn.execute(_PG_SCHEMA)
+        except psycopg.Error as e:
+            raise ValueError(f"--db {_redact(url)}: cannot use the PostgreSQL database: {e}") from e
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._psycopg.connect(self.url, autocommit=True)
+        try:
+            yield conn
+        except self._psycopg.OperationalError:
+            conn.close()  # a broken connection is not returned to the pool
+            raise
+        if conn.closed:
+            return
+        if self._pool.qsize() < self._size:
+            self._pool.put(conn)
+        else:
+            conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield Tx(cur, "%s", " FOR UPDATE")
+
+    def read(self, rollout_id: str) -> RolloutRow | None:
+        with self._connection() as conn:
+            cur = conn.execute(f"SELECT {_COLUMNS} FROM rollouts WHERE id = %s", (rollout_id,))
+            return _row(cur.fetchone())
+
+    def counted(self, rollout_id: str) -> list[tuple[str, str]]:
+        with self._connection() as conn:
+            cur = conn.execute(
+                "SELECT look_id, counts FROM looks WHERE rollout_id = %s ORDER BY look_id",
+                (rollout_id,),
+            )
+            return [(str(a), str(b)) for a, b in cur.fetchall()]
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, userinfo = head.partition("//")
+    return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
+
+
+def open_store(db: str) -> Store:
+    """A store for ``--db``: a ``postgresql://`` URL, or a SQLite path (``sqlite:///`` optional).
+
+    Raises:
+        ValueError: the database cannot be opened, naming it.
+
+    Example:
+        >>> _redact("postgresql://judge:secret@127.0.0.1:5432/judge")
+        'postgresql://judge:***@127.0.0.1:5432/judge'
+    """
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db)
+    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db
+    if not path:
+        raise ValueError("--db must be a file path or a postgresql:// URL")
+    return SQLiteStore(path)
