@@ -8,6 +8,14 @@ every batch of traffic without inflating its false-rejection rate: it is built o
 nonnegative supermartingale and Ville's inequality instead of a fixed-level test repeated
 at every look (which `two_proportion_z_test`, eq-two-proportion-z, is kept for, to
 show the problem).
+
+Every number a function takes may be a Python or a NumPy scalar (``np.float32(0.95)``
+is 0.95 in float32, never a bool); a bad one raises `ValueError` naming the
+parameter. Sizes the caller chooses are capped, so an absurd one is refused at once
+rather than ending in a `MemoryError`: `MAX_GRID_SIZE` prior atoms, `MAX_BINS` bins.
+Per-look counts are capped at `MAX_COUNT` (2**53, where float64 stops counting
+exactly). Stateful objects check a whole update before changing anything: a refused
+update leaves them exactly as they were.
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special, stats
 
 __all__ = [
+    "MAX_BINS",
+    "MAX_COUNT",
+    "MAX_GRID_SIZE",
+    "MAX_PRIOR_SCALE",
     "ErrorRateConfidenceSequence",
     "HolmResult",
     "KSResult",
@@ -43,11 +55,86 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
+MAX_GRID_SIZE = 4096
+"""Most prior atoms of the sequential test (``grid_size``); 64 is the default.
 
-def _check_alpha(alpha: float) -> float:
-    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and 0.0 < alpha < 1.0):
-        raise ValueError(f"alpha must be a finite number in (0, 1), got {alpha!r}")
-    return float(alpha)
+Each look costs O(grid_size) per rollout and `sequential_log_evidence` holds
+rollouts x grid_size floats; past a few hundred atoms the discretised prior no
+longer changes the evidence visibly.
+"""
+
+MAX_PRIOR_SCALE = 100.0
+"""Largest ``prior_scale``: the prior's atoms reach 6 x 100 = 600 in log odds,
+just below where exp overflows float64 (~709), so the evidence stays finite."""
+
+MAX_BINS = 4096
+"""Most bins of `population_stability_index` (10 to 20 is the usual choice).
+
+Every bin needs many samples for a stable fraction, so more bins than this
+measures noise; NumPy's quantiles also slow down sharply past a few thousand.
+"""
+
+MAX_COUNT = 2**53
+"""Largest count accepted: float64 represents every whole number up to 2**53 exactly."""
+
+
+def _real(name: str, value: object) -> float:
+    """A real number given as a Python or NumPy int or float (never a bool), as a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64: out of every range below
+        return math.inf if int(value) > 0 else -math.inf
+
+
+def _in_range(
+    name: str,
+    value: object,
+    lo: float,
+    hi: float,
+    *,
+    closed_lo: bool = False,
+    closed_hi: bool = False,
+) -> float:
+    """``value`` as a float if it lies in the interval, else a ValueError naming ``name``.
+
+    NaN fails every comparison, so it is refused like any value out of range.
+    """
+    x = _real(name, value)
+    above = x >= lo if closed_lo else x > lo
+    below = x <= hi if closed_hi else x < hi
+    if not (above and below and math.isfinite(x)):
+        if math.isinf(hi):
+            span = f"{'>=' if closed_lo else '>'} {lo:g} and finite"
+        else:
+            span = f"in {'[' if closed_lo else '('}{lo:g}, {hi:g}{']' if closed_hi else ')'}"
+        raise ValueError(f"{name} must be {span}, got {value!r}")
+    return x
+
+
+def _integer(name: str, value: object, lo: int, hi: int) -> int:
+    """An integer (Python or NumPy, never a bool) in [lo, hi], else a ValueError naming it."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    k = int(value)
+    if k < lo:
+        raise ValueError(f"{name} must be at least {lo}, got {k}")
+    if k > hi:
+        raise ValueError(f"{name} must be at most {hi}, got {k}")
+    return k
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if not (isinstance(value, str) and value in allowed):
+        options = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+
+
+def _check_alpha(alpha: object) -> float:
+    return _in_range("alpha", alpha, 0.0, 1.0)
 
 
 def _counts(name: str, value: ArrayLike) -> FloatArray:
@@ -62,6 +149,8 @@ def _counts(name: str, value: ArrayLike) -> FloatArray:
         raise ValueError(f"{name} must be nonnegative, got {value!r}")
     if np.any(arr != np.floor(arr)):
         raise ValueError(f"{name} must be whole numbers, got {value!r}")
+    if np.any(arr > MAX_COUNT):
+        raise ValueError(f"{name} must be at most MAX_COUNT = 2**53, got {value!r}")
     return arr
 
 
@@ -73,6 +162,12 @@ def _errors_and_requests(
     )
     e = _counts(e_name, errors)
     n = _counts(n_name, requests)
+    try:
+        np.broadcast_shapes(e.shape, n.shape)
+    except ValueError:
+        raise ValueError(
+            f"{e_name} and {n_name} do not broadcast together: {e.shape} vs {n.shape}"
+        ) from None
     if np.any(e > n):
         raise ValueError(f"{e_name} exceed {n_name}: {errors!r} > {requests!r}")
     return e, n
@@ -80,31 +175,38 @@ def _errors_and_requests(
 
 def _scalar_count(name: str, value: object) -> float:
     """Fast scalar form of `_counts` for the per-look path."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
         raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64
+        if int(value) > 0:
+            raise ValueError(f"{name} must be at most MAX_COUNT = 2**53, got {value!r}") from None
+        raise ValueError(f"{name} must be nonnegative, got {value!r}") from None
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if v < 0:
         raise ValueError(f"{name} must be nonnegative, got {value!r}")
     if v != math.floor(v):
         raise ValueError(f"{name} must be whole numbers, got {value!r}")
+    if v > MAX_COUNT:
+        raise ValueError(f"{name} must be at most MAX_COUNT = 2**53, got {value!r}")
     return v
 
 
 # --8<-- [start:sequential_log_evidence]
-def _odds_ratio_prior(prior_scale: float, grid_size: int) -> tuple[FloatArray, FloatArray]:
+def _odds_ratio_prior(prior_scale: object, grid_size: object) -> tuple[FloatArray, FloatArray]:
     """Discrete half-normal prior on the log odds ratio u = log(theta) >= 0.
 
     The grid *is* the prior (its weights sum to one), so no quadrature error can touch
     validity: a mixture of martingales with any fixed weights is a martingale.
     """
-    if not (math.isfinite(prior_scale) and prior_scale > 0):
-        raise ValueError(f"prior_scale must be a positive finite number, got {prior_scale!r}")
-    if grid_size < 2:
-        raise ValueError(f"grid_size must be at least 2, got {grid_size!r}")
-    u = np.linspace(0.0, 6.0 * prior_scale, grid_size)
-    log_w = -0.5 * (u / prior_scale) ** 2
+    tau = _in_range("prior_scale", prior_scale, 0.0, MAX_PRIOR_SCALE, closed_hi=True)
+    size = _integer("grid_size", grid_size, 2, MAX_GRID_SIZE)
+    u = np.linspace(0.0, 6.0 * tau, size)
+    log_w = -0.5 * (u / tau) ** 2
     log_w -= special.logsumexp(log_w)
     return u, log_w
 
@@ -121,7 +223,8 @@ def sequential_log_evidence(
     r"""Log of the mixture martingale after each look, for many rollouts at once.
 
     Each argument holds the counts *per look* (not cumulative), shape ``(..., looks)``;
-    leading axes are independent rollouts. With $\rho_i$ the canary's share of the
+    leading axes are independent rollouts. Scalars are one look (the result is then
+    0-d). With $\rho_i$ the canary's share of the
     requests in look $i$, $x_i$ the canary's errors and $n_i$ all errors in it,
 
     $$
@@ -146,14 +249,18 @@ def sequential_log_evidence(
         canary_requests: canary requests in each look.
         baseline_errors: baseline errors in each look.
         baseline_requests: baseline requests in each look.
-        prior_scale: standard deviation $\tau$ of the half-normal prior on $\log\theta$.
-        grid_size: number of prior atoms $u_j$, evenly spaced on $[0, 6\tau]$.
+        prior_scale: standard deviation $\tau$ of the half-normal prior on $\log\theta$,
+            in (0, `MAX_PRIOR_SCALE`].
+        grid_size: number of prior atoms $u_j$, evenly spaced on $[0, 6\tau]$; an
+            integer in [2, `MAX_GRID_SIZE`].
 
     Returns:
         $\log M_k$ for every look, same shape as the inputs (broadcast).
 
     Raises:
-        ValueError: negative, non-finite or fractional counts, errors above requests.
+        ValueError: negative, non-finite, fractional or too large (> `MAX_COUNT`)
+            counts, errors above requests, shapes that do not broadcast, or a bad
+            ``prior_scale`` or ``grid_size``.
 
     Example:
         >>> log_m = sequential_log_evidence([3, 9], [100, 100], [20, 20], [1900, 1900])
@@ -162,8 +269,17 @@ def sequential_log_evidence(
     """
     x, m_c = _errors_and_requests("canary", canary_errors, canary_requests)
     y, m_b = _errors_and_requests("baseline", baseline_errors, baseline_requests)
-    x, m_c, y, m_b = np.broadcast_arrays(x, m_c, y, m_b)
-    u, log_w = _odds_ratio_prior(float(prior_scale), int(grid_size))
+    u, log_w = _odds_ratio_prior(prior_scale, grid_size)
+    try:
+        x, m_c, y, m_b = np.broadcast_arrays(x, m_c, y, m_b)
+    except ValueError:
+        shapes = ", ".join(str(np.shape(a)) for a in (x, m_c, y, m_b))
+        raise ValueError(f"the four count arrays do not broadcast together: {shapes}") from None
+    if x.ndim == 0:
+        one_look = sequential_log_evidence(
+            x[None], m_c[None], y[None], m_b[None], prior_scale=prior_scale, grid_size=grid_size
+        )
+        return one_look.reshape(())
     expm1_u = np.expm1(u)
     total = m_c + m_b
     # A look without traffic carries no information; its share is irrelevant (n_i = 0).
@@ -243,11 +359,14 @@ class SequentialErrorRateTest:
     Args:
         alpha: false-rejection rate guaranteed over any number of looks, in (0, 1).
         prior_scale: standard deviation $\tau$ of the half-normal prior on
-            $\log\theta$; the default 1 puts most mass on odds ratios 1 to 7.
-        grid_size: number of prior atoms, evenly spaced on $[0, 6\tau]$.
+            $\log\theta$, in (0, `MAX_PRIOR_SCALE`]; the default 1 puts most mass on
+            odds ratios 1 to 7.
+        grid_size: number of prior atoms, evenly spaced on $[0, 6\tau]$; an integer in
+            [2, `MAX_GRID_SIZE`].
 
     Raises:
-        ValueError: alpha outside (0, 1), bad prior settings, bad counts in ``update``.
+        ValueError: alpha outside (0, 1), bad prior settings, bad counts in ``update``
+            (a refused update changes nothing).
 
     Example:
         >>> test = SequentialErrorRateTest(alpha=0.05)
@@ -265,7 +384,7 @@ class SequentialErrorRateTest:
         self, alpha: float = 0.05, *, prior_scale: float = 1.0, grid_size: int = 64
     ) -> None:
         self.alpha = _check_alpha(alpha)
-        self._u, log_w = _odds_ratio_prior(float(prior_scale), int(grid_size))
+        self._u, log_w = _odds_ratio_prior(prior_scale, grid_size)
         self._expm1_u = np.expm1(self._u)
         self._s = log_w.copy()
         self._log_m = 0.0
@@ -282,7 +401,11 @@ class SequentialErrorRateTest:
         baseline_errors: int,
         baseline_requests: int,
     ) -> None:
-        """Add the counts observed since the previous update (one look)."""
+        """Add the counts observed since the previous update (one look).
+
+        Every count is checked before anything changes, so a refused update leaves
+        the test exactly as it was.
+        """
         x = _scalar_count("canary_errors", canary_errors)
         m_c = _scalar_count("canary_requests", canary_requests)
         y = _scalar_count("baseline_errors", baseline_errors)
@@ -291,19 +414,17 @@ class SequentialErrorRateTest:
             raise ValueError(f"canary_errors exceed canary_requests: {x} > {m_c}")
         if y > m_b:
             raise ValueError(f"baseline_errors exceed baseline_requests: {y} > {m_b}")
+        n = x + y
+        if n > 0:
+            rho = m_c / (m_c + m_b)
+            s = self._s + x * self._u
+            s -= n * np.log1p(rho * self._expm1_u)
+            top = float(s.max())
+            self._s, self._log_m = s, top + math.log(float(np.exp(s - top).sum()))
+            self._max_log_m = max(self._max_log_m, self._log_m)
         self.looks += 1
         self.canary_requests += int(m_c)
         self.baseline_requests += int(m_b)
-        n = x + y
-        if n == 0:
-            return
-        rho = m_c / (m_c + m_b)
-        s = self._s
-        s += x * self._u
-        s -= n * np.log1p(rho * self._expm1_u)
-        top = float(s.max())
-        self._log_m = top + math.log(float(np.exp(s - top).sum()))
-        self._max_log_m = max(self._max_log_m, self._log_m)
 
     @property
     def log_evidence(self) -> float:
@@ -374,8 +495,7 @@ def two_proportion_z_test(
     x_b, m_b = _errors_and_requests("baseline", baseline_errors, baseline_requests)
     if np.any(m_c == 0) or np.any(m_b == 0):
         raise ValueError("canary_requests and baseline_requests must be at least 1")
-    if alternative not in ("larger", "two-sided"):
-        raise ValueError(f"alternative must be 'larger' or 'two-sided', got {alternative!r}")
+    _choice("alternative", alternative, ("larger", "two-sided"))
     pooled = (x_c + x_b) / (m_c + m_b)
     var = pooled * (1.0 - pooled) * (1.0 / m_c + 1.0 / m_b)
     diff = x_c / m_c - x_b / m_b
@@ -387,10 +507,11 @@ def two_proportion_z_test(
 # --8<-- [end:two_proportion_z_test]
 
 
-def _check_beta_prior(prior_a: float, prior_b: float) -> None:
-    for name, v in (("prior_a", prior_a), ("prior_b", prior_b)):
-        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+def _check_beta_prior(prior_a: object, prior_b: object) -> tuple[float, float]:
+    return (
+        _in_range("prior_a", prior_a, 0.0, math.inf),
+        _in_range("prior_b", prior_b, 0.0, math.inf),
+    )
 
 
 # --8<-- [start:bernoulli_confidence_sequence]
@@ -451,7 +572,7 @@ def bernoulli_confidence_sequence(
     """
     x, n = _errors_and_requests("", errors, requests)
     log_inv_alpha = math.log(1.0 / _check_alpha(alpha))
-    _check_beta_prior(prior_a, prior_b)
+    prior_a, prior_b = _check_beta_prior(prior_a, prior_b)
     x, n = np.broadcast_arrays(x, n)
     threshold = special.betaln(prior_a + x, prior_b + n - x) - special.betaln(prior_a, prior_b)
     threshold = threshold - log_inv_alpha
@@ -569,6 +690,9 @@ def error_rate_difference_bounds(
         (-0.0171, 0.0258)
     """
     half = _check_alpha(alpha) / 2.0
+    # Checked here too, so that a bad count is named by its arm.
+    _errors_and_requests("canary", canary_errors, canary_requests)
+    _errors_and_requests("baseline", baseline_errors, baseline_requests)
     lc, uc = bernoulli_confidence_sequence(
         canary_errors, canary_requests, alpha=half, prior_a=prior_a, prior_b=prior_b
     )
@@ -620,8 +744,7 @@ class ErrorRateConfidenceSequence:
 
     def __init__(self, alpha: float = 0.05, *, prior_a: float = 0.5, prior_b: float = 0.5) -> None:
         self.alpha = _check_alpha(alpha)
-        _check_beta_prior(prior_a, prior_b)
-        self.prior_a, self.prior_b = prior_a, prior_b
+        self.prior_a, self.prior_b = _check_beta_prior(prior_a, prior_b)
         self.canary_errors = self.canary_requests = 0
         self.baseline_errors = self.baseline_requests = 0
         self.lower, self.upper = -1.0, 1.0
@@ -634,30 +757,42 @@ class ErrorRateConfidenceSequence:
         baseline_errors: int,
         baseline_requests: int,
     ) -> None:
-        """Add the counts observed since the previous update and tighten the bounds."""
-        _errors_and_requests("canary", canary_errors, canary_requests)
-        _errors_and_requests("baseline", baseline_errors, baseline_requests)
-        self.canary_errors += int(canary_errors)
-        self.canary_requests += int(canary_requests)
-        self.baseline_errors += int(baseline_errors)
-        self.baseline_requests += int(baseline_requests)
+        """Add the counts observed since the previous update and tighten the bounds.
+
+        Each count is one number (Python or NumPy scalar). Everything is checked and
+        the new bounds computed before anything changes, so a refused update leaves
+        the sequence exactly as it was.
+
+        Raises:
+            ValueError: a count that is not a single nonnegative whole number (at most
+                `MAX_COUNT`), or errors above requests; the message names it.
+        """
+        x_c = _scalar_count("canary_errors", canary_errors)
+        m_c = _scalar_count("canary_requests", canary_requests)
+        x_b = _scalar_count("baseline_errors", baseline_errors)
+        m_b = _scalar_count("baseline_requests", baseline_requests)
+        if x_c > m_c:
+            raise ValueError(f"canary_errors exceed canary_requests: {x_c:g} > {m_c:g}")
+        if x_b > m_b:
+            raise ValueError(f"baseline_errors exceed baseline_requests: {x_b:g} > {m_b:g}")
+        totals = (
+            self.canary_errors + int(x_c),
+            self.canary_requests + int(m_c),
+            self.baseline_errors + int(x_b),
+            self.baseline_requests + int(m_b),
+        )
         lo, hi = error_rate_difference_bounds(
-            self.canary_errors,
-            self.canary_requests,
-            self.baseline_errors,
-            self.baseline_requests,
-            alpha=self.alpha,
-            prior_a=self.prior_a,
-            prior_b=self.prior_b,
+            *totals, alpha=self.alpha, prior_a=self.prior_a, prior_b=self.prior_b
+        )
+        self.canary_errors, self.canary_requests, self.baseline_errors, self.baseline_requests = (
+            totals
         )
         self.lower = max(self.lower, float(lo))
         self.upper = min(self.upper, float(hi))
 
     def shows_not_worse(self, margin: float) -> bool:
-        """True once the upper bound on $p_c - p_b$ is below ``margin``."""
-        if not (math.isfinite(margin) and 0.0 <= margin <= 1.0):
-            raise ValueError(f"margin must be in [0, 1], got {margin!r}")
-        return self.upper < margin
+        """True once the upper bound on $p_c - p_b$ is below ``margin``, in [0, 1]."""
+        return self.upper < _in_range("margin", margin, 0.0, 1.0, closed_lo=True, closed_hi=True)
 
 
 # --8<-- [end:error_rate_confidence_sequence]
@@ -738,16 +873,15 @@ def fixed_horizon_sample_size(
         >>> fixed_horizon_sample_size(0.02, 0.04, share=0.05)
         SampleSize(canary_requests=774, baseline_requests=14701)
     """
-    for name, v in (("p0", p0), ("p1", p1), ("power", power), ("share", share)):
-        if not (isinstance(v, int | float) and math.isfinite(v) and 0.0 < v < 1.0):
-            raise ValueError(f"{name} must be in (0, 1), got {v!r}")
+    p0, p1, power, share = (
+        _in_range(name, v, 0.0, 1.0)
+        for name, v in (("p0", p0), ("p1", p1), ("power", power), ("share", share))
+    )
     alpha = _check_alpha(alpha)
     if p0 == p1:
         raise ValueError("p0 and p1 must differ: there is no effect to detect")
-    if alternative not in ("two-sided", "larger"):
-        raise ValueError(f"alternative must be 'two-sided' or 'larger', got {alternative!r}")
-    if method not in ("wald", "arcsine"):
-        raise ValueError(f"method must be 'wald' or 'arcsine', got {method!r}")
+    _choice("alternative", alternative, ("two-sided", "larger"))
+    _choice("method", method, ("wald", "arcsine"))
     k = (1.0 - share) / share
     z_a = stats.norm.isf(alpha / 2.0 if alternative == "two-sided" else alpha)
     z_b = stats.norm.ppf(power)
@@ -814,9 +948,8 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tupl
         raise ValueError("n must be at least 1")
     if x > m:
         raise ValueError(f"successes exceed n: {successes!r} > {n!r}")
-    if not (isinstance(confidence, int | float) and 0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    z = float(stats.norm.isf((1.0 - confidence) / 2.0))
+    level = _in_range("confidence", confidence, 0.0, 1.0)
+    z = float(stats.norm.isf((1.0 - level) / 2.0))
     p = x / m
     denom = 1.0 + z * z / m
     centre = (p + z * z / (2.0 * m)) / denom
@@ -873,10 +1006,7 @@ def mcnemar_exact(
     """
     nb = _scalar_count("b", b)
     nc = _scalar_count("c", c)
-    if alternative not in ("two-sided", "greater", "less"):
-        raise ValueError(
-            f"alternative must be 'two-sided', 'greater' or 'less', got {alternative!r}"
-        )
+    _choice("alternative", alternative, ("two-sided", "greater", "less"))
     n = nb + nc
     if n == 0:
         return 1.0
@@ -996,8 +1126,7 @@ def paired_noninferiority(
         raise ValueError(
             f"candidate_correct and production_correct differ in length: {cand.size} != {prod.size}"
         )
-    if not (isinstance(margin, int | float) and math.isfinite(margin) and 0.0 <= margin < 1.0):
-        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    margin = _in_range("margin", margin, 0.0, 1.0, closed_lo=True)
     alpha = _check_alpha(alpha)
     n = float(cand.size)
     b = float(np.sum(cand & ~prod))
@@ -1089,16 +1218,18 @@ def population_stability_index(
     Args:
         expected: the reference sample (e.g. training data), 1-D.
         actual: the live sample, 1-D.
-        bins: a number of quantile bins of ``expected`` (outer bins open-ended; tied
-            quantiles merge), or increasing edges, which must cover both samples.
+        bins: a number of quantile bins of ``expected``, an integer in [2, `MAX_BINS`]
+            (outer bins open-ended; tied quantiles merge), or increasing edges (at most
+            `MAX_BINS` + 1), which must cover both samples.
         epsilon: floor for a bin's fraction, in (0, 1).
 
     Returns:
         The index, a float $\ge 0$.
 
     Raises:
-        ValueError: empty, non-1-D or non-finite samples; bins < 2; edges not strictly
-            increasing or not covering the data; epsilon outside (0, 1).
+        ValueError: empty, non-1-D or non-finite samples; bins < 2 or > `MAX_BINS`;
+            edges not strictly increasing or not covering the data; epsilon outside
+            (0, 1).
 
     Example:
         >>> ref = np.arange(1000) / 1000
@@ -1107,12 +1238,12 @@ def population_stability_index(
     """
     e_sample = _sample("expected", expected)
     a_sample = _sample("actual", actual)
-    if not (isinstance(epsilon, int | float) and 0.0 < epsilon < 1.0):
-        raise ValueError(f"epsilon must be in (0, 1), got {epsilon!r}")
+    epsilon = _in_range("epsilon", epsilon, 0.0, 1.0)
+    if isinstance(bins, bool | np.bool_):
+        raise ValueError(f"bins must be a number of bins or an array of edges, got {bins!r}")
     if isinstance(bins, int | np.integer):
-        if bins < 2:
-            raise ValueError(f"bins must be at least 2, got {bins}")
-        inner = np.unique(np.quantile(e_sample, np.arange(1, bins) / bins))
+        k = _integer("bins", bins, 2, MAX_BINS)
+        inner = np.unique(np.quantile(e_sample, np.arange(1, k) / k))
         e_idx = np.searchsorted(inner, e_sample, side="right")
         a_idx = np.searchsorted(inner, a_sample, side="right")
         n_bins = inner.size + 1
@@ -1120,6 +1251,10 @@ def population_stability_index(
         edges = _sample("bins", bins)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError("bins as edges must be at least two strictly increasing values")
+        if edges.size - 1 > MAX_BINS:
+            raise ValueError(
+                f"bins as edges must make at most {MAX_BINS} bins, got {edges.size - 1}"
+            )
         for name, s in (("expected", e_sample), ("actual", a_sample)):
             if s.min() < edges[0] or s.max() > edges[-1]:
                 raise ValueError(f"{name} has values outside the bin edges")

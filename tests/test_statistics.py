@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +26,10 @@ from statsmodels.stats.proportion import (
 )
 
 from release_spec.statistics import (
+    MAX_BINS,
+    MAX_COUNT,
+    MAX_GRID_SIZE,
+    MAX_PRIOR_SCALE,
     ErrorRateConfidenceSequence,
     SampleSize,
     SequentialErrorRateTest,
@@ -1009,3 +1015,361 @@ def test_holm_rejects_bad_input() -> None:
         holm([])
     with pytest.raises(ValueError, match="alpha"):
         holm([0.1], alpha=0.0)
+
+
+# ------------------------------------------- robustness: scalars, caps, atomic updates
+
+# Values that no real-number parameter accepts: wrong types, bools, non-finite numbers.
+NOT_A_REAL = [
+    None,
+    "0.5",
+    b"1",
+    [0.5],
+    (0.5,),
+    1j,
+    np.complex128(0.5),
+    True,
+    np.bool_(False),
+    np.array([0.5, 0.5]),
+    math.nan,
+    math.inf,
+    -math.inf,
+    np.float32("nan"),
+    np.float64("-inf"),
+    10**400,
+]
+bad_real = st.sampled_from(NOT_A_REAL) | st.floats(allow_nan=True).filter(
+    lambda x: not math.isfinite(x)
+)
+# Counts: also negative, fractional and beyond MAX_COUNT.
+bad_count = bad_real | st.sampled_from([-1, 2.5, np.float32(-3.0), 2**60, np.uint64(2**63)])
+
+TWO_LOOKS = ([1, 2], [10, 20], [3, 4], [100, 200])
+
+# (parameter, a call taking its value); every other argument is valid.
+REAL_PARAMETERS: list[tuple[str, Callable[[Any], object]]] = [
+    ("alpha", lambda v: SequentialErrorRateTest(alpha=v)),
+    ("prior_scale", lambda v: SequentialErrorRateTest(prior_scale=v)),
+    ("grid_size", lambda v: SequentialErrorRateTest(grid_size=v)),
+    ("prior_scale", lambda v: sequential_log_evidence(*TWO_LOOKS, prior_scale=v)),
+    ("grid_size", lambda v: sequential_log_evidence(*TWO_LOOKS, grid_size=v)),
+    ("alpha", lambda v: bernoulli_confidence_sequence(3, 10, alpha=v)),
+    ("prior_a", lambda v: bernoulli_confidence_sequence(3, 10, prior_a=v)),
+    ("prior_b", lambda v: bernoulli_confidence_sequence(3, 10, prior_b=v)),
+    ("alpha", lambda v: error_rate_difference_bounds(1, 10, 2, 20, alpha=v)),
+    ("prior_a", lambda v: error_rate_difference_bounds(1, 10, 2, 20, prior_a=v)),
+    ("alpha", lambda v: ErrorRateConfidenceSequence(alpha=v)),
+    ("prior_a", lambda v: ErrorRateConfidenceSequence(prior_a=v)),
+    ("prior_b", lambda v: ErrorRateConfidenceSequence(prior_b=v)),
+    ("margin", lambda v: ErrorRateConfidenceSequence().shows_not_worse(v)),
+    ("p0", lambda v: fixed_horizon_sample_size(v, 0.04)),
+    ("p1", lambda v: fixed_horizon_sample_size(0.02, v)),
+    ("alpha", lambda v: fixed_horizon_sample_size(0.02, 0.04, alpha=v)),
+    ("power", lambda v: fixed_horizon_sample_size(0.02, 0.04, power=v)),
+    ("share", lambda v: fixed_horizon_sample_size(0.02, 0.04, share=v)),
+    ("successes", lambda v: wilson_interval(v, 10)),
+    ("n", lambda v: wilson_interval(3, v)),
+    ("confidence", lambda v: wilson_interval(3, 10, confidence=v)),
+    ("b", lambda v: mcnemar_exact(v, 3)),
+    ("c", lambda v: mcnemar_exact(3, v)),
+    ("margin", lambda v: paired_noninferiority([1, 0, 1], [1, 1, 0], margin=v)),
+    ("alpha", lambda v: paired_noninferiority([1, 0, 1], [1, 1, 0], margin=0.1, alpha=v)),
+    ("epsilon", lambda v: population_stability_index([1.0, 2.0], [1.5], epsilon=v)),
+    ("bins", lambda v: population_stability_index([1.0, 2.0], [1.5], bins=v)),
+    ("alpha", lambda v: holm([0.01, 0.2], alpha=v)),
+]
+COUNT_NAMES = ("canary_errors", "canary_requests", "baseline_errors", "baseline_requests")
+VALID_LOOK = {"canary_errors": 1, "canary_requests": 10, "baseline_errors": 2}
+VALID_LOOK |= {"baseline_requests": 100}
+
+
+@pytest.mark.parametrize(("name", "call"), REAL_PARAMETERS)
+@given(value=bad_real)
+def test_every_numeric_parameter_names_itself_when_refused(
+    name: str, call: Callable[[Any], object], value: object
+) -> None:
+    with pytest.raises(ValueError, match=name):
+        call(value)
+
+
+@pytest.mark.parametrize("name", COUNT_NAMES)
+@pytest.mark.parametrize("cls", [SequentialErrorRateTest, ErrorRateConfidenceSequence])
+@given(value=bad_count)
+def test_every_count_names_itself_when_refused(name: str, cls: type, value: object) -> None:
+    with pytest.raises(ValueError, match=name):
+        cls().update(**(VALID_LOOK | {name: value}))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: two_proportion_z_test(1, 10, 2, 20, alternative=np.array(["larger"])),
+            "alternative",
+        ),
+        (lambda: mcnemar_exact(1, 2, alternative=None), "alternative"),
+        (lambda: fixed_horizon_sample_size(0.02, 0.04, method=["wald"]), "method"),
+        (lambda: fixed_horizon_sample_size(0.02, 0.04, alternative="less"), "alternative"),
+        (lambda: sequential_log_evidence([1, 2], [10, 20, 30], [1], [5]), "do not broadcast"),
+        (lambda: bernoulli_confidence_sequence([1, 2], [10, 20, 30]), "errors and requests"),
+    ],
+)
+def test_choices_and_shapes_are_named(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def _snapshot(obj: object) -> dict[str, object]:
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(obj).items()}
+
+
+def _same(a: dict[str, object], b: dict[str, object]) -> bool:
+    return a.keys() == b.keys() and all(
+        np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) else a[k] == b[k] for k in a
+    )
+
+
+@pytest.mark.parametrize("cls", [SequentialErrorRateTest, ErrorRateConfidenceSequence])
+@given(
+    before=looks,
+    after=looks,
+    name=st.sampled_from(COUNT_NAMES),
+    value=bad_count | st.sampled_from([np.array([5, 6]), [5, 6], np.array(7.0)]),
+)
+def test_refused_update_leaves_the_object_exactly_as_before(
+    cls: type, before: list[Any], after: list[Any], name: str, value: object
+) -> None:
+    judged, clean = cls(), cls()
+    for counts in before:
+        for obj in (judged, clean):
+            obj.update(**dict(zip(COUNT_NAMES, counts, strict=True)))
+    state = _snapshot(judged)
+    bad = dict(zip(COUNT_NAMES, after[0], strict=True)) | {name: value}
+    with pytest.raises(ValueError, match=name):
+        judged.update(**bad)
+    assert _same(_snapshot(judged), state)
+    # And the next valid updates report exactly what they would have without the refusal.
+    for counts in after:
+        for obj in (judged, clean):
+            obj.update(**dict(zip(COUNT_NAMES, counts, strict=True)))
+    assert _same(_snapshot(judged), _snapshot(clean))
+
+
+@pytest.mark.parametrize("cls", [SequentialErrorRateTest, ErrorRateConfidenceSequence])
+@given(before=looks)
+def test_update_with_errors_above_requests_changes_nothing(cls: type, before: list[Any]) -> None:
+    obj = cls()
+    for counts in before:
+        obj.update(**dict(zip(COUNT_NAMES, counts, strict=True)))
+    state = _snapshot(obj)
+    with pytest.raises(ValueError, match="baseline_errors exceed baseline_requests"):
+        obj.update(canary_errors=1, canary_requests=5, baseline_errors=9, baseline_requests=8)
+    assert _same(_snapshot(obj), state)
+
+
+@given(x=st.floats(1e-3, 0.999), k=st.integers(1, 200))
+def test_numpy_scalars_give_the_python_scalars_results(x: float, k: int) -> None:
+    for conv_f, conv_i in ((np.float64, np.int64), (np.float32, np.int32), (np.float16, np.uint16)):
+        v = conv_f(x)
+        if not 0.0 < float(v) < 1.0:
+            continue
+        i = conv_i(k)
+        same = float(v)
+        assert wilson_interval(i, i + 3, confidence=v) == wilson_interval(k, k + 3, confidence=same)
+        assert mcnemar_exact(i, conv_i(3)) == mcnemar_exact(k, 3)
+        assert np.array_equal(
+            bernoulli_confidence_sequence(i, k + 5, alpha=v, prior_a=v),
+            bernoulli_confidence_sequence(k, k + 5, alpha=same, prior_a=same),
+        )
+        if same != 0.02:
+            assert fixed_horizon_sample_size(0.02, v, share=v, power=v) == (
+                fixed_horizon_sample_size(0.02, same, share=same, power=same)
+            )
+        seq, ref = (
+            SequentialErrorRateTest(v, grid_size=i + 1),
+            SequentialErrorRateTest(same, grid_size=k + 1),
+        )
+        for obj, conv in ((seq, conv_i), (ref, int)):
+            obj.update(
+                canary_errors=conv(2),
+                canary_requests=conv(k + 2),
+                baseline_errors=conv(1),
+                baseline_requests=conv(k + 9),
+            )
+        assert (seq.p_value, seq.decision) == (ref.p_value, ref.decision)
+        cs, cs_ref = ErrorRateConfidenceSequence(v), ErrorRateConfidenceSequence(same)
+        cs.update(
+            canary_errors=i, canary_requests=i, baseline_errors=conv_i(0), baseline_requests=i
+        )
+        cs_ref.update(canary_errors=k, canary_requests=k, baseline_errors=0, baseline_requests=k)
+        assert (cs.lower, cs.upper, cs.shows_not_worse(v)) == (
+            cs_ref.lower,
+            cs_ref.upper,
+            cs_ref.shows_not_worse(same),
+        )
+        data = np.arange(20.0)
+        assert population_stability_index(data, data + 1, bins=conv_i(4), epsilon=v) == (
+            population_stability_index(data, data + 1, bins=4, epsilon=same)
+        )
+        assert holm([0.01, 0.2], alpha=v) == holm([0.01, 0.2], alpha=same)
+        cand, prod = [1, 0, 1, 1], [1, 1, 0, 1]
+        assert paired_noninferiority(cand, prod, margin=v, alpha=v) == (
+            paired_noninferiority(cand, prod, margin=same, alpha=same)
+        )
+
+
+def test_wilson_interval_accepts_a_float32_confidence() -> None:
+    # The example: refused with "confidence must be in (0, 1), got np.float32(0.95)".
+    lo, hi = wilson_interval(95, 100, confidence=np.float32(0.95))
+    assert (round(lo, 4), round(hi, 4)) == (0.8882, 0.9785)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: SequentialErrorRateTest(grid_size=10**9), "grid_size must be at most 4096"),
+        (lambda: SequentialErrorRateTest(grid_size=MAX_GRID_SIZE + 1), "at most 4096"),
+        (lambda: sequential_log_evidence(*TWO_LOOKS, grid_size=10**9), "grid_size must be at most"),
+        (lambda: SequentialErrorRateTest(prior_scale=1e6), r"prior_scale must be in \(0, 100\]"),
+        (
+            lambda: population_stability_index([1.0, 2.0], [1.5], bins=10**9),
+            "bins must be at most 4096",
+        ),
+        (
+            lambda: population_stability_index([0.5], [0.5], bins=np.arange(MAX_BINS + 2.0)),
+            "at most 4096 bins",
+        ),
+        (lambda: wilson_interval(1, 2**60), "n must be at most MAX_COUNT"),
+        (lambda: mcnemar_exact(10**400, 1), "b must be at most MAX_COUNT"),
+        (
+            lambda: two_proportion_z_test(1, 2**60, 1, 10),
+            "canary_requests must be at most MAX_COUNT",
+        ),
+    ],
+)
+def test_sizes_past_the_documented_caps_are_refused_by_name(
+    call: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_sizes_at_the_caps_are_accepted() -> None:
+    assert (
+        SequentialErrorRateTest(grid_size=MAX_GRID_SIZE, prior_scale=MAX_PRIOR_SCALE).p_value == 1.0
+    )
+    data = np.linspace(0.0, 1.0, 2 * MAX_BINS)
+    assert population_stability_index(data, data, bins=MAX_BINS) == 0.0
+    assert wilson_interval(MAX_COUNT, MAX_COUNT)[1] == 1.0
+    # The largest prior scale keeps the evidence finite even for a look without errors.
+    log_m = sequential_log_evidence([0, 5], [10, 10], [0, 0], [10, 10], prior_scale=MAX_PRIOR_SCALE)
+    assert np.all(np.isfinite(log_m))
+
+
+@pytest.mark.spec("eq-sequential", kind="property")
+@given(look)
+def test_sequential_log_evidence_of_scalars_is_one_look(counts: tuple[int, int, int, int]) -> None:
+    zero_d = sequential_log_evidence(*counts)
+    assert zero_d.shape == ()
+    assert float(zero_d) == float(sequential_log_evidence(*[[c] for c in counts])[0])
+    test = SequentialErrorRateTest()
+    test.update(**dict(zip(COUNT_NAMES, counts, strict=True)))
+    assert float(zero_d) == pytest.approx(test.log_evidence, abs=1e-9)
+
+
+# Every clause of every "Raises:" section in release_spec/statistics.py, one case each.
+DOCUMENTED_RAISES: list[tuple[Callable[[], object], str]] = [
+    # sequential_log_evidence
+    (lambda: sequential_log_evidence([-1], [10], [0], [10]), "canary_errors must be nonnegative"),
+    (lambda: sequential_log_evidence([1], [math.inf], [0], [10]), "canary_requests must be finite"),
+    (lambda: sequential_log_evidence([1], [10], [0.5], [10]), "baseline_errors must be whole"),
+    (
+        lambda: sequential_log_evidence([1], [10], [0], [2.0**60]),
+        "baseline_requests must be at most",
+    ),
+    (
+        lambda: sequential_log_evidence([11], [10], [0], [10]),
+        "canary_errors exceed canary_requests",
+    ),
+    (lambda: sequential_log_evidence([1, 1], [10] * 3, [0], [10]), "canary_errors and canary_req"),
+    (lambda: sequential_log_evidence([1], [10], [0], [10], prior_scale=0), "prior_scale"),
+    (lambda: sequential_log_evidence([1], [10], [0], [10], grid_size=1), "grid_size"),
+    # SequentialErrorRateTest
+    (lambda: SequentialErrorRateTest(alpha=1.0), "alpha must be in"),
+    (lambda: SequentialErrorRateTest(prior_scale=-1.0), "prior_scale must be in"),
+    (lambda: SequentialErrorRateTest().update(**(VALID_LOOK | {"canary_errors": -1})), "canary_e"),
+    # two_proportion_z_test
+    (lambda: two_proportion_z_test(1.5, 10, 1, 10), "canary_errors must be whole"),
+    (lambda: two_proportion_z_test(0, 0, 1, 10), "must be at least 1"),
+    (lambda: two_proportion_z_test(1, 10, 1, 10, alternative="less"), "alternative"),
+    # bernoulli_confidence_sequence and error_rate_difference_bounds
+    (lambda: bernoulli_confidence_sequence(-1, 10), "errors must be nonnegative"),
+    (lambda: bernoulli_confidence_sequence(1, 10, alpha=0.0), "alpha must be in"),
+    (lambda: bernoulli_confidence_sequence(1, 10, prior_b=0.0), "prior_b must be > 0"),
+    (lambda: error_rate_difference_bounds(1, 10, 11, 10), "baseline_errors exceed"),
+    (lambda: error_rate_difference_bounds(1, 10, 1, 10, alpha=2), "alpha must be in"),
+    (lambda: error_rate_difference_bounds(1, 10, 1, 10, prior_a=-1), "prior_a must be > 0"),
+    # ErrorRateConfidenceSequence.update
+    (
+        lambda: ErrorRateConfidenceSequence().update(**(VALID_LOOK | {"canary_requests": [5, 6]})),
+        "canary_requests must be a number",
+    ),
+    (
+        lambda: ErrorRateConfidenceSequence().update(**(VALID_LOOK | {"baseline_requests": 2**60})),
+        "baseline_requests must be at most MAX_COUNT",
+    ),
+    (
+        lambda: ErrorRateConfidenceSequence().update(**(VALID_LOOK | {"canary_errors": 11})),
+        "canary_errors exceed canary_requests",
+    ),
+    # fixed_horizon_sample_size
+    (lambda: fixed_horizon_sample_size(0.0, 0.04), "p0 must be in"),
+    (lambda: fixed_horizon_sample_size(0.02, 0.04, alpha=1.0), "alpha must be in"),
+    (lambda: fixed_horizon_sample_size(0.02, 0.04, power=0.0), "power must be in"),
+    (lambda: fixed_horizon_sample_size(0.02, 0.04, share=1.0), "share must be in"),
+    (lambda: fixed_horizon_sample_size(0.02, 0.02), "must differ"),
+    (lambda: fixed_horizon_sample_size(0.02, 0.04, method="exact"), "method"),
+    # wilson_interval
+    (lambda: wilson_interval(-1, 10), "successes must be nonnegative"),
+    (lambda: wilson_interval(1.5, 10), "successes must be whole"),
+    (lambda: wilson_interval(1, math.nan), "n must be finite"),
+    (lambda: wilson_interval(11, 10), "successes exceed n"),
+    (lambda: wilson_interval(0, 0), "n must be at least 1"),
+    (lambda: wilson_interval(1, 10, confidence=0.0), "confidence must be in"),
+    # mcnemar_exact
+    (lambda: mcnemar_exact(-1, 1), "b must be nonnegative"),
+    (lambda: mcnemar_exact(1, 0.5), "c must be whole"),
+    (lambda: mcnemar_exact(1, math.inf), "c must be finite"),
+    (lambda: mcnemar_exact(1, 2, alternative="both"), "alternative"),
+    # paired_noninferiority
+    (lambda: paired_noninferiority([], [], margin=0.1), "candidate_correct must be a non-empty"),
+    (lambda: paired_noninferiority([1, 0], [1], margin=0.1), "differ in length"),
+    (lambda: paired_noninferiority([1, 2], [1, 0], margin=0.1), "only 0/1"),
+    (lambda: paired_noninferiority([1, 0], [1, 0], margin=1.0), "margin must be in"),
+    (lambda: paired_noninferiority([1, 0], [1, 0], margin=0.1, alpha=0), "alpha must be in"),
+    # population_stability_index
+    (lambda: population_stability_index([], [1.0]), "expected must be a non-empty"),
+    (lambda: population_stability_index([[1.0]], [1.0]), "expected must be a non-empty 1-D"),
+    (lambda: population_stability_index([1.0], [math.inf]), "actual contains NaN or infinite"),
+    (lambda: population_stability_index([1.0], [1.0], bins=1), "bins must be at least 2"),
+    (lambda: population_stability_index([1.0], [1.0], bins=MAX_BINS + 1), "bins must be at most"),
+    (lambda: population_stability_index([1.0], [1.0], bins=[0.0, 2.0, 1.0]), "strictly increasing"),
+    (lambda: population_stability_index([1.0], [3.0], bins=[0.0, 2.0]), "outside the bin edges"),
+    (lambda: population_stability_index([1.0], [1.0], epsilon=1.0), "epsilon must be in"),
+    # ks_two_sample
+    (lambda: ks_two_sample([], [1.0]), "x must be a non-empty"),
+    (lambda: ks_two_sample([1.0], [[1.0]]), "y must be a non-empty 1-D"),
+    (lambda: ks_two_sample([math.nan], [1.0]), "x contains NaN"),
+    # holm
+    (lambda: holm([]), "p_values must be a non-empty"),
+    (lambda: holm([[0.1]]), "p_values must be a non-empty 1-D"),
+    (lambda: holm([math.inf]), "p_values contains NaN or infinite"),
+    (lambda: holm([1.5]), "p_values must lie in"),
+    (lambda: holm([0.5], alpha=math.nan), "alpha must be in"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), DOCUMENTED_RAISES)
+def test_every_documented_raise_happens(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
