@@ -306,7 +306,18 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(handler=_cmd_simulate)
 
 
+# ---------------------------------------------------------------------------- judge
+
+
+def _add_judge(sub: argparse._SubParsersAction[_Parser]) -> None:
+    # The handlers live in the services layer and import the web stack when they run.
+    from release_spec.services.commands import add_judge_parser
+
+    add_judge_parser(sub, usage_error=UsageError, parser_class=_Parser)
+
+
 #: One function per subcommand; each adds its parser and sets ``handler``.
+    _add_judge,
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
     _add_run,
     _add_store,
