@@ -1481,11 +1481,15 @@ class ModelStore:
         staging = root.parent / f".{root.name}.restore-{secrets.token_hex(6)}"
         try:
             _unpack(archive, staging, root)
-            report = cls(staging).verify()
-            if not report.ok:
-                raise IntegrityError(
-                    f"{archive}: refusing to restore, " + "; ".join(report.problems)
-                )
+            try:
+                problems = cls(staging).verify().problems
+            except StoreError as exc:
+                problems = (str(exc),)
+            if problems:
+                # Name files as they are in the archive, not in the hidden staging directory.
+                text = "; ".join(problems).replace(f"{staging}/", "")
+                text = text.replace(str(staging), "the archive")
+                raise IntegrityError(f"{archive}: refusing to restore, {text}")
             if old is None:
                 with _writing(root):
                     if root.exists():
