@@ -140,11 +140,12 @@ def _cmd_store(args: argparse.Namespace) -> int:
     try:
         return _store_action(args)
     except StoreError as exc:
+        # Write failures are StoreWriteErrors: "cannot write FILE: No space left on device".
         raise UsageError(f"store {args.action}: {exc}") from None
     except OSError as exc:
-        # The store's own errors name their files; a plain OSError (an unwritable --dest,
-        # a full disk) names its file in ``filename``.
-        raise UsageError(f"store {args.action}: {exc.filename or ''}: {exc.strerror}") from None
+        # Anything the store did not wrap (reading --archive, say) names its file when it has one.
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise UsageError(f"store {args.action}: {where}{exc.strerror or exc}") from None
 
 
 def _store_action(args: argparse.Namespace) -> int:
