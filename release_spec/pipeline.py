@@ -244,19 +244,23 @@ def _live_pool(ctx: ReleaseContext) -> LivePool:
 
 
 def _serve(
-    model: Any, x: FloatArray, batch_size: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Predicted labels and, per request, its batch's wall time divided by the batch size."""
-    predict = predictor(model)
-    labels = np.empty(len(x), np.int64)
-    latency = np.empty(len(x), np.float64)
+    models: Sequence[Any], x: FloatArray, batch_size: int
+) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+    """Per model: predicted labels and, per request, its batch's wall time / the batch size.
+
+    The models take turns batch by batch, so a load on the machine slows them alike:
+    the rollout judges the canary's slow requests against the baseline's.
+    """
+    predicts = [predictor(m) for m in models]
+    out = [(np.empty(len(x), np.int64), np.empty(len(x), np.float64)) for _ in models]
     for start in range(0, len(x), batch_size):
-        t0 = time.perf_counter()
-        out = predict(x[start : start + batch_size])
-        n = len(out)
-        latency[start : start + n] = (time.perf_counter() - t0) * 1000.0 / n
-        labels[start : start + n] = np.argmax(out, axis=1)
-    return labels, latency
+        for predict, (labels, latency) in zip(predicts, out, strict=True):
+            t0 = time.perf_counter()
+            probs = predict(x[start : start + batch_size])
+            n = len(probs)
+            latency[start : start + n] = (time.perf_counter() - t0) * 1000.0 / n
+            labels[start : start + n] = np.argmax(probs, axis=1)
+    return out
 
 
 def _image_summaries(x: FloatArray) -> dict[str, list[float]]:
@@ -296,8 +300,9 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
             + (f"; WARNING {f.warning}" if f.warning else "")
         )
     pool = _live_pool(ctx)
-    cand, cand_ms = _serve(ctx.candidate, pool.x, rp.batch_size)
-    prod, prod_ms = _serve(ctx.production, pool.x, rp.batch_size)
+    (cand, cand_ms), (prod, prod_ms) = _serve(
+        (ctx.candidate, ctx.production), pool.x, rp.batch_size
+    )
     requests = [
         LiveRequest(str(i), bool(c != y), bool(p != y), float(cl), float(pl))
         for i, c, p, y, cl, pl in zip(

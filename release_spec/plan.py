@@ -162,8 +162,8 @@ class PhasedRolloutPlan:
     alpha: float = field(default=0.05, metadata=_ALPHA)
     margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
     on_inconclusive: str = "hold"
-    latency_p99_ms: float = field(default=50.0, metadata=_POSITIVE)
-    latency_min_samples: int = field(default=50, metadata=_bound(1, 1_000_000))
+    latency_slo_ms: float = field(default=50.0, metadata=_POSITIVE)
+    slow_margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
 
     def __post_init__(self) -> None:
         n = len(self.shares)
@@ -198,8 +198,8 @@ class PhasedRolloutPlan:
             alpha=self.alpha,
             margin=self.margin,
             on_inconclusive="hold" if self.on_inconclusive == "hold" else "rollback",
-            latency_p99_ms=self.latency_p99_ms,
-            latency_min_samples=self.latency_min_samples,
+            latency_slo_ms=self.latency_slo_ms,
+            slow_margin=self.slow_margin,
             requests_per_minute=self.requests_per_minute,
         )
 
@@ -307,10 +307,24 @@ def _value(key: str, raw: object, kind: type, meta: Mapping[str, Any]) -> object
     return raw
 
 
+#: Keys of earlier plans that are refused with what replaces them.
+_REPLACED = {
+    "phased_rollout.latency_p99_ms": "latency_slo_ms and slow_margin",
+    "phased_rollout.latency_min_samples": "latency_slo_ms and slow_margin",
+}
+
+
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     for key in data:
+        if f"{prefix}{key}" in _REPLACED:
+            # The fixed p99 threshold checked at every look became a judged rate.
+            raise ValueError(
+                f"{prefix}{key}: no longer a key; replaced by {_REPLACED[prefix + key]} "
+                "(requests slower than latency_slo_ms are counted per arm and judged "
+                "against the baseline like errors)"
+            )
         if key not in known:
             names = ", ".join(sorted(known))
             raise ValueError(f"{prefix}{key}: unknown key (known: {names})")

@@ -3,18 +3,21 @@
 The release stage ends by sending a growing share of live traffic to the
 candidate (the *canary*) while the production model serves the rest (the
 *baseline*). After every batch of outcomes the controller *looks*: it feeds
-the new error counts to an anytime-valid judge, checks the latency guardrail,
-and decides whether to abort (canary share to 0 at once), to mark the step
-ready for promotion, or, when the step's bake is over without an answer, to
-hold or roll back as the plan says. Because the judge is anytime-valid, looking
-after every batch does not inflate false rollbacks the way a fixed-level test
-repeated at every look does (see ``release_spec.simulation``).
+each arm's new counts of errors and of slow requests (slower than the plan's
+latency SLO) to the anytime-valid `release_spec.judge.CanaryJudge`, and decides
+whether to abort (canary share to 0 at once), to mark the step ready for
+promotion, or, when the step's bake is over without an answer, to hold or roll
+back as the plan says. Because the judge is anytime-valid, looking after every
+batch does not inflate false rollbacks the way a fixed-level test repeated at
+every look does (see ``release_spec.simulation``); and because latency is judged
+as a rate compared with the baseline's, a machine that slows both arms does not
+roll the canary back.
 
 Shares are kept in integer basis points (1 % = 100 bp) so the two traffic
 weights always sum to exactly 100 %.
 
-This module is the strategy layer: the standard library and the formulas in
-``release_spec.statistics`` only, never TensorFlow.
+This module is the strategy layer: the standard library, ``release_spec.judge`` and
+the formulas in ``release_spec.statistics`` only, never TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,19 +25,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-import statistics as _stats
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from release_spec.statistics import (
-    ErrorRateConfidenceSequence,
-    SequentialErrorRateTest,
-    fixed_horizon_sample_size,
-)
+from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
+from release_spec.statistics import fixed_horizon_sample_size
 
 __all__ = [
-    "ConfidenceSequence",
     "Counts",
     "Judge",
     "LiveRequest",
@@ -59,72 +57,37 @@ Status = Literal["idle", "analysing", "promotion_pending", "holding", "aborted",
 
 
 class Judge(Protocol):
-    """What the controller needs from a sequential test (``SequentialErrorRateTest``)."""
+    """What the controller needs from a judge (`release_spec.judge.CanaryJudge`)."""
 
-    @property
-    def decision(self) -> str:
-        """``"continue"`` or ``"reject"`` (evidence that the canary errs more)."""
-        ...
-
-    @property
-    def p_value(self) -> float:
-        """Always-valid p-value, non-increasing over updates."""
-        ...
-
-    def update(
-        self,
-        *,
-        canary_errors: int,
-        canary_requests: int,
-        baseline_errors: int,
-        baseline_requests: int,
-    ) -> object:
-        """Add the counts observed since the previous update."""
-        ...
-
-
-class ConfidenceSequence(Protocol):
-    """What the controller needs from a running confidence sequence for canary minus baseline
-    error rate (``ErrorRateConfidenceSequence``)."""
-
-    @property
-    def upper(self) -> float:
-        """Upper bound on (canary error rate - baseline error rate), valid at every look."""
-        ...
-
-    def shows_not_worse(self, margin: float) -> bool:
-        """True once the upper bound is below ``margin``."""
-        ...
-
-    def update(
-        self,
-        *,
-        canary_errors: int,
-        canary_requests: int,
-        baseline_errors: int,
-        baseline_requests: int,
-    ) -> object:
-        """Add the counts observed since the previous update."""
+    def update(self, canary: ArmCounts, baseline: ArmCounts) -> Verdict:
+        """Add one look's counts (since the previous look) and return the verdict."""
         ...
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Requests and errors per arm."""
+    """Requests, errors and slow requests (slower than the latency SLO) per arm."""
 
     canary_requests: int = 0
     canary_errors: int = 0
     baseline_requests: int = 0
     baseline_errors: int = 0
+    canary_slow: int = 0
+    baseline_slow: int = 0
 
     def __post_init__(self) -> None:
         for name in ("canary", "baseline"):
             n = getattr(self, f"{name}_requests")
             e = getattr(self, f"{name}_errors")
-            if n < 0 or e < 0:
-                raise ValueError(f"{name} counts must be non-negative, got {e} errors of {n}")
+            slow = getattr(self, f"{name}_slow")
+            if n < 0 or e < 0 or slow < 0:
+                raise ValueError(
+                    f"{name} counts must be non-negative, got {e} errors and {slow} slow of {n}"
+                )
             if e > n:
                 raise ValueError(f"{name} errors ({e}) exceed {name} requests ({n})")
+            if slow > n:
+                raise ValueError(f"{name} slow requests ({slow}) exceed {name} requests ({n})")
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -132,6 +95,15 @@ class Counts:
             self.canary_errors + other.canary_errors,
             self.baseline_requests + other.baseline_requests,
             self.baseline_errors + other.baseline_errors,
+            self.canary_slow + other.canary_slow,
+            self.baseline_slow + other.baseline_slow,
+        )
+
+    def arms(self) -> tuple[ArmCounts, ArmCounts]:
+        """The canary's and the baseline's counts, as the judge takes them."""
+        return (
+            ArmCounts(self.canary_requests, self.canary_errors, self.canary_slow),
+            ArmCounts(self.baseline_requests, self.baseline_errors, self.baseline_slow),
         )
 
     @property
@@ -196,15 +168,18 @@ class RolloutPlan:
     Args:
         steps: increasing canary shares; a final step at 100 % means "the
             candidate becomes production" and is not analysed.
-        alpha: level of the sequential judge (false-rollback budget for the
-            whole rollout, however often it looks).
+        alpha: level of the judge (false-rollback budget for the whole rollout,
+            however often it looks, split equally over its two metrics: error rate
+            and slow-request rate).
         margin: a step may promote once the upper confidence bound on
-            (canary error rate - baseline error rate) is at most this.
+            (canary error rate - baseline error rate) is below this.
         on_inconclusive: what a step does when its bake ends undecided:
             ``"hold"`` keeps the share and keeps analysing (never promotes
             without evidence), ``"rollback"`` aborts.
-        latency_p99_ms: guardrail on the canary's p99 latency within a step.
-        latency_min_samples: canary requests in a step before the p99 counts.
+        latency_slo_ms: a request that takes longer than this is *slow*; the
+            judge compares the canary's slow-request rate with the baseline's.
+        slow_margin: a step may promote only once the upper confidence bound on
+            (canary slow-request rate - baseline slow-request rate) is below this.
         requests_per_minute: expected live traffic, the controller's clock.
     """
 
@@ -212,8 +187,8 @@ class RolloutPlan:
     alpha: float = 0.05
     margin: float = 0.02
     on_inconclusive: Literal["hold", "rollback"] = "hold"
-    latency_p99_ms: float = 250.0
-    latency_min_samples: int = 50
+    latency_slo_ms: float = 250.0
+    slow_margin: float = 0.02
     requests_per_minute: float = 1000.0
 
     def __post_init__(self) -> None:
@@ -234,12 +209,21 @@ class RolloutPlan:
             raise ValueError(
                 f"on_inconclusive must be 'hold' or 'rollback', got {self.on_inconclusive!r}"
             )
-        if not (self.latency_p99_ms > 0) or not math.isfinite(self.latency_p99_ms):
-            raise ValueError(f"latency_p99_ms must be finite and > 0, got {self.latency_p99_ms}")
-        if self.latency_min_samples < 1:
-            raise ValueError(f"latency_min_samples must be >= 1, got {self.latency_min_samples}")
+        if not (self.latency_slo_ms > 0) or not math.isfinite(self.latency_slo_ms):
+            raise ValueError(f"latency_slo_ms must be finite and > 0, got {self.latency_slo_ms}")
+        if not (0 <= self.slow_margin < 1) or not math.isfinite(self.slow_margin):
+            raise ValueError(f"slow_margin must be in [0, 1), got {self.slow_margin}")
         if not (self.requests_per_minute > 0) or not math.isfinite(self.requests_per_minute):
             raise ValueError(f"requests_per_minute must be > 0, got {self.requests_per_minute}")
+
+    def judge_config(self) -> JudgeConfig:
+        """The judge's settings: alpha split over the error and slow-request metrics.
+
+        >>> cfg = default_rollout_plan().judge_config()
+        >>> cfg.metrics, cfg.metric_alpha, cfg.slow_margin
+        (('errors', 'slow'), 0.025, 0.02)
+        """
+        return JudgeConfig(alpha=self.alpha, margin=self.margin, slow_margin=self.slow_margin)
 
 
 def default_rollout_plan() -> RolloutPlan:
@@ -310,11 +294,17 @@ class RolloutEvent:
     step_counts: Counts
     p_value: float
     upper_bound: float
+    slow_upper_bound: float = math.inf
 
 
 @dataclass(frozen=True)
 class LookRecord:
-    """One look: the clock, the traffic split and the judge's state after it."""
+    """One look: the clock, the traffic split and the judge's state after it.
+
+    ``p_value`` is the judge's (Bonferroni-adjusted over its metrics);
+    ``upper_bound`` bounds the error-rate difference, ``slow_upper_bound`` the
+    slow-request-rate difference.
+    """
 
     look: int
     minutes: float
@@ -326,6 +316,9 @@ class LookRecord:
     baseline_errors: int
     p_value: float
     upper_bound: float
+    canary_slow: int = 0
+    baseline_slow: int = 0
+    slow_upper_bound: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -343,6 +336,7 @@ class RolloutState:
     minutes: float = 0.0
     p_value: float = 1.0
     upper_bound: float = math.inf
+    slow_upper_bound: float = math.inf
     looks: int = 0
     events: tuple[RolloutEvent, ...] = ()
     history: tuple[LookRecord, ...] = ()
@@ -378,13 +372,11 @@ class RolloutController:
     Args:
         plan: the steps and decision rules.
         production: the id of the model currently in production.
-        judge_factory: returns a fresh sequential test (default:
-            ``SequentialErrorRateTest(plan.alpha)``); one test covers the whole
-            rollout of a candidate (the shares may change between updates), a
-            new candidate gets a new one.
-        bound_factory: returns a fresh confidence sequence for the error-rate
-            difference (default: ``ErrorRateConfidenceSequence(plan.alpha)``),
-            used to promote a step.
+        judge_factory: returns a fresh judge (default:
+            ``CanaryJudge(plan.judge_config())``); one judge covers the whole
+            rollout of a candidate (the shares may change between looks), a new
+            candidate gets a new one. Its verdict rejects (abort) or promotes (the
+            step is ready once it also has its minimum of canary requests).
     """
 
     def __init__(
@@ -393,18 +385,13 @@ class RolloutController:
         *,
         production: str,
         judge_factory: Callable[[], Judge] | None = None,
-        bound_factory: Callable[[], ConfidenceSequence] | None = None,
     ) -> None:
         self.plan = plan
         self._judge_factory: Callable[[], Judge] = judge_factory or (
-            lambda: SequentialErrorRateTest(plan.alpha)
-        )
-        self._bound_factory: Callable[[], ConfidenceSequence] = bound_factory or (
-            lambda: ErrorRateConfidenceSequence(plan.alpha)
+            lambda: CanaryJudge(plan.judge_config())
         )
         self._judge: Judge | None = None
-        self._bound: ConfidenceSequence | None = None
-        self._latencies: list[float] = []
+        self._verdict: Verdict | None = None
         self._state = RolloutState(production=production)
 
     @property
@@ -429,8 +416,7 @@ class RolloutController:
             "restart" if s.status in ("analysing", "promotion_pending", "holding") else "start"
         )
         self._judge = self._judge_factory()
-        self._bound = self._bound_factory()
-        self._latencies = []
+        self._verdict = None
         first = self.plan.steps[0]
         fresh = RolloutState(
             production=s.production,
@@ -462,19 +448,10 @@ class RolloutController:
             raise ValueError("no rollout in progress: call start(candidate) first")
         if s.status in ("aborted", "completed"):
             return s
-        batch = list(outcomes)
-        delta = _count(batch)
-        self._latencies.extend(o.latency_ms for o in batch if o.arm == "canary")
+        delta = _count(list(outcomes), self.plan.latency_slo_ms)
         assert self._judge is not None
-        assert self._bound is not None
-        if delta.requests:
-            for stat in (self._judge, self._bound):
-                stat.update(
-                    canary_errors=delta.canary_errors,
-                    canary_requests=delta.canary_requests,
-                    baseline_errors=delta.baseline_errors,
-                    baseline_requests=delta.baseline_requests,
-                )
+        verdict = self._verdict = self._judge.update(*delta.arms())
+        slow = next((m for m in verdict.metrics if m.name == "slow"), None)
         counts = s.counts + delta
         s = replace(
             s,
@@ -482,8 +459,9 @@ class RolloutController:
             step_counts=s.step_counts + delta,
             step_requests=s.step_requests + delta.requests,
             minutes=s.minutes + delta.requests / self.plan.requests_per_minute,
-            p_value=float(self._judge.p_value),
-            upper_bound=float(self._bound.upper),
+            p_value=float(verdict.p_value),
+            upper_bound=float(verdict.bounds.high),
+            slow_upper_bound=math.inf if slow is None else float(slow.bounds.high),
             looks=s.looks + 1,
         )
         s = replace(s, history=(*s.history, _record(s)))
@@ -510,7 +488,6 @@ class RolloutController:
             )
             return self._state
         step = self.plan.steps[nxt]
-        self._latencies = []
         moved = replace(
             s,
             status="analysing",
@@ -535,35 +512,24 @@ class RolloutController:
 
     # --8<-- [start:decide]
     def _decide(self) -> RolloutState:
-        """One look's verdict; the order is the rule: reject, guardrail, promotion, bake."""
+        """One look's verdict; the order is the rule: reject, promotion, bake."""
         s = self._state
         step = self.plan.steps[s.step]
-        if self._judge is not None and self._judge.decision == "reject":
-            return self.abort(
-                f"judge rejected at step {s.step} ({s.canary_share:g} %): canary error rate "
-                f"{_rate(s.counts.canary_errors, s.counts.canary_requests)} vs baseline "
-                f"{_rate(s.counts.baseline_errors, s.counts.baseline_requests)}, "
-                f"always-valid p = {s.p_value:.3g} <= alpha = {self.plan.alpha:g}"
-            )
-        if len(self._latencies) >= self.plan.latency_min_samples:
-            p99 = _p99(self._latencies)
-            if p99 > self.plan.latency_p99_ms:
-                return self.abort(
-                    f"latency guardrail at step {s.step} ({s.canary_share:g} %): canary p99 "
-                    f"{p99:.1f} ms > {self.plan.latency_p99_ms:g} ms"
-                )
+        v = self._verdict
+        assert v is not None
+        if v.decision == "reject":
+            return self.abort(self._reject_reason(v))
         if s.status == "promotion_pending":
             return s
-        assert self._bound is not None
-        ready = (
-            s.step_counts.canary_requests >= step.min_canary_requests
-            and self._bound.shows_not_worse(self.plan.margin)
+        ready = s.step_counts.canary_requests >= step.min_canary_requests and v.decision == (
+            "promote"
         )
         if ready:
             reason = (
                 f"step {s.step}: {s.step_counts.canary_requests} canary requests >= "
                 f"{step.min_canary_requests}, upper bound on the error-rate difference "
-                f"{s.upper_bound:.4f} < margin {self.plan.margin:g}"
+                f"{s.upper_bound:.4f} < margin {self.plan.margin:g}, on the slow-request-rate "
+                f"difference {s.slow_upper_bound:.4f} < slow_margin {self.plan.slow_margin:g}"
             )
             self._state = self._with_event(
                 replace(s, status="promotion_pending"), "promotion_ready", reason, s.canary_share
@@ -574,7 +540,8 @@ class RolloutController:
             why = (
                 f"step {s.step} baked {step.max_bake_minutes:g} min without a decision "
                 f"({s.step_counts.canary_requests} canary requests, p = {s.p_value:.3g}, "
-                f"upper bound {s.upper_bound:.4f} vs margin {self.plan.margin:g})"
+                f"upper bounds {s.upper_bound:.4f} vs margin {self.plan.margin:g} and "
+                f"{s.slow_upper_bound:.4f} vs slow_margin {self.plan.slow_margin:g})"
             )
             if self.plan.on_inconclusive == "rollback":
                 return self.abort(f"inconclusive: {why}")
@@ -584,6 +551,28 @@ class RolloutController:
         return self._state
 
     # --8<-- [end:decide]
+
+    def _reject_reason(self, v: Verdict) -> str:
+        s = self._state
+        worst = min((m for m in v.metrics if m.decision == "reject"), key=lambda m: m.p_value)
+        c = s.counts
+        if worst.name == "slow":
+            what = f"slow-request rate (> {self.plan.latency_slo_ms:g} ms)"
+            canary, baseline = (
+                (c.canary_slow, c.canary_requests),
+                (c.baseline_slow, c.baseline_requests),
+            )
+        else:
+            what = "error rate"
+            canary, baseline = (
+                (c.canary_errors, c.canary_requests),
+                (c.baseline_errors, c.baseline_requests),
+            )
+        return (
+            f"judge rejected at step {s.step} ({s.canary_share:g} %): canary {what} "
+            f"{_rate(*canary)} vs baseline {_rate(*baseline)}, always-valid p = "
+            f"{v.p_value:.3g} <= alpha = {self.plan.alpha:g} (split over {len(v.metrics)} metrics)"
+        )
 
     def _with_event(
         self,
@@ -605,6 +594,7 @@ class RolloutController:
             step_counts=s.step_counts,
             p_value=s.p_value,
             upper_bound=s.upper_bound,
+            slow_upper_bound=s.slow_upper_bound,
         )
         return replace(s, events=(*s.events, event))
 
@@ -658,11 +648,13 @@ def replay(
     return controller.state
 
 
-def _count(batch: Sequence[Outcome]) -> Counts:
+def _count(batch: Sequence[Outcome], slo_ms: float) -> Counts:
     cn = sum(1 for o in batch if o.arm == "canary")
     ce = sum(1 for o in batch if o.arm == "canary" and o.error)
     be = sum(1 for o in batch if o.arm == "baseline" and o.error)
-    return Counts(cn, ce, len(batch) - cn, be)
+    cs = sum(1 for o in batch if o.arm == "canary" and o.latency_ms > slo_ms)
+    bs = sum(1 for o in batch if o.arm == "baseline" and o.latency_ms > slo_ms)
+    return Counts(cn, ce, len(batch) - cn, be, cs, bs)
 
 
 def _record(s: RolloutState) -> LookRecord:
@@ -678,16 +670,14 @@ def _record(s: RolloutState) -> LookRecord:
         baseline_errors=c.baseline_errors,
         p_value=s.p_value,
         upper_bound=s.upper_bound,
+        canary_slow=c.canary_slow,
+        baseline_slow=c.baseline_slow,
+        slow_upper_bound=s.slow_upper_bound,
     )
 
 
 def _rate(errors: int, requests: int) -> str:
     return f"{errors}/{requests}" + (f" = {errors / requests:.4f}" if requests else "")
-
-
-def _p99(values: Sequence[float]) -> float:
-    # 'inclusive' interpolates inside the observed range, like numpy's default percentile.
-    return _stats.quantiles(values, n=100, method="inclusive")[98]
 
 
 @dataclass(frozen=True)

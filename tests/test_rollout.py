@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import settings
@@ -19,6 +19,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from release_spec.judge import ArmCounts, Decision, Interval, MetricVerdict, Verdict
+from release_spec.plan import load_plan, parse_plan
 from release_spec.rollout import (
     Counts,
     LiveRequest,
@@ -43,69 +45,60 @@ SMALL = RolloutPlan(
     ),
     alpha=0.05,
     margin=0.05,
-    latency_p99_ms=100.0,
-    latency_min_samples=10,
+    latency_slo_ms=100.0,
+    slow_margin=0.05,
     requests_per_minute=100.0,
 )
 
 
 @dataclass
 class ScriptedJudge:
-    """A judge whose decision the test sets; it records what the controller fed it."""
+    """A judge whose verdict the test sets; it records what the controller fed it."""
 
     reject: bool = False
+    promote: bool = False
+    reject_metric: str = "errors"
     updates: int = 0
     canary_requests: int = 0
+    fed: list[tuple[ArmCounts, ArmCounts]] = field(default_factory=list)
 
-    @property
-    def decision(self) -> str:
-        return "reject" if self.reject else "continue"
-
-    @property
-    def p_value(self) -> float:
-        return 0.001 if self.reject else 0.5
-
-    def update(
-        self,
-        *,
-        canary_errors: int,
-        canary_requests: int,
-        baseline_errors: int,
-        baseline_requests: int,
-    ) -> None:
+    def update(self, canary: ArmCounts, baseline: ArmCounts) -> Verdict:
         self.updates += 1
-        self.canary_requests += canary_requests
-
-
-class Bound:
-    """A confidence sequence whose upper bound the test sets."""
-
-    def __init__(self, value: float = 1.0) -> None:
-        self.value = value
-
-    @property
-    def upper(self) -> float:
-        return self.value
-
-    def shows_not_worse(self, margin: float) -> bool:
-        return self.value < margin
-
-    def update(self, **counts: int) -> None:
-        pass
+        self.canary_requests += canary.requests
+        self.fed.append((canary, baseline))
+        decision: Decision = "reject" if self.reject else "promote" if self.promote else "continue"
+        bounds = Interval(-0.1, 0.0 if self.promote else 1.0)
+        metrics = tuple(
+            MetricVerdict(
+                name,
+                0.0005 if self.reject and name == self.reject_metric else 0.5,
+                bounds,
+                "reject" if self.reject and name == self.reject_metric else decision,
+            )
+            for name in ("errors", "slow")
+        )
+        return Verdict(
+            decision=decision,
+            p_value=0.001 if self.reject else 1.0,
+            bounds=bounds,
+            looks=self.updates,
+            canary_requests=self.canary_requests,
+            baseline_requests=0,
+            reason="scripted",
+            metrics=metrics,  # type: ignore[arg-type]
+        )
 
 
 def controller(
-    plan: RolloutPlan = SMALL, bound: float = 1.0
-) -> tuple[RolloutController, list[ScriptedJudge], Bound]:
+    plan: RolloutPlan = SMALL, promote: bool = False
+) -> tuple[RolloutController, list[ScriptedJudge]]:
     judges: list[ScriptedJudge] = []
 
     def factory() -> ScriptedJudge:
-        judges.append(ScriptedJudge())
+        judges.append(ScriptedJudge(promote=promote))
         return judges[-1]
 
-    b = Bound(bound)
-    ctl = RolloutController(plan, production="v1", judge_factory=factory, bound_factory=lambda: b)
-    return ctl, judges, b
+    return RolloutController(plan, production="v1", judge_factory=factory), judges
 
 
 def batch(
@@ -159,6 +152,9 @@ def test_default_plan_weights_sum_to_100() -> None:
         ({"steps": SMALL.steps, "alpha": 1.0}, "alpha"),
         ({"steps": SMALL.steps, "on_inconclusive": "promote"}, "on_inconclusive"),
         ({"steps": SMALL.steps, "requests_per_minute": 0.0}, "requests_per_minute"),
+        ({"steps": SMALL.steps, "latency_slo_ms": 0.0}, "latency_slo_ms"),
+        ({"steps": SMALL.steps, "latency_slo_ms": math.inf}, "latency_slo_ms"),
+        ({"steps": SMALL.steps, "slow_margin": 1.0}, "slow_margin"),
     ],
 )
 def test_plan_rejects_bad_values(kwargs: dict[str, object], message: str) -> None:
@@ -185,19 +181,22 @@ def test_counts_reject_errors_above_requests() -> None:
         Counts(canary_requests=1, canary_errors=2)
     with pytest.raises(ValueError, match="non-negative"):
         Counts(baseline_requests=-1)
+    with pytest.raises(ValueError, match="baseline slow requests"):
+        Counts(baseline_requests=1, baseline_slow=2)
+    assert Counts(1, 0, 2, 1, 1, 2) + Counts(1, 1, 0, 0, 1, 0) == Counts(2, 1, 2, 1, 2, 2)
 
 
 # --- controller ----------------------------------------------------------------------------
 
 
 def test_observe_before_start_raises() -> None:
-    c, _, _ = controller()
+    c, _ = controller()
     with pytest.raises(ValueError, match="no rollout in progress"):
         c.observe(batch(1, 9))
 
 
 def test_reject_aborts_at_once_with_evidence() -> None:
-    c, judges, _ = controller()
+    c, judges = controller()
     c.start("v2")
     c.observe(batch(5, 45, canary_errors=1))
     judges[0].reject = True
@@ -217,7 +216,7 @@ def test_reject_aborts_at_once_with_evidence() -> None:
 
 
 def test_abort_is_idempotent_and_late_outcomes_change_nothing() -> None:
-    c, _, _ = controller()
+    c, _ = controller()
     c.start("v2")
     first = c.abort("manual")
     assert c.abort("again") == first
@@ -226,7 +225,7 @@ def test_abort_is_idempotent_and_late_outcomes_change_nothing() -> None:
 
 
 def test_abort_wins_over_pending_promotion() -> None:
-    c, _, _ = controller(bound=0.0)
+    c, _ = controller(promote=True)
     c.start("v2")
     s = c.observe(batch(20, 80))
     assert s.status == "promotion_pending"
@@ -240,7 +239,7 @@ def test_abort_wins_over_pending_promotion() -> None:
 
 
 def test_reject_while_promotion_pending_aborts() -> None:
-    c, judges, _ = controller(bound=0.0)
+    c, judges = controller(promote=True)
     c.start("v2")
     assert c.observe(batch(20, 80)).status == "promotion_pending"
     judges[0].reject = True
@@ -249,20 +248,20 @@ def test_reject_while_promotion_pending_aborts() -> None:
     assert c.promote().status == "aborted"
 
 
-def test_promotion_needs_min_requests_and_bound() -> None:
-    c, _, bound = controller(bound=0.0)
+def test_promotion_needs_min_requests_and_the_judges_promote() -> None:
+    c, judges = controller(promote=True)
     c.start("v2")
     assert c.observe(batch(19, 21)).status == "analysing"  # 19 < 20 canary requests
-    bound.value = 0.06  # above the margin 0.05
+    judges[0].promote = False  # enough requests, but the judge says continue
     assert c.observe(batch(5, 5)).status in ("analysing", "holding")
-    bound.value = 0.05  # strictly below the margin is needed
-    assert c.observe(batch(1, 1)).status in ("analysing", "holding")
-    bound.value = 0.0499
-    assert c.observe(batch(1, 1)).status == "promotion_pending"
+    judges[0].promote = True
+    s = c.observe(batch(1, 1))
+    assert s.status == "promotion_pending"
+    assert "slow-request-rate difference 0.0000 < slow_margin 0.05" in s.events[-1].reason
 
 
 def test_walks_all_steps_then_production_changes() -> None:
-    c, judges, _ = controller(bound=0.0)
+    c, judges = controller(promote=True)
     c.start("v2")
     c.observe(batch(20, 80))
     s = c.promote()
@@ -288,7 +287,7 @@ def test_walks_all_steps_then_production_changes() -> None:
 
 
 def test_inconclusive_step_holds_and_never_promotes_without_evidence() -> None:
-    c, _, bound = controller(bound=1.0)
+    c, judges = controller()
     c.start("v2")
     s = c.observe(batch(30, 70))  # 100 requests = the 1-minute bake
     assert s.status == "holding"
@@ -300,13 +299,13 @@ def test_inconclusive_step_holds_and_never_promotes_without_evidence() -> None:
         assert s.status == "holding"
         assert s.canary_share == 10.0
     assert c.promote().step == 0
-    bound.value = 0.0
+    judges[0].promote = True
     assert c.observe(batch(10, 90)).status == "promotion_pending"
 
 
 def test_inconclusive_step_rolls_back_when_plan_says_so() -> None:
     plan = RolloutPlan(steps=SMALL.steps, on_inconclusive="rollback", requests_per_minute=100.0)
-    c, _, _ = controller(plan)
+    c, _ = controller(plan)
     c.start("v2")
     s = c.observe(batch(30, 70))
     assert s.status == "aborted"
@@ -315,17 +314,69 @@ def test_inconclusive_step_rolls_back_when_plan_says_so() -> None:
     assert s.events[-1].reason.startswith("inconclusive")
 
 
-def test_latency_guardrail_aborts() -> None:
-    c, _, _ = controller()
+def test_slow_requests_are_counted_per_arm_above_the_slo() -> None:
+    c, judges = controller()
     c.start("v2")
-    assert c.observe(batch(9, 1, latency=500.0)).status == "analysing"  # 9 < 10 samples
-    s = c.observe(batch(1, 1, latency=500.0))
+    out = [Outcome("canary", False, t) for t in (99.0, 100.0, 100.5, 400.0)]
+    out += [Outcome("baseline", True, t) for t in (1.0, 100.0, 101.0)]
+    s = c.observe(out)
+    # Strictly slower than the 100 ms SLO is slow; both arms are counted.
+    assert judges[0].fed == [
+        (ArmCounts(4, 0, 2), ArmCounts(3, 3, 1)),
+    ]
+    assert s.counts == Counts(4, 0, 3, 3, 2, 1)
+    assert (s.history[-1].canary_slow, s.history[-1].baseline_slow) == (2, 1)
+
+
+def test_slow_metric_rejection_names_the_slo_and_the_rates() -> None:
+    c, judges = controller()
+    c.start("v2")
+    judges[0].reject, judges[0].reject_metric = True, "slow"
+    s = c.observe(batch(10, 90, latency=500.0))
     assert s.status == "aborted"
-    assert "canary p99 500.0 ms > 100 ms" in s.events[-1].reason
+    reason = s.events[-1].reason
+    assert "slow-request rate (> 100 ms) 10/10 = 1.0000 vs baseline 90/90" in reason
+    assert "p = 0.001 <= alpha = 0.05 (split over 2 metrics)" in reason
+
+
+def _latency_rollout(canary_slow: float, baseline_slow: float, seed: int) -> RolloutController:
+    """The real judge on 20 % canary traffic; errors equal, slow rates as given."""
+    plan = RolloutPlan(
+        steps=(RolloutStep(20.0, 100_000, 1_000.0), RolloutStep(100.0, 0, 1.0)),
+        latency_slo_ms=100.0,
+        requests_per_minute=1000.0,
+    )
+    c = RolloutController(plan, production="v1")
+    rng = random.Random(seed)
+    c.start("v2")
+    for b in range(40):
+        out = []
+        for i in range(500):
+            arm = c.route(f"r{b}-{i}")
+            slow = rng.random() < (canary_slow if arm == "canary" else baseline_slow)
+            out.append(Outcome(arm, rng.random() < 0.02, 150.0 if slow else 20.0))
+        if c.observe(out).status == "aborted":
+            break
+    return c
+
+
+def test_real_judge_rolls_back_a_canary_that_is_slower() -> None:
+    s = _latency_rollout(canary_slow=0.10, baseline_slow=0.02, seed=5).state
+    assert s.status == "aborted"
+    assert "slow-request rate (> 100 ms)" in s.events[-1].reason
+    assert s.counts.canary_slow > 2 * s.counts.canary_requests * 0.02
+
+
+def test_real_judge_ignores_a_machine_that_slows_both_arms() -> None:
+    # 30 % of requests are slow on both arms (a loaded machine), far above any fixed p99.
+    s = _latency_rollout(canary_slow=0.30, baseline_slow=0.30, seed=6).state
+    assert s.status == "analysing"
+    assert s.counts.baseline_slow > 0.25 * s.counts.baseline_requests
+    assert s.p_value > 0.05
 
 
 def test_new_candidate_mid_analysis_restarts() -> None:
-    c, judges, _ = controller(bound=0.0)
+    c, judges = controller(promote=True)
     c.start("v2")
     c.observe(batch(20, 80))
     c.promote()
@@ -344,7 +395,7 @@ def test_new_candidate_mid_analysis_restarts() -> None:
 
 
 def test_history_records_share_and_p_value_per_look() -> None:
-    c, _, _ = controller(bound=0.0)
+    c, _ = controller(promote=True)
     c.start("v2")
     c.observe(batch(20, 80))
     c.promote()
@@ -531,16 +582,18 @@ class RolloutMachine(RuleBasedStateMachine):
     def routing_sticky_within_a_step(self) -> None:
         s = self.ctl.state
         key = (s.candidate, s.step, s.canary_basis_points)
-        arms = {i: self.ctl.route(i) for i in self.ids}
+        arms: dict[str, str] = {i: self.ctl.route(i) for i in self.ids}
         if key == self.step_key:
             assert arms == self.arms
         self.step_key, self.arms = key, arms
 
 
 TestRolloutMachine = RolloutMachine.TestCase
-# Each look runs the real judge and confidence sequence; 100 runs of 30 steps keep CI quick.
+# Each look runs the real judge (two metrics); 100 runs of 30 steps keep CI quick.
+_profile = settings.default
+assert _profile is not None
 TestRolloutMachine.settings = settings(
-    settings.default, max_examples=min(settings.default.max_examples, 100), stateful_step_count=30
+    _profile, max_examples=min(_profile.max_examples, 100), stateful_step_count=30
 )
 
 
@@ -569,7 +622,7 @@ def test_machine_exercised_every_transition() -> None:
 
 
 def test_replay_observes_the_routed_arm_only() -> None:
-    c, judges, _ = controller()
+    c, judges = controller()
     c.start("v2")
     # The canary is always wrong and the baseline always right: canary errors = canary requests.
     reqs = [LiveRequest(f"u{i}", canary_error=True, baseline_error=False) for i in range(60)]
@@ -580,7 +633,7 @@ def test_replay_observes_the_routed_arm_only() -> None:
 
 
 def test_replay_stops_at_abort_and_leaves_the_rest() -> None:
-    c, judges, _ = controller()
+    c, judges = controller()
     c.start("v2")
     judges[0].reject = True
     reqs = [LiveRequest(f"u{i}", canary_error=False, baseline_error=False) for i in range(500)]
@@ -590,7 +643,7 @@ def test_replay_stops_at_abort_and_leaves_the_rest() -> None:
 
 
 def test_replay_returns_an_unfinished_rollout_as_it_stands() -> None:
-    c, _, _ = controller(bound=1.0)
+    c, _ = controller()
     c.start("v2")
     reqs = [LiveRequest(f"u{i}", canary_error=False, baseline_error=False) for i in range(250)]
     s = replay(c, reqs, batch_size=100)
@@ -599,3 +652,28 @@ def test_replay_returns_an_unfinished_rollout_as_it_stands() -> None:
     assert s.counts.requests == 250
     with pytest.raises(ValueError, match="batch_size"):
         replay(c, reqs, batch_size=0)
+
+
+# --- plan keys -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["latency_p99_ms", "latency_min_samples"])
+def test_plan_file_refuses_the_old_latency_keys_naming_the_new_ones(key: str) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"^phased_rollout\.{key}: no longer a key; replaced by latency_slo_ms and "
+        "slow_margin",
+    ):
+        parse_plan({"phased_rollout": {key: 50}})
+
+
+def test_plan_file_latency_keys_reach_the_judge() -> None:
+    default = load_plan().phased_rollout.rollout_plan()
+    assert (default.latency_slo_ms, default.slow_margin) == (50.0, 0.03)
+    plan = parse_plan({"phased_rollout": {"latency_slo_ms": 80, "slow_margin": 0.05}})
+    rp = plan.phased_rollout.rollout_plan()
+    assert (rp.latency_slo_ms, rp.slow_margin) == (80.0, 0.05)
+    assert rp.judge_config().metrics == ("errors", "slow")
+    assert rp.judge_config().slow_margin == 0.05
+    with pytest.raises(ValueError, match=r"phased_rollout\.slow_margin"):
+        parse_plan({"phased_rollout": {"slow_margin": 0.9}})
