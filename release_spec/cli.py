@@ -307,6 +307,87 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(handler=_cmd_simulate)
 
 
+# ---------------------------------------------------------------------------- export
+
+#: ``ExportOptions`` field -> its flag (and help) on ``release-spec export``.
+_EXPORT_FLAGS = {
+    "service_url": ("--service-url", "the judge service as the controller reaches it"),
+    "prometheus_url": ("--prometheus-url", "the Prometheus the judge service reads"),
+    "name": ("--name", "Rollout / Canary name"),
+    "namespace": ("--namespace", "namespace of every object and of the counted pods"),
+    "target": ("--target", "the Deployment to roll out"),
+    "port": ("--port", "Flagger: the container port of the canary services"),
+    "requests_metric": ("--requests-metric", "per-pod counter of requests served"),
+    "errors_metric": ("--errors-metric", "per-pod counter of failed requests"),
+    "interval_seconds": (
+        "--interval",
+        "seconds; Argo: between looks (default: batch_size requests at requests_per_minute); "
+        "Flagger: the analysis interval (default: the longest wait for a step's minimum)",
+    ),
+}
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from release_spec.plan import load_plan
+    from release_spec.services.export import ExportOptions, export
+
+    try:
+        plan = load_plan(args.plan)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        options = ExportOptions(**{field: getattr(args, field) for field in _EXPORT_FLAGS})
+    except ValueError as exc:
+        # The message starts with the option's field name; say it as the flag.
+        field, rest = str(exc).split(":", 1)
+        raise UsageError(f"{_EXPORT_FLAGS[field][0]}:{rest}") from None
+    try:
+        text = export(args.controller, plan.phased_rollout, options)
+    except ValueError as exc:
+        raise UsageError(f"plan {args.plan or '(embedded)'}: {exc}") from None
+    if args.out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    from release_spec.registry import atomic_write
+
+    try:
+        # Atomic: a failed write leaves no half-written manifest behind.
+        atomic_write(args.out, text.encode("utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: cannot write: {exc.strerror or exc}") from None
+    print(f"wrote {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_export(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from release_spec.services.export import TARGETS, ExportOptions
+
+    defaults = ExportOptions()
+    p = sub.add_parser(
+        "export",
+        help="write the plan's phased rollout as Argo Rollouts or Flagger manifests",
+        description="Write the [phased_rollout] steps of a plan as an Argo Rollouts Rollout\n"
+        "with one AnalysisTemplate per step, or as a Flagger Canary; the canary judge\n"
+        "service (release-spec judge serve) decides every step. YAML on stdout, or --out FILE.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("controller", choices=TARGETS, help="argo (Argo Rollouts) or flagger")
+    p.add_argument("--plan", type=Path, help="TOML release plan (default: the embedded plan)")
+    p.add_argument("--out", type=Path, help="write this file instead of stdout")
+    for field, (flag, text) in _EXPORT_FLAGS.items():
+        default = getattr(defaults, field)
+        number = field in ("port", "interval_seconds")
+        p.add_argument(
+            flag,
+            dest=field,
+            type=_number(int, 1, None, open_lo=False) if number else str,
+            default=default,
+            help=text if default is None else f"{text} (default {default})",
+        )
+    p.set_defaults(handler=_cmd_export)
+
+
 # ---------------------------------------------------------------------------- judge
 
 
@@ -318,11 +399,12 @@ def _add_judge(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 #: One function per subcommand; each adds its parser and sets ``handler``.
-    _add_judge,
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
     _add_run,
     _add_store,
     _add_simulate,
+    _add_export,
+    _add_judge,
 ]
 
 
