@@ -283,7 +283,7 @@ def test_unlisted_link_in_a_version_is_reported_without_following_it(
 # ------------------------------------------------------------------ FIFOs and endless files
 
 
-def _cli_child(*args: str, limit_memory: bool = True) -> subprocess.CompletedProcess[str]:
+def cli_child(*args: str, limit_memory: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a child process; a hang fails the test instead of blocking the run.
 
     The timeout only detects a hang (the fixed store answers at once); the
@@ -327,7 +327,7 @@ def test_fifo_or_endless_file_in_the_store_is_refused_at_once(
     else:
         path.symlink_to("/dev/zero")
         what = "is a symbolic link, not a regular file (refused)"
-    proc = _cli_child("store", "verify", "--store", str(store.root))
+    proc = cli_child("store", "verify", "--store", str(store.root))
     assert proc.returncode == code, proc.stderr
     shown = proc.stdout if code == EXIT_STOPPED else proc.stderr
     assert f"{path}: {what}" in shown
