@@ -20,6 +20,10 @@ Input conventions:
 Bad input raises ``ValueError`` naming the problem. The checks (finite, whole,
 non-negative, below ``num_classes``) run inside the counting loop, on blocks
 small enough to stay in cache, so validation costs no extra pass over memory.
+Scalar parameters (``num_classes``, ``threshold``, ``zero_division``) may be
+Python or NumPy numbers, never bools or strings. A confusion matrix has at most
+`MAX_CLASSES` classes, so an absurd ``num_classes`` or label is refused at once
+instead of ending in a `MemoryError`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "MAX_CLASSES",
     "ConfusionMatrix",
     "accuracy",
     "argmax_predictions",
@@ -41,6 +46,13 @@ __all__ = [
     "recall",
     "threshold_predictions",
 ]
+
+MAX_CLASSES = 4096
+"""Most classes of a confusion matrix (``num_classes``, or the largest label + 1).
+
+The dense K x K int64 matrix of 4096 classes takes 128 MiB; past that a dense
+confusion matrix is the wrong tool. `accuracy` builds no matrix and has no cap.
+"""
 
 Average = Literal["micro", "macro", "weighted"]
 _AVERAGES = ("micro", "macro", "weighted")
@@ -83,22 +95,29 @@ def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[NDArray[Any], NDArray[A
     return t, p
 
 
-def _num_classes(num_classes: int | None) -> int | None:
+def _num_classes(num_classes: object) -> int | None:
     if num_classes is None:
         return None
-    if isinstance(num_classes, bool):
+    if isinstance(num_classes, bool | np.bool_):
         raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
     try:
-        k = operator.index(num_classes)
+        k = operator.index(num_classes)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}") from None
     if k < 1:
         raise ValueError(f"num_classes must be a positive integer; got {k}")
+    if k > MAX_CLASSES:
+        raise ValueError(f"num_classes must be at most MAX_CLASSES={MAX_CLASSES}; got {k}")
     return k
 
 
-def _invalid(block: NDArray[Any], offset: int, name: str, limit: int | None) -> ValueError:
-    """Describe the first bad label of a block that failed the fast check."""
+def _invalid(
+    block: NDArray[Any], offset: int, name: str, limit: int | None, *, capped: bool = False
+) -> ValueError:
+    """Describe the first bad label of a block that failed the fast check.
+
+    ``capped``: ``limit`` is `MAX_CLASSES` (``num_classes=None``), not ``num_classes``.
+    """
 
     def first(mask: NDArray[np.bool_]) -> tuple[int, Any]:
         i = int(np.argmax(mask))
@@ -126,31 +145,37 @@ def _invalid(block: NDArray[Any], offset: int, name: str, limit: int | None) -> 
     v = int(v)
     if limit is None:
         return ValueError(f"{name} contains label {v} at index {i}, too large for int64")
+    if capped:
+        return ValueError(
+            f"{name} contains label {v} at index {i}: a confusion matrix has at most "
+            f"MAX_CLASSES={limit} classes"
+        )
     return ValueError(f"{name} contains label {v} at index {i}, which is >= num_classes={limit}")
 
 
 def _block(
-    y: NDArray[Any], start: int, stop: int, name: str, limit: int | None
+    y: NDArray[Any], start: int, stop: int, name: str, limit: int | None, *, capped: bool = False
 ) -> tuple[NDArray[np.int64], int]:
     """Labels ``y[start:stop]`` as int64 after checking them, and their maximum.
 
-    Checks: finite, whole, non-negative and (when ``limit`` is given) below it.
+    Checks: finite, whole, non-negative and (when ``limit`` is given) below it;
+    ``capped`` as in `_invalid`.
     """
     x = y[start:stop]
     if x.dtype.kind == "f":
         lo, hi = x.min(), x.max()
         # NaN fails both comparisons, so one test covers NaN, inf and range.
         if not (lo >= 0 and hi < (_INT64_LIMIT if limit is None else limit)):
-            raise _invalid(x, start, name, limit)
+            raise _invalid(x, start, name, limit, capped=capped)
         whole: NDArray[np.int64] = x.astype(np.int64)
         if not np.array_equal(whole, x):
-            raise _invalid(x, start, name, limit)
+            raise _invalid(x, start, name, limit, capped=capped)
         return whole, int(hi)
     xi: NDArray[np.int64] = x if x.dtype == np.int64 else x.astype(np.int64)
     # Seen as unsigned, a negative int64 is >= 2**63: one max() checks both ends.
     top = int(np.maximum.reduce(xi.view(np.uint64)))
     if top >= (_INT64_LIMIT if limit is None else limit):
-        raise _invalid(x, start, name, limit)
+        raise _invalid(x, start, name, limit, capped=capped)
     return xi, top
 
 
@@ -165,16 +190,17 @@ def _count_pairs(
 
     With ``num_classes=None`` the matrix grows as larger labels appear: earlier
     counts keep their (true, predicted) cells, so the result equals one pass
-    with ``num_classes = max label + 1``.
+    with ``num_classes = max label + 1`` (at most `MAX_CLASSES`).
     """
     n = int(y_true.shape[0])
     k = num_classes if num_classes is not None else 0
+    limit, capped = (MAX_CLASSES, True) if num_classes is None else (num_classes, False)
     counts = np.zeros((k, k), dtype=np.int64)
     index = np.empty(min(n, _BLOCK), dtype=np.int64)
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
-        t, t_max = _block(y_true, start, stop, "y_true", num_classes)
-        p, p_max = _block(y_pred, start, stop, "y_pred", num_classes)
+        t, t_max = _block(y_true, start, stop, "y_true", limit, capped=capped)
+        p, p_max = _block(y_pred, start, stop, "y_pred", limit, capped=capped)
         if num_classes is None and max(t_max, p_max) >= k:
             grown = np.zeros((max(t_max, p_max) + 1,) * 2, dtype=np.int64)
             grown[:k, :k] = counts
@@ -182,7 +208,13 @@ def _count_pairs(
         flat = index[: stop - start]
         np.multiply(t, k, out=flat)
         np.add(flat, p, out=flat)
-        counts += np.bincount(flat, minlength=k * k).reshape(k, k)
+        if k * k > 16 * _BLOCK:
+            # Many classes: a block fills few of the k*k cells, so count the distinct
+            # pairs instead of adding a mostly-zero k*k histogram per block.
+            cells, hits = np.unique(flat, return_counts=True)
+            counts.reshape(-1)[cells] += hits
+        else:
+            counts += np.bincount(flat, minlength=k * k).reshape(k, k)
     return counts
 
 
@@ -213,14 +245,17 @@ def confusion_matrix(
     Args:
         y_true: 1-D integer class labels in ``[0, num_classes)``.
         y_pred: 1-D integer class labels, same length.
-        num_classes: K; ``None`` means ``max label + 1``.
+        num_classes: K, an integer in [1, `MAX_CLASSES`]; ``None`` means
+            ``max label + 1``.
 
     Returns:
         int64 array of shape (K, K).
 
     Raises:
         ValueError: empty input, length mismatch, NaN/inf, a negative,
-            non-integer or too large label, or a bad ``num_classes``.
+            non-integer or too large label (>= ``num_classes``, or >=
+            `MAX_CLASSES` when ``num_classes`` is ``None``), or a bad
+            ``num_classes`` (not a positive integer, or above `MAX_CLASSES`).
 
     Example:
         >>> confusion_matrix([0, 0, 1, 1, 1, 2, 2, 2, 2, 2],
@@ -289,10 +324,22 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 
 # --8<-- [start:from_counts]
-def _zero_division(value: float) -> float:
+def _real(value: object, name: str) -> float:
+    """A Python or NumPy int or float (never a bool or a string) as a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
     try:
-        z = float(value)
-    except (TypeError, ValueError):
+        return float(value)
+    except OverflowError:  # an int beyond float64: out of every range used here
+        return math.inf
+
+
+def _zero_division(value: object) -> float:
+    try:
+        z = _real(value, "zero_division")
+    except ValueError:
         raise ValueError(f"zero_division must be 0, 1 or nan; got {value!r}") from None
     if not (z in (0.0, 1.0) or math.isnan(z)):
         raise ValueError(f"zero_division must be 0, 1 or nan; got {value!r}")
@@ -599,8 +646,12 @@ class ConfusionMatrix:
     the accumulator behind ``keras.metrics.*.update_state`` / ``result``.
 
     Args:
-        num_classes: K. ``None`` grows the matrix to ``max label + 1`` as
-            larger labels arrive, which equals the one-pass inference.
+        num_classes: K, at most `MAX_CLASSES`. ``None`` grows the matrix to
+            ``max label + 1`` (at most `MAX_CLASSES`) as larger labels arrive,
+            which equals the one-pass inference.
+
+    Raises:
+        ValueError: a bad ``num_classes``; `update` as `confusion_matrix`.
 
     Example:
         >>> cm = ConfusionMatrix(num_classes=3)
@@ -630,7 +681,15 @@ class ConfusionMatrix:
         return self._counts.copy()
 
     def update(self, y_true: ArrayLike, y_pred: ArrayLike) -> None:
-        """Add one batch of labels (validated like `confusion_matrix`)."""
+        """Add one batch of labels (validated like `confusion_matrix`).
+
+        The whole batch is checked and counted before the running counts
+        change, so a refused batch leaves the matrix exactly as it was.
+
+        Raises:
+            ValueError: as `confusion_matrix`: bad labels, a length mismatch, or
+                a label past ``num_classes`` (or `MAX_CLASSES`).
+        """
         t, p = _pair(y_true, y_pred)
         batch = _count_pairs(t, p, self._fixed)
         k, b = self._counts.shape[0], batch.shape[0]
@@ -742,7 +801,7 @@ def threshold_predictions(y_prob: ArrayLike, threshold: float = 0.5) -> NDArray[
         >>> threshold_predictions([0.2, 0.5, 0.51, 0.9])
         array([0, 0, 1, 1])
     """
-    tau = float(threshold)
+    tau = _real(threshold, "threshold")
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"threshold must be in [0, 1]; got {threshold!r}")
     return (_probabilities(y_prob) > tau).astype(np.int64)

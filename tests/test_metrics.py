@@ -744,3 +744,177 @@ def test_argmax_predictions_bad_input_raises(y_prob: object, message: str) -> No
 
 def test_argmax_predictions_ties_go_to_lowest_index() -> None:
     np.testing.assert_array_equal(argmax_predictions([[0.4, 0.4, 0.2], [0.25, 0.25, 0.5]]), [0, 2])
+
+
+# ------------------------------------------- robustness: scalars, caps, atomic updates
+
+NOT_A_REAL = [None, "0.5", b"1", [0.5], 1j, True, np.bool_(False), np.array([0.5, 0.5])]
+NOT_A_REAL += [math.nan, math.inf, -math.inf, np.float32("nan"), 10**400]
+
+
+@pytest.mark.spec("eq-threshold", kind="errors")
+@given(value=st.sampled_from(NOT_A_REAL) | st.floats().filter(lambda x: not 0 <= x <= 1))
+def test_a_bad_threshold_is_named(value: object) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        threshold_predictions([0.2, 0.7], value)  # type: ignore[arg-type]
+
+
+@pytest.mark.spec("eq-precision", kind="errors")
+@given(
+    value=st.sampled_from(
+        [v for v in NOT_A_REAL if not (isinstance(v, float | np.floating) and math.isnan(v))]
+    )
+    | st.floats(allow_nan=False).filter(lambda x: x not in (0.0, 1.0))
+)
+def test_a_bad_zero_division_is_named(value: object) -> None:
+    with pytest.raises(ValueError, match="zero_division"):
+        precision([0, 1], [0, 1], zero_division=value)  # type: ignore[arg-type]
+    cm = ConfusionMatrix(2)
+    cm.update([0, 1], [0, 1])
+    with pytest.raises(ValueError, match="zero_division"):
+        cm.f1_score(zero_division=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+@given(
+    value=st.sampled_from([v for v in NOT_A_REAL if v is not None])
+    | st.floats()
+    | st.integers(max_value=0)
+    | st.integers(min_value=metrics.MAX_CLASSES + 1)
+)
+def test_a_bad_num_classes_is_named(value: object) -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        confusion_matrix([0], [0], num_classes=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_classes"):
+        ConfusionMatrix(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.spec("eq-precision", kind="property")
+@given(labelled(), st.sampled_from([np.int64, np.int32, np.uint8]), st.floats(0.0, 1.0))
+def test_numpy_scalars_give_the_python_scalars_results(
+    data: tuple, int_type: type, tau: float
+) -> None:
+    t, p, k = data
+    np.testing.assert_array_equal(
+        confusion_matrix(t, p, num_classes=int_type(k)), confusion_matrix(t, p, num_classes=k)
+    )
+    for zd in (np.float32(1.0), np.float64(math.nan), np.int64(0)):
+        np.testing.assert_array_equal(
+            f1_score(t, p, num_classes=int_type(k), average=None, zero_division=zd),
+            f1_score(t, p, num_classes=k, average=None, zero_division=float(zd)),
+        )
+    probs = np.linspace(0.0, 1.0, 11)
+    for conv in (np.float32, np.float64, np.float16):
+        np.testing.assert_array_equal(
+            threshold_predictions(probs, conv(tau)), threshold_predictions(probs, float(conv(tau)))
+        )
+    cm, ref = ConfusionMatrix(int_type(k)), ConfusionMatrix(k)
+    cm.update(t, p)
+    ref.update(t, p)
+    np.testing.assert_array_equal(cm.counts, ref.counts)
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda t, p: confusion_matrix(t, p), id="confusion_matrix"),
+        pytest.param(lambda t, p: precision(t, p), id="precision"),
+        pytest.param(lambda t, p: recall(t, p), id="recall"),
+        pytest.param(lambda t, p: f1_score(t, p), id="f1_score"),
+        pytest.param(lambda t, p: ConfusionMatrix().update(t, p), id="ConfusionMatrix.update"),
+    ],
+)
+@pytest.mark.parametrize("label", [metrics.MAX_CLASSES, 10**9, 2**62, float(10**9)])
+def test_a_label_past_max_classes_is_refused_by_name(call: object, label: int) -> None:
+    # Before the cap, label 10**9 asked NumPy for a 10**18-cell matrix: a MemoryError.
+    with pytest.raises(
+        ValueError,
+        match=f"y_pred contains label {int(label)} at index 1: a confusion matrix has at most "
+        "MAX_CLASSES=4096 classes",
+    ):
+        call(np.array([0, 1], dtype=type(label)), np.array([0, label], dtype=type(label)))
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="errors")
+@pytest.mark.parametrize("k", [metrics.MAX_CLASSES + 1, 10**9, np.int64(10**12)])
+def test_num_classes_past_max_classes_is_refused_by_name(k: int) -> None:
+    message = f"num_classes must be at most MAX_CLASSES=4096; got {int(k)}"
+    for call in (
+        lambda: confusion_matrix([0], [0], num_classes=k),
+        lambda: f1_score([0], [0], num_classes=k),
+        lambda: ConfusionMatrix(k),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_accuracy_builds_no_matrix_so_large_labels_are_fine() -> None:
+    assert accuracy([10**9, 5, 2**62], [10**9, 4, 2**62]) == pytest.approx(2 / 3)
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(725, 1200),
+    st.integers(1, 3 * metrics._BLOCK),
+)
+@settings(max_examples=10)
+def test_confusion_matrix_many_classes_matches_one_add_at(seed: int, k: int, n: int) -> None:
+    # Past ~724 classes the counting switches from a per-block bincount to np.unique.
+    rng = np.random.default_rng(seed)
+    t, p = rng.integers(0, k, n), rng.integers(0, k, n)
+    expected = np.zeros((k, k), np.int64)
+    np.add.at(expected, (t, p), 1)
+    np.testing.assert_array_equal(confusion_matrix(t, p, num_classes=k), expected)
+    np.testing.assert_array_equal(
+        confusion_matrix(t, p), expected[: max(t.max(), p.max()) + 1, : max(t.max(), p.max()) + 1]
+    )
+
+
+def test_confusion_matrix_at_max_classes() -> None:
+    top = confusion_matrix([metrics.MAX_CLASSES - 1, 3], [0, 3])
+    assert top.shape == (metrics.MAX_CLASSES,) * 2
+    assert top[-1, 0] == top[3, 3] == 1
+    assert top.sum() == 2
+
+
+bad_batch = st.sampled_from(
+    [
+        ([0, 1], [0, np.nan]),
+        ([0, -1], [0, 1]),
+        ([0, 1], [0, 1.5]),
+        ([0, 1], [0, 1, 1]),
+        ([], []),
+        ([[0, 1]], [[0, 1]]),
+        (["a"], ["b"]),
+        ([0, 1], [0, 10**9]),
+        ([0, 1], [0, metrics.MAX_CLASSES]),
+    ]
+)
+
+
+@pytest.mark.spec("eq-confusion-matrix", kind="property")
+@given(labelled(), bad_batch, st.booleans(), st.integers(0, 40))
+def test_refused_confusion_matrix_update_leaves_it_exactly_as_before(
+    data: tuple, bad: tuple, fixed: bool, cut: int
+) -> None:
+    t, p, k = data
+    cm = ConfusionMatrix(max(k, 2) if fixed else None)
+    cm.update(t[:cut] if cut else t, p[:cut] if cut else p)
+    before, state = cm.counts, dict(vars(cm))
+    with pytest.raises(ValueError, match=r"y_true|y_pred"):
+        cm.update(*bad)
+    np.testing.assert_array_equal(cm.counts, before)
+    assert vars(cm).keys() == state.keys()
+    assert all(
+        np.array_equal(v, state[key]) if isinstance(v, np.ndarray) else v == state[key]
+        for key, v in vars(cm).items()
+    )
+    # A bad label past num_classes in a later block must not leave earlier blocks counted.
+    n = 2 * metrics._BLOCK + 5
+    late = np.zeros(n, np.int64)
+    late[-1] = 10**6
+    with pytest.raises(ValueError, match=f"index {n - 1}"):
+        cm.update(np.zeros(n, np.int64), late)
+    np.testing.assert_array_equal(cm.counts, before)
