@@ -319,6 +319,7 @@ _EXPORT_FLAGS = {
     "port": ("--port", "Flagger: the container port of the canary services"),
     "requests_metric": ("--requests-metric", "per-pod counter of requests served"),
     "errors_metric": ("--errors-metric", "per-pod counter of failed requests"),
+    "slow_metric": ("--slow-metric", "per-pod counter of requests slower than latency_slo_ms"),
     "interval_seconds": (
         "--interval",
         "seconds; Argo: between looks (default: batch_size requests at requests_per_minute); "

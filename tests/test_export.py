@@ -486,16 +486,21 @@ def test_every_call_carries_the_same_judge_settings():
     assert all(b == bodies[0] for b in bodies)
     assert bodies[0]["alpha"] == plan.alpha
     assert bodies[0]["margin"] == plan.margin
+    assert bodies[0]["metrics"] == ["errors", "slow"]
+    assert bodies[0]["slow_margin"] == plan.slow_margin
+    assert bodies[0]["slo_seconds"] == plan.latency_slo_ms / 1000
     hash_ = 'namespace="default",rollouts_pod_template_hash="{{args.%s-hash}}"'
     assert bodies[0]["prometheus"] == {
         "url": "http://prometheus.monitoring.svc:9090",
         "canary": {
             "requests": "model_requests_total{" + hash_ % "canary" + "}",
             "errors": "model_errors_total{" + hash_ % "canary" + "}",
+            "slow": "model_slow_requests_total{" + hash_ % "canary" + "}",
         },
         "baseline": {
             "requests": "model_requests_total{" + hash_ % "stable" + "}",
             "errors": "model_errors_total{" + hash_ % "stable" + "}",
+            "slow": "model_slow_requests_total{" + hash_ % "stable" + "}",
         },
     }
     (canary,) = _manifests("flagger")
@@ -510,10 +515,12 @@ def test_every_call_carries_the_same_judge_settings():
             "canary": {
                 "requests": "model_requests_total{" + pods % "" + "}",
                 "errors": "model_errors_total{" + pods % "" + "}",
+                "slow": "model_slow_requests_total{" + pods % "" + "}",
             },
             "baseline": {
                 "requests": "model_requests_total{" + pods % "-primary" + "}",
                 "errors": "model_errors_total{" + pods % "-primary" + "}",
+                "slow": "model_slow_requests_total{" + pods % "-primary" + "}",
             },
         },
     }
@@ -576,6 +583,7 @@ def test_flagger_webhooks_call_the_judge():
         ),
         ({"on_inconclusive": "rollback"}, r"^phased_rollout\.on_inconclusive: .*got 'rollback'$"),
         ({"margin": 0.0}, r"^phased_rollout\.margin: the judge needs a margin > 0, got 0$"),
+        ({"slow_margin": 0.0}, r"^phased_rollout\.slow_margin: the judge needs a margin > 0"),
     ],
 )
 def test_what_the_controllers_cannot_express_is_refused_by_plan_key(raw, message):
@@ -597,6 +605,7 @@ def test_what_the_controllers_cannot_express_is_refused_by_plan_key(raw, message
         ({"prometheus_url": "ftp://p"}, "prometheus_url:"),
         ({"requests_metric": "requests total"}, "requests_metric:"),
         ({"errors_metric": 'x{a="b"}'}, "errors_metric:"),
+        ({"slow_metric": "9slow"}, "slow_metric:"),
         ({"port": 0}, "port:"),
         ({"interval_seconds": 0}, "interval_seconds:"),
         ({"timeout_seconds": 0}, "timeout_seconds:"),

@@ -4,11 +4,12 @@
 steps of a release plan into the objects a Kubernetes progressive-delivery
 controller runs, with the canary judge service (``release-spec judge serve``)
 deciding. Every object carries the same judge settings (the body of ``PUT
-/v1/rollouts/{id}``): the plan's ``alpha`` and ``margin``, the first step's
-``min_canary_requests``, and the PromQL of each arm's request and error
-counters, so whichever call reaches the service first creates the rollout and
-the later ones agree with it (the service refuses changed settings once looks
-are counted).
+/v1/rollouts/{id}``): the plan's ``alpha``, ``margin``, ``slow_margin`` and
+``latency_slo_ms`` (both metrics judged, as in `release_spec.rollout`), the
+first step's ``min_canary_requests``, and the PromQL of each arm's request,
+error and slow-request counters, so whichever call reaches the service first
+creates the rollout and the later ones agree with it (the service refuses
+changed settings once looks are counted).
 
 * **Argo Rollouts**: a ``Rollout`` whose canary strategy is one ``setWeight``
   and one inline ``analysis`` step per analysed share, rolling out the
@@ -49,7 +50,8 @@ all traffic after the last step, so a final share of 100 % (the plan's "the
 candidate becomes production") is the controller's own promotion rather than a
 step. What the controllers cannot express is a `ValueError` naming the plan key:
 a share that is not a whole percent, ``on_inconclusive = "rollback"`` (both
-controllers hold an undecided step), a ``margin`` of 0 (the judge needs one).
+controllers hold an undecided step), a ``margin`` or ``slow_margin`` of 0 (the
+judge needs both above 0).
 
 Services layer: the standard library, `release_spec.plan` and PyYAML (imported
 only when YAML is written); no web stack.
@@ -122,6 +124,8 @@ class ExportOptions:
         port: the container port the Flagger-generated services expose.
         requests_metric: the counter of requests served, per pod.
         errors_metric: the counter of failed requests, per pod.
+        slow_metric: the counter of requests slower than the plan's
+            ``latency_slo_ms``, per pod.
         interval_seconds: Argo: seconds between looks (default: ``batch_size``
             requests at ``requests_per_minute``); Flagger: the analysis interval
             (default: the longest wait for a step's minimum canary requests).
@@ -147,6 +151,7 @@ class ExportOptions:
     port: int = 8080
     requests_metric: str = "model_requests_total"
     errors_metric: str = "model_errors_total"
+    slow_metric: str = "model_slow_requests_total"
     interval_seconds: int | None = None
     timeout_seconds: int = 10
 
@@ -165,7 +170,7 @@ class ExportOptions:
                     f"{option}: expected http(s)://host[:port][/path] without a trailing "
                     f"slash, got {value!r}"
                 )
-        for option in ("requests_metric", "errors_metric"):
+        for option in ("requests_metric", "errors_metric", "slow_metric"):
             if not _METRIC_NAME.match(getattr(self, option)):
                 raise ValueError(
                     f"{option}: expected a Prometheus metric name, got {getattr(self, option)!r}"
@@ -234,7 +239,7 @@ def analysed_steps(plan: PhasedRolloutPlan) -> list[AnalysedStep]:
     Raises:
         ValueError: what the controllers or the judge cannot express, naming the
             plan key: a share that is not a whole percent, ``on_inconclusive =
-            "rollback"``, a ``margin`` of 0.
+            "rollback"``, a ``margin`` or ``slow_margin`` of 0.
 
     Example:
         >>> from release_spec.plan import load_plan
@@ -246,10 +251,11 @@ def analysed_steps(plan: PhasedRolloutPlan) -> list[AnalysedStep]:
             "phased_rollout.on_inconclusive: Argo Rollouts pauses and Flagger waits when a "
             f"step ends undecided, which is 'hold'; got {plan.on_inconclusive!r}"
         )
-    if not plan.margin > 0:
-        raise ValueError(
-            f"phased_rollout.margin: the judge needs a margin > 0, got {plan.margin:g}"
-        )
+    for key in ("margin", "slow_margin"):
+        if not getattr(plan, key) > 0:
+            raise ValueError(
+                f"phased_rollout.{key}: the judge needs a margin > 0, got {getattr(plan, key):g}"
+            )
     steps: list[AnalysedStep] = []
     last = len(plan.shares) - 1
     for i, (share, n, bake) in enumerate(
@@ -288,6 +294,8 @@ def judge_settings(
         ...                       [("pod", "=~", "a-.*")], [("pod", "=~", "b-.*")])
         >>> body["alpha"], body["margin"], body["min_canary_requests"]
         (0.05, 0.03, 300)
+        >>> body["metrics"], body["slow_margin"], body["slo_seconds"]
+        (['errors', 'slow'], 0.03, 0.05)
         >>> body["prometheus"]["canary"]["errors"]
         'model_errors_total{pod=~"a-.*"}'
     """
@@ -297,11 +305,15 @@ def judge_settings(
         return {
             "requests": _selector(options.requests_metric, matchers),
             "errors": _selector(options.errors_metric, matchers),
+            "slow": _selector(options.slow_metric, matchers),
         }
 
     return {
         "alpha": plan.alpha,
         "margin": plan.margin,
+        "metrics": ["errors", "slow"],
+        "slow_margin": plan.slow_margin,
+        "slo_seconds": plan.latency_slo_ms / 1000.0,
         "min_canary_requests": first.min_canary_requests,
         "prometheus": {
             "url": options.prometheus_url,
