@@ -6,7 +6,11 @@ arrays; with ``out=`` it writes into arrays the caller supplies (for example
 those of two steps ago, see `adam_step`), which saves a large step the cost of
 fresh memory. Parameters keep their floating dtype (float32 stays float32, as
 in Keras); integer parameters are promoted to float64 and gradients are cast
-to the parameters' dtype. Bad input raises `ValueError` naming the problem.
+to the parameters' dtype. Bad input raises `ValueError` naming the problem and
+the parameter: hyperparameters may be Python or NumPy numbers (never bools or
+strings), flags such as ``nesterov`` must be bools, and a value or result that
+does not fit the parameters' dtype (float16 tops out at 65504) is reported as
+the overflow it is, not as bad input.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ def _like(x: ArrayLike, theta: FloatArray, name: str) -> FloatArray:
         raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.shape != theta.shape:
         raise ValueError(f"shape mismatch: theta {theta.shape} vs {name} {arr.shape}")
-    return arr.astype(theta.dtype, copy=False)
+    # A value too large for theta's dtype becomes inf here; _check_finite names it.
+    with np.errstate(over="ignore"):
+        return arr.astype(theta.dtype, copy=False)
 
 
 def _outputs(
@@ -98,15 +104,34 @@ def _outputs(
     return out
 
 
-def _learning_rate(learning_rate: float) -> float:
-    lr = float(learning_rate)
+def _real(value: object, name: str) -> float:
+    """A Python or NumPy int or float (never a bool or a string) as a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64: not finite for our purposes
+        return math.inf
+
+
+def _flag(value: object, name: str) -> bool:
+    """A bool (Python or NumPy); ``"no"`` or ``0`` would silently mean something else."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _learning_rate(learning_rate: object) -> float:
+    lr = _real(learning_rate, "learning_rate")
     if not (math.isfinite(lr) and lr > 0.0):
         raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate!r}")
     return lr
 
 
-def _unit_interval(value: float, name: str, *, closed: bool) -> float:
-    x = float(value)
+def _unit_interval(value: object, name: str, *, closed: bool) -> float:
+    x = _real(value, name)
     ok = 0.0 <= x <= 1.0 if closed else 0.0 <= x < 1.0
     if not ok:
         interval = "[0, 1]" if closed else "[0, 1)"
@@ -115,23 +140,39 @@ def _unit_interval(value: float, name: str, *, closed: bool) -> float:
 
 
 def _check_finite(
-    outputs: tuple[FloatArray, ...], partial_sums: float, inputs: dict[str, FloatArray]
+    outputs: dict[str, FloatArray],
+    partial_sums: float,
+    inputs: dict[str, tuple[NDArray[Any], FloatArray]],
 ) -> None:
-    """Raise if an input held NaN/inf, which always reaches one of ``outputs``.
+    """Raise if an input held NaN/inf or a value overflowed the parameters' dtype.
 
-    ``partial_sums`` is a sum over the outputs computed while they were in
-    cache; it is finite unless an output is non-finite or the sum overflowed,
-    so the full checks below run only on that rare path.
+    ``inputs`` maps each name to the array as given and as cast to the
+    parameters' dtype. ``partial_sums`` is a sum over the outputs computed while
+    they were in cache; it is finite unless an output is non-finite or the sum
+    overflowed, so the full checks below run only on that rare path. Three
+    different causes get three different messages: NaN/inf in an input; a finite
+    input too large for the dtype (float64 gradients into float16 parameters);
+    finite inputs whose result overflows the dtype.
     """
     if math.isfinite(partial_sums):
         return
-    for name, arr in inputs.items():
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or inf")
-    if not all(np.isfinite(out).all() for out in outputs):
-        raise ValueError(
-            f"the update overflows {outputs[0].dtype}: gradients too large for the parameter dtype"
-        )
+    for name, (given, cast) in inputs.items():
+        if not np.isfinite(cast).all():
+            if given.dtype.kind == "f" and not np.isfinite(given).all():
+                raise ValueError(f"{name} contains NaN or inf")
+            top = float(np.max(np.abs(given)))
+            raise ValueError(
+                f"{name} overflows {cast.dtype}: its largest magnitude {top:g} exceeds the "
+                f"largest finite {cast.dtype} ({float(np.finfo(cast.dtype).max):g}), the "
+                "parameters' dtype it is cast to"
+            )
+    for label, out in outputs.items():
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"the result overflows {out.dtype}: the new {label} exceeds the largest finite "
+                f"{out.dtype} ({float(np.finfo(out.dtype).max):g}); use a wider parameter dtype "
+                "or a smaller step"
+            )
 
 
 # --8<-- [start:gradient_descent_step]
@@ -171,8 +212,10 @@ def gradient_descent_step(
         The new parameters: a new array, or ``out``. ``theta`` is not modified.
 
     Raises:
-        ValueError: A shape mismatch, empty input, NaN/inf, a learning rate
-            that is not finite and positive, or an unsuitable ``out``.
+        ValueError: A shape mismatch, empty input, a non-numeric dtype, NaN/inf,
+            a gradient or result that overflows the parameters' dtype, a
+            learning rate that is not a finite positive number, or an
+            unsuitable ``out``.
 
     Example:
         >>> gradient_descent_step([1.0, -2.0], [0.5, -1.0], learning_rate=0.1)
@@ -186,7 +229,11 @@ def gradient_descent_step(
     with np.errstate(all="ignore"):
         np.multiply(g, lr, out=new)
         np.subtract(th, new, out=new)
-    _check_finite((new,), float(np.add.reduce(new, axis=None)), {"theta": th, "grad": g})
+    _check_finite(
+        {"theta": new},
+        float(np.add.reduce(new, axis=None)),
+        {"theta": (given["theta"], th), "grad": (given["grad"], g)},
+    )
     return new
 
 
@@ -249,7 +296,7 @@ def momentum_step(
         velocity: Velocity from `momentum_init` or the previous step.
         learning_rate: Step size $\alpha > 0$.
         momentum: $\mu \in [0, 1]$.
-        nesterov: Use the Nesterov form.
+        nesterov: Use the Nesterov form; a bool (``"no"`` is refused, not true).
         out: Optional ``(theta_out, velocity_out)`` to write the results
             into, checked as for `adam_step`.
 
@@ -258,9 +305,10 @@ def momentum_step(
         of ``out``. Nothing passed in is modified.
 
     Raises:
-        ValueError: Shape mismatches, empty input, NaN/inf, a learning rate
-            that is not finite and positive, momentum outside [0, 1], or an
-            unsuitable ``out``.
+        ValueError: Shape mismatches, empty input, a non-numeric dtype, NaN/inf,
+            an input or result that overflows the parameters' dtype, a learning
+            rate that is not a finite positive number, momentum outside [0, 1],
+            a ``nesterov`` that is not a bool, or an unsuitable ``out``.
 
     Example:
         >>> theta, v = momentum_step([1.0], [0.5], [0.0], learning_rate=0.1, momentum=0.9)
@@ -271,6 +319,7 @@ def momentum_step(
     """
     lr = _learning_rate(learning_rate)
     mu = _unit_interval(momentum, "momentum", closed=True)
+    look_ahead = _flag(nesterov, "nesterov")
     given = {"theta": np.asarray(theta), "grad": np.asarray(grad), "velocity": np.asarray(velocity)}
     th = _params(given["theta"])
     g = _like(given["grad"], th, "grad")
@@ -281,16 +330,20 @@ def momentum_step(
         np.multiply(g, lr, out=step)
         np.multiply(vel, mu, out=new_v)
         new_v -= step
-        if nesterov:
+        if look_ahead:
             np.multiply(new_v, mu, out=new_th)
             new_th -= step
             new_th += th
         else:
             np.add(th, new_v, out=new_th)
     _check_finite(
-        (new_th, new_v),
+        {"theta": new_th, "velocity": new_v},
         float(np.add.reduce(new_th, axis=None)),
-        {"theta": th, "grad": g, "velocity": vel},
+        {
+            "theta": (given["theta"], th),
+            "grad": (given["grad"], g),
+            "velocity": (given["velocity"], vel),
+        },
     )
     return new_th, new_v
 
@@ -349,7 +402,9 @@ def _adam_blocks(
     The probe adds, per block, the sum of the new theta and the maximum of
     sqrt(v) + eps, both taken while the block is in cache. It is finite unless
     an output is non-finite (NaN or inf in theta, m or the step reaches the
-    sum; in v, the maximum) or the float sum overflowed.
+    sum; in v, the maximum) or the float sum overflowed. It is also NaN when a
+    block of the old v holds a negative value, which the update may otherwise
+    hide (a tiny negative v plus a large g**2 is positive).
     """
     new_th, new_m, new_v = out
     c1, c2, step, eps, v_scale = coefficients
@@ -386,6 +441,8 @@ def _adam_blocks(
             np.divide(to, s, out=to)
             np.subtract(th[start:stop], to, out=to)
             total += float(np.einsum("i->", to)) + float(np.maximum.reduce(s))
+            if np.minimum.reduce(vb) < 0:
+                total = math.nan
     return total
 
 
@@ -474,10 +531,13 @@ def adam_step(
         modified.
 
     Raises:
-        ValueError: Shape mismatches, empty input, NaN/inf, a learning rate
-            that is not finite and positive, a beta outside [0, 1), a
-            non-positive epsilon, a negative step count or second moment, an
-            unknown form, or an unsuitable ``out`` (the message names it).
+        ValueError: Shape mismatches, empty input, a non-numeric dtype, NaN/inf,
+            an input or result that overflows the parameters' dtype, a learning
+            rate that is not a finite positive number, a beta outside [0, 1), an
+            epsilon that is not a finite positive number, a ``state`` that is
+            not an `AdamState`, a negative step count or second moment (any
+            element of ``state.v`` below 0), an unknown form, or an unsuitable
+            ``out`` (the message names it).
 
     Example:
         >>> state = adam_init([1.0, 1.0])
@@ -528,10 +588,10 @@ def adam_step(
     lr = _learning_rate(learning_rate)
     b1 = _unit_interval(beta_1, "beta_1", closed=False)
     b2 = _unit_interval(beta_2, "beta_2", closed=False)
-    eps = float(epsilon)
+    eps = _real(epsilon, "epsilon")
     if not (math.isfinite(eps) and eps > 0.0):
         raise ValueError(f"epsilon must be finite and > 0, got {epsilon!r}")
-    if form not in ("keras", "paper"):
+    if not (isinstance(form, str) and form in ("keras", "paper")):
         raise ValueError(f"form must be 'keras' or 'paper', got {form!r}")
     if not isinstance(state, AdamState):
         raise ValueError(f"state must be an AdamState, got {type(state).__name__}")
@@ -564,7 +624,14 @@ def adam_step(
     if not math.isfinite(total) and np.any(v < 0):
         raise ValueError("state.v must be non-negative (it is a mean of squares)")
     _check_finite(
-        (new_th, new_m, new_v), total, {"theta": th, "grad": g, "state.m": m, "state.v": v}
+        {"theta": new_th, "state.m": new_m, "state.v": new_v},
+        total,
+        {
+            "theta": (given["theta"], th),
+            "grad": (given["grad"], g),
+            "state.m": (given["state.m"], m),
+            "state.v": (given["state.v"], v),
+        },
     )
     return new_th, AdamState(m=new_m, v=new_v, t=t)
 

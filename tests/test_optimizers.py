@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -759,3 +760,198 @@ def test_adam_step_reports_float32_overflow() -> None:
     grad = np.array([1e30, 1.0], np.float32)  # g**2 overflows float32
     with pytest.raises(ValueError, match="overflows float32"):
         adam_step(theta, grad, adam_init(theta))
+
+
+# ------------------------------------------- robustness: scalars, flags, overflow, raises
+
+NOT_A_REAL = [None, "0.1", b"1", [0.1], 1j, True, np.bool_(True), np.array([0.1, 0.1])]
+NOT_A_REAL += [math.nan, math.inf, -math.inf, np.float32("nan"), 10**400]
+bad_real = st.sampled_from(NOT_A_REAL) | st.floats().filter(lambda x: not math.isfinite(x))
+
+ADAM_ARGS = (THETA, GRAD, adam_init(THETA))
+MOMENTUM_ARGS = (THETA, GRAD, np.zeros(2))
+HYPERPARAMETERS: list[tuple[str, Any]] = [
+    ("learning_rate", lambda v: gradient_descent_step(THETA, GRAD, learning_rate=v)),
+    ("learning_rate", lambda v: momentum_step(*MOMENTUM_ARGS, learning_rate=v, momentum=0.9)),
+    ("momentum", lambda v: momentum_step(*MOMENTUM_ARGS, learning_rate=0.1, momentum=v)),
+    ("learning_rate", lambda v: adam_step(*ADAM_ARGS, learning_rate=v)),
+    ("beta_1", lambda v: adam_step(*ADAM_ARGS, beta_1=v)),
+    ("beta_2", lambda v: adam_step(*ADAM_ARGS, beta_2=v)),
+    ("epsilon", lambda v: adam_step(*ADAM_ARGS, epsilon=v)),
+]
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+@pytest.mark.parametrize(("name", "call"), HYPERPARAMETERS)
+@given(value=bad_real)
+def test_every_hyperparameter_names_itself_when_refused(
+    name: str, call: Any, value: object
+) -> None:
+    # None used to give float()'s TypeError, which names nothing.
+    with pytest.raises(ValueError, match=name):
+        call(value)
+
+
+@pytest.mark.spec("eq-momentum", kind="errors")
+@given(value=st.sampled_from(["no", "yes", "", 0, 1, 1.0, None, [True], np.array([True])]))
+def test_nesterov_must_be_a_bool(value: object) -> None:
+    # "no" is truthy: it used to select the Nesterov form silently.
+    with pytest.raises(ValueError, match="nesterov must be True or False"):
+        momentum_step(*MOMENTUM_ARGS, learning_rate=0.1, momentum=0.9, nesterov=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.spec("eq-momentum", kind="property")
+def test_nesterov_accepts_numpy_bools() -> None:
+    for flag in (True, False):
+        ours = momentum_step(
+            *MOMENTUM_ARGS, learning_rate=0.1, momentum=0.9, nesterov=np.bool_(flag)
+        )
+        ref = momentum_step(*MOMENTUM_ARGS, learning_rate=0.1, momentum=0.9, nesterov=flag)
+        for a, b in zip(ours, ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.spec("eq-adam", kind="property")
+@given(
+    lr=st.floats(1e-4, 1.0),
+    beta=st.floats(0.0, 0.999),
+    conv=st.sampled_from([np.float32, np.float64, np.float16]),
+    t=st.sampled_from([np.int64(3), np.int32(3), np.uint8(3)]),
+)
+def test_numpy_scalars_give_the_python_scalars_results(
+    lr: float, beta: float, conv: Any, t: Any
+) -> None:
+    nlr, nbeta = conv(lr), conv(beta)
+    assume(float(nlr) > 0 and 0 <= float(nbeta) < 1)
+    plr, pbeta = float(nlr), float(nbeta)
+    state = AdamState(m=np.array([0.1, -0.2]), v=np.array([0.3, 0.4]), t=t)
+    py_state = AdamState(m=state.m, v=state.v, t=3)
+    pairs = [
+        (
+            adam_step(
+                THETA, GRAD, state, learning_rate=nlr, beta_1=nbeta, beta_2=nbeta, epsilon=nlr
+            ),
+            adam_step(
+                THETA, GRAD, py_state, learning_rate=plr, beta_1=pbeta, beta_2=pbeta, epsilon=plr
+            ),
+        ),
+        (
+            momentum_step(*MOMENTUM_ARGS, learning_rate=nlr, momentum=nbeta),
+            momentum_step(*MOMENTUM_ARGS, learning_rate=plr, momentum=pbeta),
+        ),
+        (
+            (gradient_descent_step(THETA, GRAD, learning_rate=nlr),),
+            (gradient_descent_step(THETA, GRAD, learning_rate=plr),),
+        ),
+    ]
+    for ours, ref in pairs:
+        flat_ours = [ours[0], ours[1].m, ours[1].v] if isinstance(ours[-1], AdamState) else ours
+        flat_ref = [ref[0], ref[1].m, ref[1].v] if isinstance(ref[-1], AdamState) else ref
+        for a, b in zip(flat_ours, flat_ref, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.spec("eq-adam", kind="errors")
+@given(
+    neg=st.floats(-1e-3, -1e-300) | st.sampled_from([-5e-324, -1e-20]),
+    g=st.floats(1e-3, 1e3),
+    size=st.sampled_from([1, 2, 2**15 + 7]),
+    where=st.floats(0.0, 1.0),
+)
+def test_adam_step_refuses_any_negative_second_moment(
+    neg: float, g: float, size: int, where: float
+) -> None:
+    # A tiny negative v plus a large g**2 gives a finite, positive new v: the check
+    # must look at the v it is given, not only at a non-finite result.
+    v = np.full(size, 0.25)
+    v[min(int(where * size), size - 1)] = neg
+    theta = np.zeros(size)
+    with pytest.raises(ValueError, match=r"state\.v must be non-negative"):
+        adam_step(theta, np.full(size, g), AdamState(m=np.zeros(size), v=v, t=3))
+
+
+@pytest.mark.spec("eq-gd", kind="errors")
+@pytest.mark.spec("eq-momentum", kind="errors")
+@pytest.mark.spec("eq-adam", kind="errors")
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: gradient_descent_step(np.ones(2, np.float16), [1e6, 0.0], learning_rate=0.1),
+            r"grad overflows float16: its largest magnitude 1e\+06 exceeds the largest finite "
+            r"float16 \(65504\)",
+        ),
+        (
+            lambda: gradient_descent_step(
+                np.full(2, 60000, np.float16), [-60000.0, 0.0], learning_rate=1.0
+            ),
+            r"the result overflows float16: the new theta exceeds the largest finite float16",
+        ),
+        (
+            lambda: momentum_step(
+                np.ones(2, np.float16), [0.0, 0.0], [1e5, 0.0], learning_rate=0.1, momentum=0.9
+            ),
+            "velocity overflows float16",
+        ),
+        (
+            lambda: adam_step(
+                np.ones(2, np.float16),
+                [0.0, 0.0],
+                AdamState(np.zeros(2), np.array([1e10, 0.0]), 1),
+            ),
+            "state.v overflows float16",
+        ),
+        (
+            lambda: adam_step(
+                np.zeros(2, np.float16), [300.0, 1.0], adam_init(np.zeros(2, np.float16))
+            ),
+            "the result overflows float16: the new state.v",
+        ),
+        (
+            lambda: gradient_descent_step(np.ones(2, np.float16), [np.inf, 0.0], learning_rate=0.1),
+            "grad contains NaN or inf",
+        ),
+    ],
+)
+def test_float16_overflow_is_reported_as_overflow(call: Any, message: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning on the way
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+# Every clause of every "Raises:" section in release_spec/optimizers.py not tested above.
+@pytest.mark.spec("eq-gd", kind="errors")
+@pytest.mark.spec("eq-momentum", kind="errors")
+@pytest.mark.spec("eq-adam", kind="errors")
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gradient_descent_step(["a"], ["b"], learning_rate=0.1), "theta must be a real"),
+        (lambda: gradient_descent_step([1.0], [1j], learning_rate=0.1), "grad must be a real"),
+        (lambda: gradient_descent_step([1.0], [1.0], learning_rate="0.1"), "learning_rate"),
+        (lambda: momentum_step([], [], [], learning_rate=0.1, momentum=0.9), "theta is empty"),
+        (
+            lambda: momentum_step([1.0], [1.0], ["x"], learning_rate=0.1, momentum=0.9),
+            "velocity must be a real",
+        ),
+        (lambda: momentum_step([1.0], [1.0], [0.0], learning_rate=0.1, momentum=None), "momentum"),
+        (lambda: adam_step([1.0], [1.0], adam_init([1.0]), form=None), "form must be"),
+        (lambda: adam_step([1.0], [1.0], adam_init([1.0]), epsilon=-1.0), "epsilon must be"),
+        (
+            lambda: adam_step([1.0], [1.0], AdamState(np.zeros(1), np.zeros(1), True)),
+            "state.t must be",
+        ),
+        (
+            lambda: adam_step([1.0], [1.0], AdamState(np.zeros(1), np.zeros(1), 1.5)),
+            "state.t must be",
+        ),
+        (
+            lambda: adam_step([1.0], [1.0], AdamState(np.zeros(1), np.array(["v"]), 0)),
+            "state.v must be a real",
+        ),
+    ],
+)
+def test_every_documented_raise_happens(call: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
