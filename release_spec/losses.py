@@ -4,10 +4,12 @@ One file, NumPy only: copy it into a project and it works. Each function
 checks its input and raises `ValueError` naming the problem (NaN or
 inf, empty input, shape mismatch, labels out of range, probabilities outside
 [0, 1] or rows not summing to one); nothing is silently renormalised.
+``epsilon`` may be a Python or NumPy number (never a bool or a string).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -73,8 +75,15 @@ def _probability_rows(arr: NDArray[Any], name: str) -> NDArray[np.float64]:
     return rows
 
 
-def _clip_bounds(epsilon: float) -> tuple[float, float]:
-    eps = float(epsilon)
+def _clip_bounds(epsilon: object) -> tuple[float, float]:
+    if isinstance(epsilon, bool | np.bool_) or not isinstance(
+        epsilon, int | float | np.integer | np.floating
+    ):
+        raise ValueError(f"epsilon must be a real number in (0, 0.5), got {epsilon!r}")
+    try:
+        eps = float(epsilon)
+    except OverflowError:  # an int beyond float64
+        eps = math.inf
     if not (0.0 < eps < 0.5):
         raise ValueError(f"epsilon must be in (0, 0.5), got {epsilon!r}")
     return eps, 1.0 - eps

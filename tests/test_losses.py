@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -335,3 +335,44 @@ def test_categorical_crossentropy_epsilon_errors(epsilon: float) -> None:
         categorical_crossentropy([[0, 1]], [[0.5, 0.5]], epsilon=epsilon)
     with pytest.raises(ValueError, match="epsilon must be in"):
         sparse_categorical_crossentropy([1], [[0.5, 0.5]], epsilon=epsilon)
+
+
+# ------------------------------------------------------ robustness: scalars and sizes
+
+NOT_A_REAL = [None, "1e-7", b"1", [1e-7], 1j, True, np.bool_(True), np.array([1e-7, 1e-7])]
+NOT_A_REAL += [math.nan, math.inf, -math.inf, np.float32("nan"), 10**400]
+
+
+@pytest.mark.spec("eq-cce", kind="errors")
+@given(value=st.sampled_from(NOT_A_REAL) | st.floats().filter(lambda x: not 0 < x < 0.5))
+def test_a_bad_epsilon_is_named(value: object) -> None:
+    # None used to raise float()'s TypeError, which does not name the parameter.
+    with pytest.raises(ValueError, match="epsilon"):
+        categorical_crossentropy([[0, 1]], [[0.5, 0.5]], epsilon=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="epsilon"):
+        sparse_categorical_crossentropy([1], [[0.5, 0.5]], epsilon=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.spec("eq-cce", kind="property")
+@given(eps=st.floats(1e-9, 0.49), conv=st.sampled_from([np.float16, np.float32, np.float64]))
+def test_numpy_epsilon_gives_the_python_epsilons_result(eps: float, conv: Any) -> None:
+    value = conv(eps)
+    same = float(value)
+    assume(0.0 < same < 0.5)
+    pred = [[0.1, 0.9], [0.6, 0.4]]
+    assert categorical_crossentropy([[0, 1], [1, 0]], pred, epsilon=value) == (
+        categorical_crossentropy([[0, 1], [1, 0]], pred, epsilon=same)
+    )
+    assert sparse_categorical_crossentropy(np.array([1, 0], np.uint8), pred, epsilon=value) == (
+        sparse_categorical_crossentropy([1, 0], pred, epsilon=same)
+    )
+
+
+@pytest.mark.spec("eq-cce", kind="errors")
+@pytest.mark.parametrize(
+    "label", [10**9, np.iinfo(np.int64).max, np.uint64(2**64 - 1), 1e300], ids=str
+)
+def test_sparse_labels_far_beyond_the_classes_are_named(label: object) -> None:
+    labels = np.array([0, label])
+    with pytest.raises(ValueError, match="y_true labels must be < num_classes=2"):
+        sparse_categorical_crossentropy(labels, [[0.5, 0.5], [0.5, 0.5]])
