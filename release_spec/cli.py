@@ -320,6 +320,7 @@ _EXPORT_FLAGS = {
     "requests_metric": ("--requests-metric", "per-pod counter of requests served"),
     "errors_metric": ("--errors-metric", "per-pod counter of failed requests"),
     "slow_metric": ("--slow-metric", "per-pod counter of requests slower than latency_slo_ms"),
+    "rollout_id": ("--rollout-id", "Flagger: the judge's rollout id, one per release"),
     "interval_seconds": (
         "--interval",
         "seconds; Argo: between looks (default: batch_size requests at requests_per_minute); "
@@ -338,13 +339,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     try:
         options = ExportOptions(**{field: getattr(args, field) for field in _EXPORT_FLAGS})
-    except ValueError as exc:
-        # The message starts with the option's field name; say it as the flag.
-        field, rest = str(exc).split(":", 1)
-        raise UsageError(f"{_EXPORT_FLAGS[field][0]}:{rest}") from None
-    try:
         text = export(args.controller, plan.phased_rollout, options)
     except ValueError as exc:
+        # An option's message starts with its field name: say it as the flag. Anything
+        # else names a plan key.
+        field, _, rest = str(exc).partition(":")
+        if field in _EXPORT_FLAGS:
+            raise UsageError(f"{_EXPORT_FLAGS[field][0]}:{rest}") from None
         raise UsageError(f"plan {args.plan or '(embedded)'}: {exc}") from None
     if args.out is None:
         sys.stdout.write(text)

@@ -543,7 +543,7 @@ def test_the_rollout_id_is_the_canary_pod_template_hash():
         assert t["spec"]["args"] == [{"name": "canary-hash"}, {"name": "stable-hash"}]
         url = t["spec"]["metrics"][0]["provider"]["web"]["url"]
         assert url == (
-            "http://release-spec-judge.release-spec.svc:8000"
+            "http://release-spec-judge.release-spec.svc:8080"
             "/v1/rollouts/model-server-{{args.canary-hash}}/measure"
         )
     for step in rollout["spec"]["strategy"]["canary"]["steps"][1::2]:
@@ -606,6 +606,8 @@ def test_what_the_controllers_cannot_express_is_refused_by_plan_key(raw, message
         ({"requests_metric": "requests total"}, "requests_metric:"),
         ({"errors_metric": 'x{a="b"}'}, "errors_metric:"),
         ({"slow_metric": "9slow"}, "slow_metric:"),
+        ({"rollout_id": "a/b"}, "rollout_id:"),
+        ({"rollout_id": ""}, "rollout_id:"),
         ({"port": 0}, "port:"),
         ({"interval_seconds": 0}, "interval_seconds:"),
         ({"timeout_seconds": 0}, "timeout_seconds:"),
@@ -660,7 +662,7 @@ def _argo_measure(client: Any, template: Mapping[str, Any], args: Mapping[str, s
     """One measurement as Argo's web provider takes it; the measurement's phase."""
     metric = json.loads(_resolve(json.dumps(template["spec"]["metrics"][0]), args))
     web = metric["provider"]["web"]
-    path = web["url"].removeprefix("http://release-spec-judge.release-spec.svc:8000")
+    path = web["url"].removeprefix("http://release-spec-judge.release-spec.svc:8080")
     response = client.request(web["method"], path, json=web["jsonBody"])
     assert response.status_code == 200, response.text  # anything else is an Error
     assert web["jsonPath"] == "{$.decision}"
@@ -701,6 +703,19 @@ def test_argo_measurements_drive_the_judge_service(judge):
     assert client.get("/v1/rollouts/model-server-6d4f8b9c7").json()["decision"] == "reject"
 
 
+def test_flagger_rollout_id_option_names_the_judges_rollout(judge):
+    client, _ = judge
+    (canary,) = _manifests("flagger", options=ExportOptions(rollout_id="model-server-v42"))
+    hook = canary["spec"]["analysis"]["webhooks"][0]
+    assert hook["metadata"]["rollout"] == "model-server-v42"
+    payload = {"name": "model-server", "namespace": "default", "metadata": hook["metadata"]}
+    assert client.post("/v1/flagger/pre-rollout", json=payload).status_code == 200
+    assert client.get("/v1/rollouts/model-server-v42").json()["decision"] == "continue"
+    assert client.get("/v1/rollouts/model-server.default").status_code == 404
+    with pytest.raises(ValueError, match=r"^rollout_id: Argo's rollout id"):
+        _manifests("argo", options=ExportOptions(rollout_id="model-server-v42"))
+
+
 def test_flagger_hooks_drive_the_judge_service(judge):
     client, prometheus = judge
     (canary,) = _manifests("flagger")
@@ -715,7 +730,7 @@ def test_flagger_hooks_drive_the_judge_service(judge):
             "checksum": "abc",
             "metadata": h["metadata"],
         }
-        path = h["url"].removeprefix("http://release-spec-judge.release-spec.svc:8000")
+        path = h["url"].removeprefix("http://release-spec-judge.release-spec.svc:8080")
         return client.post(path, json=payload).status_code
 
     assert call("pre-rollout") == 200
@@ -806,6 +821,7 @@ def test_cli_writes_the_out_file_with_options(tmp_path, capsys):
         (["export", "flagger", "--name", "Bad_Name"], "", "--name"),
         (["export", "flagger", "--out", "{tmp}/missing/dir/x.yaml"], "", "--out"),
         (["export", "kayenta"], "", "invalid choice"),
+        (["export", "argo", "--rollout-id", "r1"], "", "--rollout-id: Argo's rollout id"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, plan_text, names):

@@ -109,6 +109,8 @@ _POD_SUFFIX = "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# What the service accepts as a rollout id (release_spec.services.app.RolloutId).
+_ROLLOUT_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class ExportOptions:
         errors_metric: the counter of failed requests, per pod.
         slow_metric: the counter of requests slower than the plan's
             ``latency_slo_ms``, per pod.
+        rollout_id: Flagger: the judge's rollout id (``metadata.rollout`` of every
+            webhook); ``None`` leaves the service's default, ``{name}.{namespace}``,
+            which every revision of the Canary shares.
         interval_seconds: Argo: seconds between looks (default: ``batch_size``
             requests at ``requests_per_minute``); Flagger: the analysis interval
             (default: the longest wait for a step's minimum canary requests).
@@ -143,7 +148,7 @@ class ExportOptions:
         ValueError: name: expected a DNS-1123 label of at most 48 characters (lower-case ...
     """
 
-    service_url: str = "http://release-spec-judge.release-spec.svc:8000"
+    service_url: str = "http://release-spec-judge.release-spec.svc:8080"
     prometheus_url: str = "http://prometheus.monitoring.svc:9090"
     name: str = "model-server"
     namespace: str = "default"
@@ -152,6 +157,7 @@ class ExportOptions:
     requests_metric: str = "model_requests_total"
     errors_metric: str = "model_errors_total"
     slow_metric: str = "model_slow_requests_total"
+    rollout_id: str | None = None
     interval_seconds: int | None = None
     timeout_seconds: int = 10
 
@@ -175,6 +181,10 @@ class ExportOptions:
                 raise ValueError(
                     f"{option}: expected a Prometheus metric name, got {getattr(self, option)!r}"
                 )
+        if self.rollout_id is not None and not _ROLLOUT_ID.match(self.rollout_id):
+            raise ValueError(
+                f"rollout_id: expected 1-200 of A-Z a-z 0-9 . _ : ~ -, got {self.rollout_id!r}"
+            )
         if not 1 <= self.port <= 65535:
             raise ValueError(f"port: expected 1..65535, got {self.port}")
         if self.interval_seconds is not None and self.interval_seconds < 1:
@@ -333,7 +343,8 @@ def argo_manifests(
     """The plan as Argo Rollouts objects: one AnalysisTemplate per analysed step, then the Rollout.
 
     Raises:
-        ValueError: what `analysed_steps` refuses.
+        ValueError: what `analysed_steps` refuses, or a ``rollout_id`` option (Argo's
+            rollout id is the canary's pod-template hash).
 
     Example:
         >>> from release_spec.plan import load_plan
@@ -348,6 +359,11 @@ def argo_manifests(
         ({'setWeight': 1}, [{'templateName': 'model-server-judge-step-0'}])
     """
     options = options or ExportOptions()
+    if options.rollout_id is not None:
+        raise ValueError(
+            "rollout_id: Argo's rollout id is the canary's pod-template hash; "
+            "the option is for Flagger"
+        )
     interval = options.interval_seconds or look_interval_seconds(plan)
     ns = ("namespace", "=", options.namespace)
     hash_label = "rollouts_pod_template_hash"  # the pod label, as Prometheus spells it
@@ -458,14 +474,16 @@ def flagger_manifests(
         [ns, ("pod", "=~", f"{options.target}{_POD_SUFFIX}")],
         [ns, ("pod", "=~", f"{options.target}-primary{_POD_SUFFIX}")],
     )
-    config = json.dumps(settings, separators=(",", ":"))
+    metadata = {"config": json.dumps(settings, separators=(",", ":"))}
+    if options.rollout_id is not None:
+        metadata["rollout"] = options.rollout_id
     webhooks = [
         {
             "name": f"canary-judge-{hook}",
             "type": hook,
             "url": f"{options.service_url}/v1/flagger/{hook}",
             "timeout": f"{options.timeout_seconds}s",
-            "metadata": {"config": config},
+            "metadata": dict(metadata),
         }
         for hook in FLAGGER_HOOKS
     ]
