@@ -70,6 +70,12 @@ class ManagedProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ManagedProcess:
+        self.start()
+        self.wait_ready()
+        return self
+
+    def start(self) -> None:
+        """Start the process without waiting for it (parts start in parallel)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -81,7 +87,9 @@ class ManagedProcess:
                 cwd=ROOT,
                 start_new_session=True,
             )
-        return self
+
+    def wait_ready(self) -> None:
+        """Return once the process serves; subclasses say what that means."""
 
     def __exit__(
         self,
@@ -175,10 +183,9 @@ class ModelServer(ManagedProcess):
             f"model server {spec.version}", argv, log_dir / f"{spec.version}.log", _child_env()
         )
 
-    def __enter__(self) -> ModelServer:
-        super().__enter__()
+    def wait_ready(self) -> None:
+        """Return once the server answers on /healthz."""
         self.wait_until(lambda: _http_ok(f"{self.url}/healthz"), "answer on /healthz")
-        return self
 
 
 def prometheus_config(targets: Mapping[str, str], *, scrape_interval: str = "1s") -> str:
@@ -229,11 +236,10 @@ class PrometheusServer(ManagedProcess):
         ]
         super().__init__("prometheus", argv, work_dir / "prometheus.log", _child_env())
 
-    def __enter__(self) -> PrometheusServer:
-        super().__enter__()
+    def wait_ready(self) -> None:
+        """Return once every target has been scraped (Prometheus applies targets every 5 s)."""
         self.wait_until(lambda: _http_ok(f"{self.url}/-/ready"), "readiness on /-/ready")
         self.wait_until(self._all_up, "successful scrape of every target")
-        return self
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The result vector of an instant query."""
@@ -267,10 +273,9 @@ class JudgeService(ManagedProcess):
         super().__init__("judge service", argv, work_dir / "judge.log", _child_env())
         self.client = httpx.Client(base_url=self.url, timeout=10.0)
 
-    def __enter__(self) -> JudgeService:
-        super().__enter__()
+    def wait_ready(self) -> None:
+        """Return once the service answers on /healthz."""
         self.wait_until(lambda: _http_ok(f"{self.url}/healthz"), "answer on /healthz")
-        return self
 
     def stop(self) -> None:
         self.client.close()

@@ -57,6 +57,11 @@ RATE = 300.0
 STEPS = (10, 25, 50)
 INTERVAL = 2.0
 DEADLINE = 120.0
+# The judge reads increase() over the window since its previous look; a window with
+# fewer than two samples of a series gives an empty answer, which counts as zero
+# (its requests are never judged). Four scrapes per look keep that rare on a busy
+# machine; with one scrape a second, about one look in seven lost an arm's counts.
+SCRAPE_INTERVAL = "500ms"
 
 # The metric that must reject each harmful candidate.
 EXPECTED_METRIC = {"erring": "errors", "slow": "slow"}
@@ -134,13 +139,21 @@ def roll_out(tmp_path: Path) -> Iterator[Callable[[ModelSpec], Rollout]]:
     with contextlib.ExitStack() as stack:
 
         def run(candidate: ModelSpec) -> Rollout:
-            stable = stack.enter_context(ModelServer(STABLE, tmp_path, slo_seconds=SLO_SECONDS))
-            canary = stack.enter_context(ModelServer(candidate, tmp_path, slo_seconds=SLO_SECONDS))
+            stable = ModelServer(STABLE, tmp_path, slo_seconds=SLO_SECONDS)
+            canary = ModelServer(candidate, tmp_path, slo_seconds=SLO_SECONDS)
+            targets = {"stable": f"127.0.0.1:{stable.port}", "canary": f"127.0.0.1:{canary.port}"}
+            prometheus = PrometheusServer(
+                targets, tmp_path / "prometheus", scrape_interval=SCRAPE_INTERVAL
+            )
+            judge = JudgeService(tmp_path / "judge")
+            # Started together, so that the judge's imports overlap Prometheus's first scrape.
+            for part in (stable, canary, prometheus, judge):
+                stack.callback(part.stop)
+                part.start()
+            for part in (stable, canary, prometheus, judge):
+                part.wait_ready()
             router = Router(stable.url, canary.url)
             load = stack.enter_context(LoadGenerator(router, rate=RATE, seed=7))
-            targets = {"stable": f"127.0.0.1:{stable.port}", "canary": f"127.0.0.1:{canary.port}"}
-            prometheus = stack.enter_context(PrometheusServer(targets, tmp_path / "prometheus"))
-            judge = stack.enter_context(JudgeService(tmp_path / "judge"))
             rollout_id = f"model-{candidate.version}"
             created = judge.client.put(
                 f"/v1/rollouts/{rollout_id}", json=rollout_config(prometheus.url)
