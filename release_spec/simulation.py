@@ -15,6 +15,12 @@ Whole arrays of shape ``(runs, looks)`` are drawn and judged at once with NumPy,
 so thousands of rollouts take seconds. A rollout's *exposure* is the number of
 canary requests served until it was rolled back, or until its last look when it
 never was.
+
+Sizes are capped so that an absurd one is refused at once with a `ValueError`
+naming the parameter and the cap, instead of ending in a `MemoryError`:
+`MAX_RUNS` rollouts, `MAX_LOOKS` looks, `MAX_CELLS` rollouts x looks,
+`MAX_LOOK_REQUESTS` requests in one look, `MAX_STEPS` share steps and
+`MAX_BATCH_REQUESTS` requests per batch of `simulate_rollout`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,12 @@ from release_spec.statistics import (
 )
 
 __all__ = [
+    "MAX_BATCH_REQUESTS",
+    "MAX_CELLS",
+    "MAX_LOOKS",
+    "MAX_LOOK_REQUESTS",
+    "MAX_RUNS",
+    "MAX_STEPS",
     "Comparison",
     "JudgeRun",
     "Looks",
@@ -55,6 +67,44 @@ __all__ = [
 Method = Literal["sequential", "naive"]
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
+
+MAX_RUNS = 100_000
+"""Most rollouts one call simulates (``runs``)."""
+
+MAX_LOOKS = 100_000
+"""Most looks per rollout (``looks``)."""
+
+MAX_CELLS = 2**22
+"""Most rollouts x looks in one call: every (runs, looks) array is then at most
+32 MiB, and a whole `simulate` stays within a few hundred MiB."""
+
+MAX_LOOK_REQUESTS = 2**40
+"""Most requests in one look, ``canary_per_look / share`` (also caps ``canary_per_look``)."""
+
+MAX_STEPS = 16
+"""Most share steps per rollout in `random_share_schedule` (``max_steps``)."""
+
+MAX_BATCH_REQUESTS = 2**20
+"""Most requests per batch of `simulate_rollout` (``batch_requests``)."""
+
+
+def _size(name: str, value: object, cap: int, cap_name: str) -> int:
+    """A whole number (Python or NumPy, never a bool) in [1, cap], else a ValueError naming both."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    k = int(value)
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    if k > cap:
+        raise ValueError(f"{name} must be at most {cap_name} = {cap}, got {k}")
+    return k
+
+
+def _cells(runs: int, looks: int) -> None:
+    if runs * looks > MAX_CELLS:
+        raise ValueError(
+            f"runs x looks must be at most MAX_CELLS = {MAX_CELLS}, got {runs} x {looks}"
+        )
 
 
 def monte_carlo_bound(alpha: float, runs: int, k: float = 3.0) -> float:
@@ -87,10 +137,10 @@ def random_share_schedule(
     """
     if not (0 < low <= high < 1):
         raise ValueError(f"need 0 < low <= high < 1, got low={low}, high={high}")
-    if runs < 1 or looks < 1 or max_steps < 1:
-        raise ValueError(
-            f"runs, looks and max_steps must be >= 1, got {runs}, {looks}, {max_steps}"
-        )
+    runs = _size("runs", runs, MAX_RUNS, "MAX_RUNS")
+    looks = _size("looks", looks, MAX_LOOKS, "MAX_LOOKS")
+    max_steps = _size("max_steps", max_steps, MAX_STEPS, "MAX_STEPS")
+    _cells(runs, looks)
     n_steps = rng.integers(1, max_steps + 1, size=runs)
     shares = np.exp(rng.uniform(math.log(low), math.log(high), size=(runs, max_steps)))
     # Step boundaries: sorted uniform cut points; the step of look i is how many cuts precede it.
@@ -133,8 +183,14 @@ def draw_looks(
     for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
         if not (0 <= p <= 1):
             raise ValueError(f"{name} must be in [0, 1], got {p}")
-    if canary_per_look < 1:
-        raise ValueError(f"canary_per_look must be >= 1, got {canary_per_look}")
+    if shares.size > MAX_CELLS:
+        raise ValueError(f"shares must have at most MAX_CELLS = {MAX_CELLS} looks in all")
+    per_look = _size("canary_per_look", canary_per_look, MAX_LOOK_REQUESTS, "MAX_LOOK_REQUESTS")
+    if per_look / shares.min() > MAX_LOOK_REQUESTS:
+        raise ValueError(
+            f"canary_per_look / share must be at most MAX_LOOK_REQUESTS = {MAX_LOOK_REQUESTS} "
+            f"requests per look, got {per_look} / {shares.min():g}"
+        )
     total = np.maximum(np.rint(canary_per_look / shares), 1).astype(np.int64)
     m_c = rng.binomial(total, shares)
     m_b = total - m_c
@@ -264,16 +320,19 @@ def simulate(
         >>> sim.sequential.rolled_back_within(2500) > 0.9
         True
     """
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
+    runs = _size("runs", runs, MAX_RUNS, "MAX_RUNS")
     if not (0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     arr = np.asarray(shares, dtype=np.float64)
+    if looks is not None:
+        looks = _size("looks", looks, MAX_LOOKS, "MAX_LOOKS")
     if arr.ndim == 0:
-        if looks is None or looks < 1:
+        if looks is None:
             raise ValueError("looks must be >= 1 when shares is a constant")
+        _cells(runs, looks)
         arr = np.full((runs, looks), float(arr))
     elif arr.ndim == 1:
+        _cells(runs, arr.size)
         arr = np.broadcast_to(arr, (runs, arr.size))
     elif arr.shape[0] != runs:
         raise ValueError(f"shares has {arr.shape[0]} rows for {runs} runs")
@@ -324,8 +383,10 @@ def simulate_rollout(
     for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
         if not (0 <= p <= 1):
             raise ValueError(f"{name} must be in [0, 1], got {p}")
-    if batch_requests < 1 or max_requests < 1:
-        raise ValueError(f"batch_requests and max_requests must be >= 1, got {batch_requests}")
+    batch_requests = _size(
+        "batch_requests", batch_requests, MAX_BATCH_REQUESTS, "MAX_BATCH_REQUESTS"
+    )
+    max_requests = _size("max_requests", max_requests, 2**62, "2**62")
     rng = np.random.default_rng(seed)
     ctl = RolloutController(plan, production="production")
     ctl.start("candidate")

@@ -199,3 +199,72 @@ def test_compare_judges_reports_both_judges() -> None:
     assert "fixed-horizon canary requests at 80% power (two-sided): 774" in text
     with pytest.raises(ValueError, match="share"):
         compare_judges(share=1.0)
+
+
+# ----------------------------------------------------- sizes past the documented caps
+
+
+def _sim_module():  # type: ignore[no-untyped-def]
+    import release_spec.simulation as sim
+
+    return sim
+
+
+SIM_ARGS: dict[str, object] = {
+    "baseline_error": 0.02,
+    "canary_error": 0.02,
+    "shares": 0.05,
+    "canary_per_look": 10,
+}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"runs": 10**9, "looks": 10}, "runs must be at most MAX_RUNS = 100000, got 1000000000"),
+        ({"runs": 10, "looks": 10**9}, "looks must be at most MAX_LOOKS = 100000"),
+        ({"runs": 100_000, "looks": 100_000}, "runs x looks must be at most MAX_CELLS = 4194304"),
+        ({"runs": 10, "looks": 10, "canary_per_look": 10**15}, "canary_per_look must be at most"),
+        (
+            {"runs": 10, "looks": 10, "canary_per_look": 10**6, "shares": 1e-9},
+            "canary_per_look / share must be at most MAX_LOOK_REQUESTS",
+        ),
+        ({"runs": "10", "looks": 10}, "runs must be an integer"),
+        ({"runs": True, "looks": 10}, "runs must be an integer"),
+        ({"runs": 10, "looks": 2.5}, "looks must be an integer"),
+        ({"runs": 10, "looks": 0}, "looks must be >= 1"),
+    ],
+)
+def test_simulate_refuses_sizes_past_its_caps_by_name(
+    kwargs: dict[str, object], message: str
+) -> None:
+    # Before the caps, runs=10**9 ended in a MemoryError (or a machine swapping).
+    with pytest.raises(ValueError, match=message):
+        simulate(**(SIM_ARGS | kwargs))  # type: ignore[arg-type]
+
+
+def test_size_caps_of_the_other_entry_points() -> None:
+    sim = _sim_module()
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="runs x looks must be at most MAX_CELLS"):
+        random_share_schedule(rng, 10**5, 10**5)
+    with pytest.raises(ValueError, match="max_steps must be at most MAX_STEPS = 16"):
+        random_share_schedule(rng, 2, 3, max_steps=10**9)
+    with pytest.raises(ValueError, match="batch_requests must be at most MAX_BATCH_REQUESTS"):
+        simulate_rollout(
+            default_rollout_plan(), baseline_error=0.02, canary_error=0.02, batch_requests=10**12
+        )
+    with pytest.raises(ValueError, match="canary_per_look must be >= 1"):
+        draw_looks(rng, np.full((1, 1), 0.5), baseline_error=0, canary_error=0, canary_per_look=0)
+    # At the caps everything still works.
+    cells = random_share_schedule(rng, sim.MAX_CELLS // 4096, 4096, max_steps=sim.MAX_STEPS)
+    assert cells.shape == (1024, 4096)
+    at_cap = simulate(**(SIM_ARGS | {"runs": 1, "looks": 4, "canary_per_look": 2**20}))
+    assert at_cap.looks == 4
+
+
+def test_simulate_accepts_numpy_integers() -> None:
+    ours = simulate(**(SIM_ARGS | {"runs": np.int64(50), "looks": np.int32(20), "seed": 3}))
+    ref = simulate(**(SIM_ARGS | {"runs": 50, "looks": 20, "seed": 3}))
+    np.testing.assert_array_equal(ours.sequential.rejected_at, ref.sequential.rejected_at)
+    np.testing.assert_array_equal(ours.naive.exposure, ref.naive.exposure)
