@@ -24,8 +24,13 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
+from scipy import special
 
-from release_spec.statistics import ErrorRateConfidenceSequence, SequentialErrorRateTest
+from release_spec.statistics import (
+    ErrorRateConfidenceSequence,
+    SequentialErrorRateTest,
+    _beta_binomial_interval,
+)
 
 __all__ = [
     "ArmCounts",
@@ -215,6 +220,41 @@ class Verdict:
 _LABEL = {"errors": "error rate", "slow": "slow-request rate"}
 
 
+class _Bounds(ErrorRateConfidenceSequence):
+    """`ErrorRateConfidenceSequence` without re-validating counts `ArmCounts` already checked.
+
+    The parent's update validates every count through NumPy arrays, which costs more
+    than the bisections themselves on the service's per-look path. The arithmetic is
+    the parent's, step for step (`bernoulli_confidence_sequence` at alpha/2 per arm on
+    the cumulative counts, then the running intersection), so the bounds are equal to
+    the last bit; ``tests/test_judge.py`` checks that against the parent.
+    """
+
+    def update(
+        self,
+        *,
+        canary_errors: int,
+        canary_requests: int,
+        baseline_errors: int,
+        baseline_requests: int,
+    ) -> None:
+        self.canary_errors += canary_errors
+        self.canary_requests += canary_requests
+        self.baseline_errors += baseline_errors
+        self.baseline_requests += baseline_requests
+        log_inv_alpha = math.log(1.0 / (self.alpha / 2.0))
+        lc, uc = self._arm(self.canary_errors, self.canary_requests, log_inv_alpha)
+        lb, ub = self._arm(self.baseline_errors, self.baseline_requests, log_inv_alpha)
+        self.lower = max(self.lower, lc - ub)
+        self.upper = min(self.upper, uc - lb)
+
+    def _arm(self, errors: int, requests: int, log_inv_alpha: float) -> tuple[float, float]:
+        a, b = float(self.prior_a), float(self.prior_b)
+        x, n = np.float64(errors), np.float64(requests)
+        threshold = special.betaln(a + x, b + n - x) - special.betaln(a, b)
+        return _beta_binomial_interval(float(x), float(n), float(threshold - log_inv_alpha))
+
+
 class CanaryJudge:
     r"""Anytime-valid canary judge over the error rate and, optionally, the slow-request rate.
 
@@ -251,7 +291,7 @@ class CanaryJudge:
         self.config = config
         a = config.metric_alpha
         self._tests = {m: SequentialErrorRateTest(a) for m in config.metrics}
-        self._bounds = {m: ErrorRateConfidenceSequence(a) for m in config.metrics}
+        self._bounds = {m: _Bounds(a) for m in config.metrics}
         self._looks = 0
         self._canary_requests = 0
         self._baseline_requests = 0

@@ -7,6 +7,7 @@ refuses; a refused request changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -145,7 +146,11 @@ def verdict_body(rollout_id: str, verdict: Verdict, *, closed: bool) -> dict[str
 
 
 def _counts_json(canary: ArmCounts, baseline: ArmCounts) -> str:
-    return json.dumps([asdict(canary), asdict(baseline)], separators=(",", ":"))
+    c, b = canary, baseline
+    return (
+        f'[{{"requests":{c.requests},"errors":{c.errors},"slow":{c.slow}}},'
+        f'{{"requests":{b.requests},"errors":{b.errors},"slow":{b.slow}}}]'
+    )
 
 
 class RolloutService:
@@ -394,8 +399,7 @@ class RolloutService:
 
 
 def _replace(row: RolloutRow, **changes: Any) -> RolloutRow:
-    values = {**asdict(row), **changes}
-    return RolloutRow(**values)
+    return dataclasses.replace(row, **changes)
 
 
 def parse_counts(name: str, raw: Mapping[str, Any]) -> ArmCounts:
