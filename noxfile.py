@@ -57,6 +57,7 @@ def typing(session: nox.Session) -> None:
         "psycopg[binary]>=3.1",
         "prometheus-client>=0.20",
         "uvicorn>=0.29",
+        "pyyaml>=6",
     )
     session.install("--no-deps", "-e", ".")
     session.run("mypy")
