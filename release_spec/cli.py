@@ -233,9 +233,69 @@ def _number(kind: type, lo: float, hi: float | None, *, open_lo: bool, open_hi: 
     return parse
 
 
+def _rules(text: str) -> tuple[str, ...]:
+    from release_spec.simulation import parse_rules
+
+    try:
+        return parse_rules(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _simulate_rules(args: argparse.Namespace) -> int:
+    """``simulate --rules``: the engines' rules and the sequential judge on the same streams."""
+    import json
+
+    from release_spec.simulation import RULES, RuleSettings, compare_rules, monte_carlo_bound
+
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        # Refused before the simulation runs, not after.
+        raise UsageError(f"--json {args.json}: not a file in an existing directory")
+    try:
+        result = compare_rules(
+            args.rules, runs=args.runs, seed=args.seed, settings=RuleSettings(alpha=args.alpha)
+        )
+    except ValueError as exc:
+        # The simulator's size caps (MAX_RUNS, MAX_CELLS), named in the message.
+        raise UsageError(f"--runs: {exc}") from None
+    for line in result.lines():
+        print(line)
+    ok = True
+    if "sequential" in result.rules:
+        bound = monte_carlo_bound(args.alpha, args.runs)
+        rates = [
+            result.result("sequential", s.name).rollback_rate for s in result.scenarios if s.null
+        ]
+        ok = max(rates) <= bound
+        print(
+            f"sequential false-rollback rate within alpha + 3 s.e. = {bound:.4f} on every "
+            f"scenario without a canary excursion: {'yes' if ok else 'NO'}"
+        )
+    if args.json is not None:
+        from release_spec.registry import StoreError, atomic_write
+
+        rules = "all" if result.rules == RULES else ",".join(result.rules)
+        command = (
+            f"release-spec simulate --rules {rules} --runs {args.runs} --seed {args.seed} "
+            f"--alpha {args.alpha:g} --json {args.json.as_posix()}"
+        )
+        text = json.dumps({"generated": command, **result.to_dict()}, indent=1) + "\n"
+        try:
+            atomic_write(args.json, text.encode("utf-8"))
+        except (StoreError, OSError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise UsageError(f"--json {args.json}: cannot write: {why}") from None
+        print(f"wrote {args.json}")
+    return EXIT_OK if ok else EXIT_STOPPED
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from release_spec.simulation import compare_judges, monte_carlo_bound
 
+    if args.rules is not None:
+        return _simulate_rules(args)
+    if args.json is not None:
+        raise UsageError("--json needs --rules (it writes the rule comparison)")
     if args.baseline_error + args.regression >= 1:
         raise UsageError(
             f"--baseline-error + --regression must be below 1, got "
@@ -304,6 +364,18 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument("--alpha", type=_number(float, 0, 1, open_lo=True), default=0.05)
     p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument(
+        "--rules",
+        type=_rules,
+        metavar="LIST",
+        help="instead: compare rollback rules on fixed scenarios (no regression at 1, 5 and "
+        "20 %%, 2 %% -> 4 %%, shared spikes, canary blips, idle intervals); 'all' or a "
+        "comma-separated subset of argo, flagger, kayenta, sequential. Uses --runs, --seed "
+        "and --alpha (the sequential judge's) only",
+    )
+    p.add_argument(
+        "--json", type=Path, metavar="FILE", help="with --rules: also write the results as JSON"
+    )
     p.set_defaults(handler=_cmd_simulate)
 
 

@@ -1,23 +1,43 @@
-"""The rollout simulator: schedules, draws, and agreement with the per-look judges."""
+"""The rollout simulator: schedules, draws, the per-look judges, the engines' rules."""
 
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from statsmodels.stats.proportion import proportions_ztest
 
+from release_spec.cli import main
+from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
 from release_spec.rollout import default_rollout_plan
 from release_spec.simulation import (
+    RULES,
+    SCENARIOS,
+    Looks,
+    RuleSettings,
+    Scenario,
+    argo_rule,
     compare_judges,
+    compare_rules,
     draw_looks,
+    draw_slow,
+    flagger_rule,
+    judge_rejections,
+    kayenta_rule,
+    kayenta_score,
+    mann_whitney_classification,
     monte_carlo_bound,
+    parse_rules,
     random_share_schedule,
     simulate,
     simulate_rollout,
 )
 from release_spec.statistics import SequentialErrorRateTest
+
+RULES_JSON = Path(__file__).resolve().parents[1] / "docs" / "data" / "rules.json"
 
 
 def test_monte_carlo_bound_value() -> None:
@@ -199,6 +219,217 @@ def test_compare_judges_reports_both_judges() -> None:
     assert "fixed-horizon canary requests at 80% power (two-sided): 774" in text
     with pytest.raises(ValueError, match="share"):
         compare_judges(share=1.0)
+
+
+# --- several metrics: the slow-request metric judged like errors ---------------------------
+
+
+def test_judge_rejections_match_canary_judge_look_by_look() -> None:
+    """The vectorised rule stops exactly where CanaryJudge (errors + slow) rejects."""
+    rng = np.random.default_rng(12)
+    shares = random_share_schedule(rng, 30, 40)
+    errors = draw_looks(rng, shares, baseline_error=0.02, canary_error=0.03, canary_per_look=20)
+    # Half the rollouts have a slower canary.
+    canary_slow = np.where(np.arange(30)[:, None] < 15, 0.12, 0.03)
+    slow = draw_slow(rng, errors, baseline_slow=0.03, canary_slow=canary_slow)
+    at = judge_rejections([errors, slow], 0.05)
+    for r in range(30):
+        judge = CanaryJudge(JudgeConfig(alpha=0.05, margin=0.02, slow_margin=0.02))
+        first = -1
+        for i in range(40):
+            v = judge.update(
+                ArmCounts(
+                    int(errors.canary_requests[r, i]),
+                    int(errors.canary_errors[r, i]),
+                    int(slow.canary_errors[r, i]),
+                ),
+                ArmCounts(
+                    int(errors.baseline_requests[r, i]),
+                    int(errors.baseline_errors[r, i]),
+                    int(slow.baseline_errors[r, i]),
+                ),
+            )
+            if v.decision == "reject":
+                first = i
+                break
+        assert at[r] == first
+    assert 5 < (at >= 0).sum() < 30
+
+
+def test_draw_slow_uses_the_same_requests_and_each_arms_rate() -> None:
+    rng = np.random.default_rng(2)
+    d = draw_looks(
+        rng, np.full((300, 20), 0.2), baseline_error=0.0, canary_error=0.0, canary_per_look=50
+    )
+    s = draw_slow(rng, d, baseline_slow=0.05, canary_slow=0.15)
+    assert np.array_equal(s.canary_requests, d.canary_requests)
+    assert np.array_equal(s.baseline_requests, d.baseline_requests)
+    assert s.canary_errors.sum() / s.canary_requests.sum() == pytest.approx(0.15, abs=0.005)
+    assert s.baseline_errors.sum() / s.baseline_requests.sum() == pytest.approx(0.05, abs=0.002)
+    with pytest.raises(ValueError, match="canary_slow"):
+        draw_slow(rng, d, baseline_slow=0.05, canary_slow=1.5)
+    with pytest.raises(ValueError, match="at least one metric"):
+        judge_rejections([])
+
+
+# --- the rules of the progressive-delivery engines -----------------------------------------
+
+
+def test_argo_rule_counts_failed_measurements_and_nan_fails() -> None:
+    n = np.full((1, 6), 100)
+    # Measurements 1, 2, 4 and 5 fail (5 % > 3 %); failureLimit 3 aborts at the 4th failure.
+    errs = np.array([[0, 5, 5, 0, 5, 5]])
+    assert argo_rule(errs, n, threshold=0.03, failure_limit=3).tolist() == [5]
+    assert argo_rule(errs, n, threshold=0.03, failure_limit=0).tolist() == [1]
+    assert argo_rule(errs, n, threshold=0.05, failure_limit=0).tolist() == [-1]  # 5 % <= 5 %
+    # An interval without traffic is NaN: the success condition is false, the measurement fails.
+    idle = np.array([[100, 0, 100]])
+    assert argo_rule(np.zeros((1, 3), np.int64), idle, threshold=0.5).tolist() == [1]
+    # A measurement every 3 intervals over those intervals: 10/300 > 3 % fails the first;
+    # the incomplete last window (interval 6) is never measured.
+    n7 = np.full((1, 7), 100)
+    assert argo_rule(np.array([[0, 0, 10, 0, 0, 0, 90]]), n7, threshold=0.03, every=3).tolist() == [
+        2
+    ]
+    assert argo_rule(np.array([[0, 0, 9, 0, 0, 0, 90]]), n7, threshold=0.03, every=3).tolist() == [
+        -1
+    ]
+
+
+def test_flagger_rule_rolls_back_at_threshold_failed_checks() -> None:
+    n = np.array([[100, 100, 0, 100, 100]])
+    errs = np.array([[5, 0, 0, 0, 5]])
+    # Failed checks: interval 0 (5 % > 3 %), interval 2 (no values found), interval 4.
+    assert flagger_rule(errs, n, max_error_rate=0.03, threshold=1).tolist() == [0]
+    assert flagger_rule(errs, n, max_error_rate=0.03, threshold=2).tolist() == [2]
+    assert flagger_rule(errs, n, max_error_rate=0.03, threshold=3).tolist() == [4]
+    assert flagger_rule(errs, n, max_error_rate=0.03, threshold=4).tolist() == [-1]
+
+
+def _literal_mann_whitney(x: np.ndarray, y: np.ndarray, conf: float, tol: float) -> str:
+    """Hollander-Wolfe interval and Kayenta's classification, written out with a full sort."""
+    from statistics import NormalDist
+
+    m, n = len(x), len(y)
+    d = sorted(a - b for a in x for b in y)
+    z = NormalDist().inv_cdf(0.5 + conf / 2)
+    c = int(np.floor(m * n / 2 - z * np.sqrt(m * n * (m + n + 1) / 12)))
+    if c < 1:
+        return "Pass"
+    lower, upper = d[c - 1], d[m * n - c]
+    bound = tol * abs(float(np.median(d)))
+    return "High" if lower > bound else "Low" if upper < -bound else "Pass"
+
+
+def test_mann_whitney_classification_matches_the_literal_interval() -> None:
+    rng = np.random.default_rng(8)
+    seen = set()
+    for _ in range(300):
+        m, n = rng.integers(3, 40, size=2)
+        x = rng.binomial(100, rng.uniform(0.01, 0.1), size=m) / 100
+        y = rng.binomial(100, rng.uniform(0.01, 0.1), size=n) / 100
+        got = mann_whitney_classification(x, y, confidence=0.98, tolerance=0.25)
+        assert got == _literal_mann_whitney(x, y, 0.98, 0.25)
+        seen.add(got)
+    assert seen == {"High", "Low", "Pass"}
+    assert mann_whitney_classification(np.array([np.nan]), np.array([0.1])) == "Nodata"
+    assert mann_whitney_classification(np.array([0.1, np.nan]), np.array([0.1])) == "Pass"
+
+
+def test_kayenta_rule_scores_every_analysis_and_skips_no_data() -> None:
+    worse = Looks(*(np.full((1, 60), v) for v in (100, 9, 1900, 19)))
+    # Analyses after 30 and 60 intervals; the first already classifies the canary High.
+    assert kayenta_rule(worse, every=30).tolist() == [29]
+    assert kayenta_rule(worse, every=25).tolist() == [24]
+    # No canary traffic at all: Nodata, no score, no decision.
+    idle = Looks(*(np.full((1, 60), v) for v in (0, 0, 1900, 19)))
+    assert kayenta_rule(idle, every=30).tolist() == [-1]
+    # With marginal 0 no analysis fails early, but the last one must reach pass.
+    assert kayenta_rule(worse, every=30, marginal_score=0.0).tolist() == [59]
+    assert kayenta_score(["Pass", "High"]) == 50.0
+    assert kayenta_score(["Nodata"]) is None
+
+
+def test_parse_rules_and_scenarios_refuse_bad_input() -> None:
+    assert parse_rules(" kayenta , argo ") == ("argo", "kayenta")
+    with pytest.raises(ValueError, match="no rule given"):
+        parse_rules(",")
+    with pytest.raises(ValueError, match="idle_rate"):
+        Scenario("x", "x", 0.02, 0.02, idle_rate=1.5)
+    with pytest.raises(ValueError, match="kayenta_marginal"):
+        RuleSettings(kayenta_marginal=96.0)
+    with pytest.raises(ValueError, match="rules must be"):
+        compare_rules(("argo", "spinnaker"), runs=2)
+
+
+def test_compare_rules_same_draws_for_any_subset_of_rules() -> None:
+    full = compare_rules(runs=60, seed=4)
+    part = compare_rules(("sequential", "argo"), runs=60, seed=4)
+    assert part.rules == ("argo", "sequential")
+    for sc in SCENARIOS:
+        for rule in part.rules:
+            assert part.result(rule, sc.name) == full.result(rule, sc.name)
+    # Every rule catches the lasting regression; the anytime-valid judge stays under
+    # alpha + 3 s.e. where the canary is never worse.
+    assert all(full.result(r, "regression").rollback_rate > 0.9 for r in RULES)
+    bound = monte_carlo_bound(0.05, 60)
+    assert all(
+        full.result("sequential", s.name).rollback_rate <= bound for s in SCENARIOS if s.null
+    )
+    data = full.to_dict()
+    assert len(data["results"]) == len(SCENARIOS) * len(RULES)  # type: ignore[arg-type]
+    text = "\n".join(full.lines())
+    r = full.result("flagger", "none-5")
+    assert f"{100 * r.rollback_rate:.1f}/{r.median_intervals:g}" in text
+
+
+def test_simulate_rules_command_prints_and_writes_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rules.json"
+    code = main(["simulate", "--rules", "argo,sequential", "--runs", "40", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Argo Rollouts" in text
+    assert "Flagger" not in text
+    data = json.loads(out.read_text())
+    assert data["generated"].startswith("release-spec simulate --rules argo,sequential --runs 40")
+    assert data == {
+        "generated": data["generated"],
+        **compare_rules(("argo", "sequential"), runs=40, seed=0).to_dict(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rules", "argo,spinnaker"], "unknown rule 'spinnaker'"),
+        (["--json", "x.json"], "--json needs --rules"),
+        (["--rules", "all", "--json", "/nonexistent-dir/x.json"], "--json /nonexistent-dir"),
+        (["--rules", "all", "--runs", "50000"], "--runs: runs x looks must be at most MAX_CELLS"),
+    ],
+)
+def test_simulate_rules_bad_input_is_one_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_committed_rules_json_matches_a_fresh_run(tmp_path: Path) -> None:
+    """docs/data/rules.json is what the command it names writes (same runs, seed, alpha)."""
+    committed = json.loads(RULES_JSON.read_text(encoding="utf-8"))
+    argv = committed["generated"].split()
+    assert argv[:2] == ["release-spec", "simulate"]
+    out = tmp_path / "rules.json"
+    argv[argv.index("--json") + 1] = str(out)
+    assert main(argv[1:]) == 0
+    fresh = json.loads(out.read_text(encoding="utf-8"))
+    assert {k: v for k, v in fresh.items() if k != "generated"} == {
+        k: v for k, v in committed.items() if k != "generated"
+    }
 
 
 # ----------------------------------------------------- sizes past the documented caps
