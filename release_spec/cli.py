@@ -27,7 +27,10 @@ in `SUBCOMMANDS`.
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.util
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -77,17 +80,55 @@ def _seed(text: str) -> int:
 # ---------------------------------------------------------------------------- run
 
 
+#: What ``run`` imports beyond the base install: the ``[workbench]`` extra.
+WORKBENCH_MODULES = ("tensorflow", "keras", "sklearn", "matplotlib", "psutil", "tqdm")
+WORKBENCH_INSTALL = 'pip install "release-spec[workbench]"'
+
+# A failed write of these kinds is the environment's problem (exit 2), not a bug.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+
+
+def _missing_workbench() -> list[str]:
+    """The workbench modules this interpreter cannot import (found without importing them)."""
+    missing = []
+    for name in WORKBENCH_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # blocked, or a broken half-import
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def _output_dir(out: Path) -> None:
-    """Create ``--out`` first: an unusable path fails in one line, not after training."""
+    """Create ``--out`` first: an unusable path fails in one line, not after training.
+
+    A directory that exists but cannot be written (read-only file system, no
+    permission) is refused here too: an unnamed temporary file is created and
+    dropped, which leaves nothing behind.
+    """
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot create the directory: {exc.strerror}") from None
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write into the directory: {exc.strerror}") from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # Before anything touches the disk or imports TensorFlow.
+    missing = _missing_workbench()
+    if missing:
+        raise UsageError(
+            f"run needs the workbench extra, which is not installed (missing: "
+            f"{', '.join(missing)}); install it with: {WORKBENCH_INSTALL}"
+        )
     from release_spec.plan import load_plan
 
     try:
@@ -105,6 +146,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         # The store's messages name the file, or the lock's holder and lock file.
         raise UsageError(f"run stopped: {exc}") from None
+    except OSError as exc:
+        # A full disk or a read-only file system while writing the report or figures.
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
     prod = result.report["production"]
     failed = result.report["failed_gates"]
     summary = f"outcome: {result.outcome}; production {prod['version']} (sha256 {prod['sha256']})"
@@ -296,6 +342,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         return _simulate_rules(args)
     if args.json is not None:
         raise UsageError("--json needs --rules (it writes the rule comparison)")
+    from release_spec.simulation import MAX_CELLS, MAX_LOOK_REQUESTS
+
+    if args.runs * args.looks > MAX_CELLS:
+        raise UsageError(
+            f"--runs x --looks must be at most {MAX_CELLS} (simulation.MAX_CELLS), "
+            f"got {args.runs} x {args.looks}"
+        )
+    if args.canary_per_look / args.share > MAX_LOOK_REQUESTS:
+        raise UsageError(
+            f"--canary-per-look / --share must be at most {MAX_LOOK_REQUESTS} requests per look "
+            f"(simulation.MAX_LOOK_REQUESTS), got {args.canary_per_look} / {args.share:g}"
+        )
     if args.baseline_error + args.regression >= 1:
         raise UsageError(
             f"--baseline-error + --regression must be below 1, got "
@@ -328,7 +386,15 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
         "and of a two-proportion z-test repeated at every look. Exit 3 if the sequential "
         "judge's false-rollback rate exceeds alpha + 3 Monte Carlo standard errors.",
     )
-    p.add_argument("--runs", type=_number(int, 1, None, open_lo=False), default=2000)
+    from release_spec.simulation import MAX_CELLS, MAX_LOOKS, MAX_RUNS
+
+    p.add_argument(
+        "--runs",
+        type=_number(int, 1, MAX_RUNS, open_lo=False, open_hi=False),
+        default=2000,
+        help=f"rollouts per case, at most {MAX_RUNS}; runs x looks at most {MAX_CELLS} "
+        "(default 2000)",
+    )
     p.add_argument(
         "--baseline-error",
         type=_number(float, 0, 1, open_lo=True),
@@ -348,7 +414,11 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="canary share of traffic, a fraction (default 0.05)",
     )
     p.add_argument(
-        "--looks", type=_number(int, 1, None, open_lo=False), default=400, help="looks per rollout"
+        "--looks",
+        type=_number(int, 1, MAX_LOOKS, open_lo=False, open_hi=False),
+        default=400,
+        help=f"looks per rollout, at most {MAX_LOOKS}; runs x looks at most {MAX_CELLS} "
+        "(default 400)",
     )
     p.add_argument(
         "--canary-per-look",
@@ -505,6 +575,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as exc:
+        # argparse's --help (and nothing else: errors are UsageError): a code, not a raise.
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_ERROR

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE, main
 from release_spec.registry import ModelStore
@@ -346,3 +352,226 @@ def test_run_on_a_damaged_store_exits_2_naming_the_file(store_dir, tmp_path, dam
         or f"run stopped: refusing to create a model store in non-empty {named}" in line
     )
     assert "[pretrain]" not in proc.stdout  # refused before any training
+
+
+# --------------------------------------------- issue 8: environment problems exit 2
+
+_HIDE_WORKBENCH = """
+import sys
+from importlib.abc import MetaPathFinder
+
+HIDDEN = {"tensorflow", "keras", "sklearn", "matplotlib", "psutil", "tqdm"}
+
+
+class BaseInstall(MetaPathFinder):
+    # A base install (no [workbench] extra): these top-level packages do not exist.
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, BaseInstall())
+from release_spec.cli import main
+
+code = main(sys.argv[1:])
+print("imported:", sorted(m for m in HIDDEN if m in sys.modules))
+sys.exit(code)
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, timeout=600
+    )
+
+
+def test_run_on_a_base_install_exits_2_naming_the_extra_and_creates_nothing(tmp_path):
+    out = tmp_path / "out"
+    proc = _python(_HIDE_WORKBENCH, "run", "--out", str(out))
+    assert proc.returncode == EXIT_USAGE, proc.stderr[-2000:]
+    line = _one_line_error(proc)
+    assert 'pip install "release-spec[workbench]"' in line
+    assert "missing: tensorflow, keras, sklearn, matplotlib, psutil, tqdm" in line
+    assert not out.exists()
+    assert "imported: []" in proc.stdout
+    # The other commands do not need the extra.
+    proc = _python(_HIDE_WORKBENCH, "simulate", "--runs", "20", "--looks", "10")
+    assert proc.returncode in (EXIT_OK, EXIT_STOPPED), proc.stderr[-2000:]
+
+
+_RUN_AND_REPORT_IMPORTS = """
+import sys
+from release_spec.cli import main
+
+code = main(sys.argv[1:])
+print("tensorflow imported:", "tensorflow" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """An existing directory nobody can write into: a read-only bind mount as root, else 0o555."""
+    target = tmp_path / "ro"
+    target.mkdir()
+    if os.geteuid() != 0:
+        target.chmod(0o555)
+        yield target
+        target.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(target), str(target)], capture_output=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"mount --bind failed: {mounted.stderr!r}")
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_run_out_read_only_exits_2_before_importing_tensorflow(read_only_dir):
+    proc = _python(_RUN_AND_REPORT_IMPORTS, "run", "--out", str(read_only_dir), "--no-progress")
+    assert proc.returncode == EXIT_USAGE, proc.stderr[-2000:]
+    line = _one_line_error(proc)
+    assert f"--out {read_only_dir}: cannot write into the directory: " in line
+    assert "tensorflow imported: False" in proc.stdout
+    assert list(read_only_dir.iterdir()) == []
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: writing a report of 1 MiB into it fails with ENOSPC (needs root)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("needs root to mount a tmpfs; CI runs as root")
+        pytest.skip("needs root to mount a tmpfs")
+    point = tmp_path / "disk"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def test_a_full_disk_while_writing_the_report_exits_2_naming_the_file(
+    full_disk, monkeypatch, capsys
+):
+    import release_spec.pipeline
+    from release_spec.registry import atomic_write
+
+    def writes_a_large_report(plan, out, **kwargs):
+        atomic_write(out / "report.md", b"x" * 2**20)  # the kernel says ENOSPC
+        raise AssertionError("the write above must fail")
+
+    monkeypatch.setattr(release_spec.pipeline, "run_pipeline", writes_a_large_report)
+    assert main(["run", "--out", str(full_disk), "--no-progress"]) == EXIT_USAGE
+    line = _one_line(capsys)
+    assert str(full_disk / "report.md") in line
+    assert "No space left on device" in line
+    assert [p.name for p in full_disk.iterdir()] == []  # no half-written file
+
+    def figure_fails(plan, out, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "drift.png"))
+
+    monkeypatch.setattr(release_spec.pipeline, "run_pipeline", figure_fails)
+    assert main(["run", "--out", str(full_disk), "--no-progress"]) == EXIT_USAGE
+    assert f"error: cannot write {full_disk / 'drift.png'}: No space left on device" in (
+        _one_line(capsys)
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (("--runs", "1000000000"), "--runs: must be in [1, 100000], got 1000000000"),
+        (("--looks", "1000000000"), "--looks: must be in [1, 100000], got 1000000000"),
+        (("--runs", "100000", "--looks", "100000"), "--runs x --looks must be at most 4194304"),
+        (
+            ("--canary-per-look", "1000000000000", "--share", "0.001"),
+            "--canary-per-look / --share must be at most 1099511627776",
+        ),
+    ],
+)
+def test_simulate_sizes_past_the_caps_exit_2_naming_the_limit(args, names, capsys):
+    # Before the caps: a MemoryError traceback, exit 1.
+    assert main(["simulate", *args]) == EXIT_USAGE
+    assert names in _one_line(capsys)
+
+
+def test_simulate_help_states_the_limits(capsys):
+    assert main(["simulate", "--help"]) == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "at most 100000; runs x looks at most 4194304" in out
+
+
+_TOKENS = [
+    "simulate",
+    "store",
+    "list",
+    "verify",
+    "backup",
+    "rollback",
+    "restore",
+    "--store",
+    "STORE",
+    "--dest",
+    "--archive",
+    "--overwrite",
+    "--runs",
+    "--looks",
+    "--canary-per-look",
+    "--share",
+    "--alpha",
+    "--seed",
+    "--baseline-error",
+    "--regression",
+    "--within",
+    "--help",
+    "-h",
+    "--bogus",
+    "-x",
+    "1",
+    "2",
+    "3",
+    "5",
+    "0",
+    "-1",
+    "0.5",
+    "0.02",
+    "nan",
+    "inf",
+    "-inf",
+    "1e9",
+    "1000000000",
+    "abc",
+    "",
+    "--",
+    "=",
+    "--runs=3",
+    "--looks=0",
+]
+
+
+@settings(max_examples=60)
+@given(st.lists(st.sampled_from(_TOKENS), max_size=8), st.sampled_from([(), ("simulate",)]))
+def test_the_argument_parser_never_raises(tokens, prefix):
+    """Any argument list gives exit 0, 2 or 3, and exit 2 comes with exactly one line."""
+    with tempfile.TemporaryDirectory() as empty:
+        argv = [empty if t == "STORE" else t for t in (*prefix, *tokens)]
+        if argv[:1] == ["simulate"]:
+            # Small sizes first: later tokens may override them, within the caps.
+            argv[1:1] = ["--runs", "4", "--looks", "4"]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(argv)
+        assert isinstance(code, int)
+        assert code in (EXIT_OK, EXIT_USAGE, EXIT_STOPPED), (argv, err.getvalue())
+        if code == EXIT_USAGE:
+            lines = err.getvalue().strip().splitlines()
+            assert len(lines) == 1, (argv, lines)
+            assert lines[0].startswith("release-spec: error: ")
+        assert os.listdir(empty) == []  # nothing written into the store directory
