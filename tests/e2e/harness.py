@@ -122,7 +122,7 @@ class ManagedProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
         """Poll ``ready`` until it holds; fail early, with the log, if the process dies."""
         deadline = time.monotonic() + timeout
         while True:

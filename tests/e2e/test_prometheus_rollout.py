@@ -147,11 +147,13 @@ def roll_out(tmp_path: Path) -> Iterator[Callable[[ModelSpec], Rollout]]:
             )
             judge = JudgeService(tmp_path / "judge")
             # Started together, so that the judge's imports overlap Prometheus's first scrape.
+            started = time.monotonic()
             for part in (stable, canary, prometheus, judge):
                 stack.callback(part.stop)
                 part.start()
             for part in (stable, canary, prometheus, judge):
                 part.wait_ready()
+            print(f"servers, Prometheus and judge ready after {time.monotonic() - started:.1f} s")
             router = Router(stable.url, canary.url)
             load = stack.enter_context(LoadGenerator(router, rate=RATE, seed=7))
             rollout_id = f"model-{candidate.version}"
