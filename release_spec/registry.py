@@ -350,6 +350,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         >>> atomic_write(target, b"hello")
         >>> target.read_bytes()
         b'hello'
+        >>> shutil.rmtree(target.parent)
     """
     with _atomic_file(path) as f:
         f.write(data)
