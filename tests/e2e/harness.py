@@ -139,7 +139,7 @@ class ManagedProcess:
 
 
 def _http_ok(url: str) -> bool:
-    return httpx.get(url, timeout=2.0).status_code == 200
+    return httpx.get(url, timeout=2.0, trust_env=False).status_code == 200
 
 
 def _child_env() -> dict[str, str]:
@@ -243,7 +243,9 @@ class PrometheusServer(ManagedProcess):
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The result vector of an instant query."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5.0)
+        response = httpx.get(
+            f"{self.url}/api/v1/query", params={"query": promql}, timeout=5.0, trust_env=False
+        )
         response.raise_for_status()
         body = response.json()
         assert body["status"] == "success", body
@@ -271,7 +273,8 @@ class JudgeService(ManagedProcess):
             f"--db={work_dir / 'judge.db'}",
         ]
         super().__init__("judge service", argv, work_dir / "judge.log", _child_env())
-        self.client = httpx.Client(base_url=self.url, timeout=10.0)
+        # trust_env=False: a proxy from the environment must not catch loopback traffic.
+        self.client = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
 
     def wait_ready(self) -> None:
         """Return once the service answers on /healthz."""
