@@ -548,7 +548,7 @@ class Comparison:
         out += [
             "",
             f"false-rollback bound alpha + 3 s.e.: {monte_carlo_bound(self.alpha, n):.4f}",
-            f"fixed-horizon canary requests at 80% power (two-sided): {self.fixed_horizon}",
+            f"fixed-horizon canary requests at 80% power (one-sided): {self.fixed_horizon}",
         ]
         return out
 
@@ -573,7 +573,7 @@ def compare_judges(
     Example:
         >>> c = compare_judges(runs=300, looks=100, seed=2)
         >>> c.fixed_horizon, c.null.sequential.rollback_rate <= 0.05 < c.null.naive.rollback_rate
-        (774, True)
+        (610, True)
     """
     if not (0 < share < 1):
         raise ValueError(f"share must be in (0, 1), got {share}")
@@ -592,8 +592,14 @@ def compare_judges(
         )
 
     null, bad = run(baseline_error, 0), run(baseline_error + regression, 1)
+    # One-sided, like the judge it is compared with (the canary worse, never better).
     fixed = fixed_horizon_sample_size(
-        baseline_error, baseline_error + regression, alpha=alpha, power=0.8, share=share
+        baseline_error,
+        baseline_error + regression,
+        alpha=alpha,
+        power=0.8,
+        share=share,
+        alternative="larger",
     )
     return Comparison(alpha, share, null, bad, fixed.canary_requests)
 

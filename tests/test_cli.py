@@ -104,9 +104,9 @@ def test_simulate_prints_both_judges(capsys):
     assert seq <= 0.05 < naive
     assert float(rows["sequential"][1]) > 0.95
     assert float(rows["sequential"][2]) > 0.95  # within 2,500 canary requests
-    assert float(rows["sequential"][3]) < 774  # median exposure
+    assert float(rows["sequential"][3]) < 610  # median exposure
     assert "by 2500" in out
-    assert "fixed-horizon canary requests at 80% power (two-sided): 774" in out
+    assert "fixed-horizon canary requests at 80% power (one-sided): 610" in out
     assert "within the bound: yes" in out
 
 

@@ -209,14 +209,14 @@ def test_simulate_rollout_rolls_back_a_regression_early() -> None:
 
 def test_compare_judges_reports_both_judges() -> None:
     c = compare_judges(runs=200, looks=80, seed=3)
-    assert c.fixed_horizon == 774
+    assert c.fixed_horizon == 610  # one-sided, like the judge
     assert c.null.baseline_error == c.null.canary_error == 0.02
     assert c.regression.canary_error == pytest.approx(0.04)
     text = "\n".join(c.lines())
     assert f"{c.null.naive.rollback_rate:.4f}" in text
     assert f"{c.regression.sequential.median_exposure:.0f}" in text
     assert f"{c.regression.sequential.rolled_back_within(1000):.4f}" in "\n".join(c.lines(1000))
-    assert "fixed-horizon canary requests at 80% power (two-sided): 774" in text
+    assert "fixed-horizon canary requests at 80% power (one-sided): 610" in text
     with pytest.raises(ValueError, match="share"):
         compare_judges(share=1.0)
 

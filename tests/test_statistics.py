@@ -201,7 +201,7 @@ def test_sequential_detects_two_to_four_percent_within_2500_canary_requests() ->
     rejected = sequential_log_evidence(x, m_c, y, m_b) >= math.log(1 / ALPHA)
     assert rejected.any(axis=1).mean() >= 0.95
     exposure = (np.where(rejected.any(axis=1), rejected.argmax(axis=1), n_looks) + 1) * 50
-    assert np.median(exposure) < 770
+    assert np.median(exposure) < 610  # the one-sided fixed horizon
 
 
 @pytest.mark.spec("eq-sequential", kind="property")
@@ -518,11 +518,13 @@ def test_sample_size_matches_statsmodels_and_formula(
 
 
 @pytest.mark.spec("eq-sample-size", kind="property")
-def test_fixed_horizon_sample_size_two_to_four_percent_is_about_770() -> None:
+def test_fixed_horizon_sample_size_two_to_four_percent_is_774_two_sided_610_one_sided() -> None:
     plan = fixed_horizon_sample_size(0.02, 0.04, alpha=0.05, power=0.8, share=0.05)
     assert plan == SampleSize(canary_requests=774, baseline_requests=14701)
     assert plan.total_requests == 15475
     assert fixed_horizon_sample_size(0.02, 0.04, share=0.5).canary_requests == 1139
+    one_sided = fixed_horizon_sample_size(0.02, 0.04, share=0.05, alternative="larger")
+    assert one_sided.canary_requests == 610
     assert (
         fixed_horizon_sample_size(0.02, 0.04, share=0.05, method="arcsine").canary_requests == 585
     )
