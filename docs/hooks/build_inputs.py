@@ -2,8 +2,9 @@
 
 Executed notebooks (``notebooks.py``) and the embedded reference-release run
 (``release_report.py``) are cached under a directory named by this digest:
-every file under ``release_spec/``, the Python version and the versions of
-the packages that the runs import. Any change to one of them gives a new
+every file under ``release_spec/``, the data files under ``docs/data/`` and
+the plans under ``docs/release/``, the Python version and the versions of the
+packages that the runs import. Any change to one of them gives a new
 digest, so nothing stale is ever served.
 
 MkDocs loads each hook with its own directory on ``sys.path``, so a hook
@@ -35,9 +36,12 @@ PACKAGES = (
 
 
 def inputs_digest(root: Path = ROOT) -> str:
-    """Digest of ``release_spec/`` sources, the Python version and package versions."""
+    """Digest of ``release_spec/``, ``docs/data/*.json``, ``docs/release/*.toml``, versions."""
     h = hashlib.sha256()
-    for path in sorted((root / "release_spec").rglob("*")):
+    # The notebooks also read committed data (docs/data/*.json) and the quick plan.
+    inputs = [*(root / "release_spec").rglob("*"), *(root / "docs" / "data").glob("*.json")]
+    inputs += (root / "docs" / "release").glob("*.toml")
+    for path in sorted(inputs):
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(path.relative_to(root).as_posix().encode() + b"\0")
             h.update(hashlib.sha256(path.read_bytes()).digest())
