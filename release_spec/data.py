@@ -67,10 +67,16 @@ SIDE = 28
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs ``x`` (N × 784, float32 in [0, 1]) and one-hot labels ``y`` (N × 10)."""
+    """Inputs ``x`` (N × 784, float32 in [0, 1]) and one-hot labels ``y`` (N × 10).
+
+    ``name`` is ``"<domain>.<part>"`` (``"source.val"``) for the splits of
+    `load_dataset`; gates record it, and the retry loop refuses a gate that
+    read a ``.test`` split (`release_spec.gates.is_test_split`).
+    """
 
     x: FloatArray
     y: FloatArray
+    name: str = ""
 
     @property
     def labels(self) -> IntArray:
@@ -186,8 +192,8 @@ def shift_to_target(
 # --8<-- [end:shift_to_target]
 
 
-def _split(x: FloatArray, labels: IntArray) -> Split:
-    return Split(x=x.reshape(len(x), SIDE * SIDE), y=_one_hot(labels))
+def _split(x: FloatArray, labels: IntArray, name: str) -> Split:
+    return Split(x=x.reshape(len(x), SIDE * SIDE), y=_one_hot(labels), name=name)
 
 
 def load_dataset(
@@ -226,15 +232,20 @@ def load_dataset(
     bounds = np.cumsum([int(f * len(perm)) for f in _FRACTIONS])
     pool, s_val, s_test, t_val, t_test, live = np.split(perm, bounds)
 
-    def clean(idx: IntArray) -> Split:
-        return _split(images[idx], labels[idx])
+    def clean(idx: IntArray, part: str) -> Split:
+        return _split(images[idx], labels[idx], f"source.{part}")
 
-    def shifted(idx: IntArray) -> Split:
-        return _split(shift_to_target(images[idx], rng, max_rotation), labels[idx])
+    def shifted(idx: IntArray, part: str) -> Split:
+        return _split(
+            shift_to_target(images[idx], rng, max_rotation), labels[idx], f"target.{part}"
+        )
 
-    source = Domain("source", clean(pool), clean(s_val), clean(s_test))
+    source = Domain("source", clean(pool, "train"), clean(s_val, "val"), clean(s_test, "test"))
     target = Domain(
-        "target", shifted(np.repeat(pool, target_train_copies)), shifted(t_val), shifted(t_test)
+        "target",
+        shifted(np.repeat(pool, target_train_copies), "train"),
+        shifted(t_val, "val"),
+        shifted(t_test, "test"),
     )
     return Dataset(
         seed=seed,

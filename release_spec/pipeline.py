@@ -53,7 +53,7 @@ from release_spec import __version__
 from release_spec.data import Dataset, LivePool, Split, load_dataset, make_live_pool
 from release_spec.gates import (
     GateResult,
-    SoakResult,
+    SoakSummary,
     accuracy_gate,
     forgetting_gate,
     functional_gates,
@@ -62,6 +62,7 @@ from release_spec.gates import (
     noninferiority_gate,
     soak,
     stability_gates,
+    summarise_soak,
 )
 from release_spec.metrics import accuracy, confusion_matrix
 from release_spec.model import build_model, fine_tune_copy
@@ -100,7 +101,7 @@ __all__ = [
 Outcome = Literal["released", "stopped", "rolled_back"]
 Echo = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
-#: Size of the functional gate's probe batch (target test images).
+#: Size of the functional gate's probe batch (target validation images).
 FUNCTIONAL_PROBE = 256
 #: Version of the report.json layout (see the reference-release page).
 REPORT_SCHEMA_VERSION = 1
@@ -159,7 +160,8 @@ def _rss_mb() -> float:
 
 
 def _functional_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
-    probe = ctx.data.target.test.x[:FUNCTIONAL_PROBE]
+    # Validation inputs: the test split is read once, by the performance gate.
+    probe = ctx.data.target.val.x[:FUNCTIONAL_PROBE]
     return functional_gates(predictor(ctx.candidate), probe, atol=ctx.plan.release.functional_atol)
 
 
@@ -179,36 +181,41 @@ def _performance_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
             margin=rp.noninferiority_margin,
             alpha=rp.noninferiority_alpha,
             reference=f"production {ctx.production_info.version}",
+            split=test.name,
         ),
     )
 
 
 def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
+    """Soak the candidate from ``soak_callers`` threads; judge errors, NaNs and trends.
+
+    The reference workload each caller times after every candidate call is
+    production's model on the same batch: the same runtime and serving path,
+    already released, and called in the same windows, so machine load moves
+    both (see `release_spec.gates.stability_gates`). Inputs are target
+    validation images (the test split is read once, by the performance gate).
+    """
     from tqdm import tqdm
 
     rp = ctx.plan.release
-    pool = np.concatenate([ctx.data.target.test.x, ctx.data.target.val.x])
-    with tqdm(
-        total=rp.soak_predictions,
-        desc="  soak",
-        unit="pred",
-        disable=not ctx.progress,
-        leave=False,
-    ) as bar:
+    with tqdm(desc="  soak", unit="pred", disable=not ctx.progress, leave=False) as bar:
         result = soak(
             predictor(ctx.candidate),
-            pool,
-            predictions=rp.soak_predictions,
+            ctx.data.target.val.x,
+            seconds=rp.soak_seconds,
+            max_predictions=rp.soak_max_predictions,
             batch_size=rp.soak_batch_size,
+            callers=rp.soak_callers,
+            reference=predictor(ctx.production),
             rss_mb=_rss_mb,
             on_batch=bar.update,
         )
-    ctx.measurements["soak"] = result
+    summary = summarise_soak(result, windows=rp.soak_windows)
+    ctx.measurements["soak"] = summary
     return stability_gates(
-        result,
-        min_predictions=rp.soak_predictions,
-        max_p99_ms=rp.max_p99_ms,
-        max_rss_growth_mb=rp.max_rss_growth_mb,
+        summary,
+        max_rss_slope_mb_per_min=rp.max_rss_slope_mb_per_min,
+        max_latency_drift=rp.max_latency_drift,
     )
 
 
@@ -409,7 +416,7 @@ class _Trainer:
             self.target_train = Split(self.target_train.x, y)
         self.pretrained: Any = None
         self.pre_target_val: npt.NDArray[np.int64] | None = None
-        self.pre_source_test: npt.NDArray[np.int64] | None = None
+        self.pre_source_val: npt.NDArray[np.int64] | None = None
 
     def _fit(
         self, stage: str, model: Any, hp: Hyperparameters, train: Split, val: Split
@@ -460,7 +467,11 @@ class _Trainer:
         pred = _labels_of(model, src.val.x)
         gates = (
             accuracy_gate(
-                "pretrain.accuracy", src.val.labels, pred, min_lower=pp.min_accuracy_lower
+                "pretrain.accuracy",
+                src.val.labels,
+                pred,
+                min_lower=pp.min_accuracy_lower,
+                split=src.val.name,
             ),
             macro_f1_gate(
                 "pretrain.macro_f1",
@@ -468,6 +479,7 @@ class _Trainer:
                 pred,
                 min_lower=pp.min_macro_f1_lower,
                 seed=self.plan.seed,
+                split=src.val.name,
             ),
         )
         figures = {
@@ -479,9 +491,9 @@ class _Trainer:
 
     def finetune(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
         src, tgt, fp = self.ds.source, self.ds.target, self.plan.finetune
-        if self.pre_target_val is None or self.pre_source_test is None:
+        if self.pre_target_val is None or self.pre_source_val is None:
             self.pre_target_val = _labels_of(self.pretrained, tgt.val.x)
-            self.pre_source_test = _labels_of(self.pretrained, src.test.x)
+            self.pre_source_val = _labels_of(self.pretrained, src.val.x)
         train = self.target_train
         n_replay = round(hp.replay * len(train))
         if n_replay:
@@ -493,7 +505,9 @@ class _Trainer:
         model = fine_tune_copy(self.pretrained, hp.learning_rate, hp.l2)
         curves = self._fit("finetune", model, hp, train, tgt.val)
         cand_val = _labels_of(model, tgt.val.x)
-        cand_src = _labels_of(model, src.test.x)
+        # Source validation, not test: this gate's failure drives a retry (run_stage refuses a
+        # test split), and the test split is read once, by the release stage's final gate.
+        cand_src = _labels_of(model, src.val.x)
         gates = (
             improvement_gate(
                 "finetune.improvement",
@@ -501,21 +515,23 @@ class _Trainer:
                 cand_val,
                 self.pre_target_val,
                 alpha=fp.improvement_alpha,
+                split=tgt.val.name,
             ),
             forgetting_gate(
                 "finetune.no_forgetting",
-                src.test.labels,
+                src.val.labels,
                 cand_src,
-                self.pre_source_test,
+                self.pre_source_val,
                 margin=fp.forgetting_margin,
                 alpha=fp.forgetting_alpha,
+                split=src.val.name,
             ),
         )
         figures = {
             "target_val_accuracy": accuracy(tgt.val.labels, cand_val),
             "pretrained_target_val_accuracy": accuracy(tgt.val.labels, self.pre_target_val),
-            "source_test_accuracy": accuracy(src.test.labels, cand_src),
-            "pretrained_source_test_accuracy": accuracy(src.test.labels, self.pre_source_test),
+            "source_val_accuracy": accuracy(src.val.labels, cand_src),
+            "pretrained_source_val_accuracy": accuracy(src.val.labels, self.pre_source_val),
             "train_examples": float(len(train)),
         }
         return AttemptOutcome(model, gates, curves, figures)
@@ -751,18 +767,8 @@ def _report_dict(
             "confidence": conf,
             "n": len(test),
         }
-    soak_info: dict[str, Any] | None = None
-    if ctx is not None and isinstance(ctx.measurements.get("soak"), SoakResult):
-        s: SoakResult = ctx.measurements["soak"]
-        soak_info = {
-            "predictions": s.predictions,
-            "batches": s.batches,
-            "p50_ms": s.percentile(50),
-            "p99_ms": s.percentile(99),
-            "non_finite": s.non_finite,
-            "rss_start_mb": s.rss_start_mb,
-            "rss_end_mb": s.rss_end_mb,
-        }
+    soak = ctx.measurements.get("soak") if ctx is not None else None
+    soak_info = soak.to_dict() if isinstance(soak, SoakSummary) else None
     failed = [g.name for st in stages for g in st.failed_gates]
     rollout = _rollout_report(ctx)
     monitoring = _monitoring_report(ctx)

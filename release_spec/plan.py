@@ -1,4 +1,4 @@
-"""The release plan: a TOML file of thresholds, margins, attempts, epochs, soak size and seed.
+"""The release plan: a TOML file of thresholds, margins, attempts, epochs, soak budget and seed.
 
 The default plan is embedded in the package (``default_plan.toml``, every
 key documented there) and is exactly the defaults of the dataclasses below; a
@@ -117,10 +117,13 @@ class ReleasePlan:
     noninferiority_margin: float = field(default=0.03, metadata=_bound(0.0, 1.0))
     noninferiority_alpha: float = field(default=0.05, metadata=_ALPHA)
     functional_atol: float = field(default=1e-5, metadata=_bound(0.0, 0.1, open_lo=True))
-    soak_predictions: int = field(default=10_000, metadata=_bound(1, 10_000_000))
+    soak_seconds: float = field(default=60.0, metadata=_bound(0.0, 86_400.0, open_lo=True))
+    soak_max_predictions: int = field(default=3_000_000, metadata=_bound(1, 1_000_000_000))
     soak_batch_size: int = field(default=50, metadata=_bound(1, 100_000))
-    max_p99_ms: float = field(default=50.0, metadata=_POSITIVE)
-    max_rss_growth_mb: float = field(default=64.0, metadata=_bound(0.0, None))
+    soak_callers: int = field(default=4, metadata=_bound(4, 64))
+    soak_windows: int = field(default=6, metadata=_bound(2, 1000))
+    max_rss_slope_mb_per_min: float = field(default=16.0, metadata=_bound(0.0, None))
+    max_latency_drift: float = field(default=1.5, metadata=_bound(1.0, None, open_lo=True))
     confidence: float = field(default=0.95, metadata=_bound(0.5, 1.0, open_lo=True))
 
 

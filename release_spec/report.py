@@ -7,7 +7,8 @@
 * ``stages``: one object per stage run, in order, each with ``name``,
   ``state``, ``history`` (states passed through), ``gates`` (the final
   attempt's gates: ``name``, ``passed``, ``value``, ``threshold``,
-  ``interval`` as ``[lower, upper]`` or null, ``detail``; a non-finite
+  ``interval`` as ``[lower, upper]`` or null, ``detail``, ``split`` (the
+  labelled split the gate read, e.g. ``source.val``, or null); a non-finite
   ``value``, such as an infinite deviation, is written as null), ``attempts``
   (every attempt: ``number``, ``reason``, ``hyperparameters``, ``passed``,
   ``gates``, ``figures``, ``diagnosis``, ``seconds``), ``skipped`` (release
@@ -19,8 +20,13 @@
 * ``candidate``: the registered candidate's ``version`` and ``sha256``, or null;
 * ``released_model``: when released, its ``target_test_accuracy`` with a
   Wilson ``interval`` at ``confidence`` on ``n`` test images; else null;
-* ``soak``: predictions, batches, ``p50_ms``, ``p99_ms``, ``non_finite``,
-  ``rss_start_mb``, ``rss_end_mb``; or null;
+* ``soak`` (null when the soak did not run): ``seconds`` (elapsed),
+  ``callers``, ``predictions``, ``calls``, ``stopped_by`` (``time`` |
+  ``count``), ``errors``, ``first_error``, ``non_finite``,
+  ``rss_slope_mb_per_min``, ``latency_drift`` (last window's median
+  candidate/reference latency ratio over the first's), ``raw_drift`` and
+  ``windows`` (per window: ``index``, ``start_s``, ``end_s``, ``calls``,
+  ``p50_ms``, ``p99_ms``, ``reference_p50_ms``, ``ratio``, ``rss_mb``);
 * ``rollout`` (null when the release stage did not reach it): ``status``
   (``completed`` | ``aborted``), ``candidate``, ``production``, ``alpha``,
   ``margin``, ``steps`` (``share``, ``min_canary_requests``,
@@ -302,6 +308,35 @@ def _monitoring_markdown(m: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _soak_markdown(s: Mapping[str, Any]) -> list[str]:
+    """The soak's figures: budget used, errors, NaNs, memory slope, latency per window."""
+    first = f" (first: {s['first_error']})" if s["first_error"] else ""
+    lines = [
+        "",
+        "## Soak",
+        "",
+        f"{_fmt(s['seconds'])} s (stopped by {s['stopped_by']}), {s['callers']} concurrent "
+        f"callers, {s['predictions']} predictions in {s['calls']} calls; {s['errors']} "
+        f"exceptions{first}; {s['non_finite']} non-finite output values.",
+        "",
+        f"Resident memory slope {_fmt(s['rss_slope_mb_per_min'])} MB/min (least squares over "
+        f"the windows). Latency drift {_fmt(s['latency_drift'])}: the median ratio of the "
+        "candidate's latency to the reference workload's (production's model, timed by the same "
+        "caller on the same batch) in the last window over the first; the raw median latency "
+        f"changed by a factor {_fmt(s['raw_drift'])} (reported, not judged).",
+        "",
+        "| window | seconds | calls | p50 ms | p99 ms | reference p50 ms | ratio | RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {w['index']} | {w['start_s']:.1f}–{w['end_s']:.1f} | {w['calls']} "
+        f"| {_fmt(w['p50_ms'])} | {_fmt(w['p99_ms'])} | {_fmt(w['reference_p50_ms'])} "
+        f"| {_fmt(w['ratio'])} | {_fmt(w['rss_mb'])} |"
+        for w in s["windows"]
+    ]
+    return lines
+
+
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
@@ -347,12 +382,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
             f"### {st['name']}: {st['state']}",
             "",
-            "| gate | result | value | threshold | interval |",
-            "|---|---|---|---|---|",
+            "| gate | result | value | threshold | interval | split read |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
             f"| `{g['name']}` | {'pass' if g['passed'] else '**FAIL**'} | {_fmt(g['value'])} "
-            f"| {_fmt(g['threshold'])} | {_interval(g['interval'])} |"
+            f"| {_fmt(g['threshold'])} | {_interval(g['interval'])} "
+            f"| {g.get('split') or '–'} |"
             for g in st["gates"]
         ]
         lines.append("")
@@ -373,17 +409,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             lines += ["", "Skipped steps: " + ", ".join(st["skipped"])]
         if st["notes"]:
             lines += ["", *[f"Note: {n}" for n in st["notes"]]]
-    soak = report.get("soak")
-    if soak:
-        lines += [
-            "",
-            "## Soak",
-            "",
-            f"{soak['predictions']} predictions in {soak['batches']} batches: latency per batch "
-            f"p50 {soak['p50_ms']:.2f} ms, p99 {soak['p99_ms']:.2f} ms; {soak['non_finite']} "
-            f"non-finite outputs; resident memory {soak['rss_start_mb']:.1f} → "
-            f"{soak['rss_end_mb']:.1f} MB.",
-        ]
+    if report.get("soak"):
+        lines += _soak_markdown(report["soak"])
     if report.get("rollout"):
         lines += _rollout_markdown(report["rollout"])
     if report.get("monitoring"):

@@ -11,6 +11,9 @@ hyperparameters, judge the gates, and on a failure `diagnose` what the
 figures show (forgetting, over-fitting or under-fitting), `adjust` the
 hyperparameters for that cause and try again, up to ``max_attempts``. Every
 attempt is recorded with its reason, hyperparameters, gates and figures.
+Because a failure here drives a retry, `run_stage` refuses a gate that read
+a test split (`release_spec.gates.is_test_split`): the test split is read
+once, by the release stage's final gate.
 
 The release stage runs `run_release`: a sequence of
 `ReleaseStep` objects (functional, performance, stability, and any
@@ -42,7 +45,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Generic, Literal, TypeVar
 
-from release_spec.gates import GateResult
+from release_spec.gates import GateResult, is_test_split
 
 __all__ = [
     "ALLOWED",
@@ -325,6 +328,10 @@ def run_stage(
 
     Returns the stage record (``passed`` or ``failed``) and the artifact of the
     last attempt (the passing one when the stage passed).
+
+    Raises:
+        ValueError: ``max_attempts`` < 1, or an attempt returned a gate that
+            read a test split (its failure would tune the retries on the test set).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -334,6 +341,13 @@ def run_stage(
         t0 = time.perf_counter()
         out = attempt(hp)
         seconds = time.perf_counter() - t0
+        leaked = [f"{g.name} ({g.split})" for g in out.gates if is_test_split(g.split)]
+        if leaked:
+            raise ValueError(
+                f"stage {name!r}: gate {', '.join(leaked)} read a test split; a gate whose "
+                "failure drives a retry must read validation data (the test split is read "
+                "once, by the final gate)"
+            )
         failed = [g for g in out.gates if not g.passed]
         diag = diagnose(failed, out.curves, overfit_gap=overfit_gap) if failed else None
         done = Attempt(number, reason, hp, out.gates, dict(out.figures), diag, seconds)

@@ -48,7 +48,7 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     [
         ("[finetune]\nepochs = 0\n", "finetune.epochs"),
         ("[finetune]\nepoch = 3\n", "finetune.epoch: unknown key"),
-        ("[release]\nmax_p99_ms = 'fast'\n", "release.max_p99_ms: expected a number"),
+        ("[release]\nmax_latency_drift = 'fast'\n", "release.max_latency_drift: expected a number"),
         ("[release\n", "invalid TOML"),
         ("[phased_rollout]\nmin_canary_requests = [1]\n", "phased_rollout.min_canary_requests"),
         (
@@ -209,7 +209,7 @@ def test_run_regression_from_the_command_line_exits_3(tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text(
         "[data]\ntarget_train_copies = 2\n[pretrain]\nepochs = 8\n"
-        "[finetune]\nepochs = 3\nmax_attempts = 2\n[release]\nsoak_predictions = 500\n"
+        "[finetune]\nepochs = 3\nmax_attempts = 2\n[release]\nsoak_seconds = 1.0\n"
     )
     out = tmp_path / "out"
     proc = _cli(

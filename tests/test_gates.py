@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -17,6 +18,8 @@ from sklearn.metrics import f1_score as sk_f1
 from release_spec.gates import (
     GateResult,
     SoakResult,
+    SoakSummary,
+    SoakWindow,
     accuracy_gate,
     forgetting_gate,
     functional_gates,
@@ -25,6 +28,7 @@ from release_spec.gates import (
     noninferiority_gate,
     soak,
     stability_gates,
+    summarise_soak,
 )
 from release_spec.metrics import f1_score
 from release_spec.statistics import mcnemar_exact, paired_noninferiority, wilson_interval
@@ -48,7 +52,9 @@ def test_gate_result_is_frozen_and_serialises():
         "threshold": 0.4,
         "interval": [0.3, 0.7],
         "detail": "d",
+        "split": None,
     }
+    assert dataclasses.replace(g, split="source.val").to_dict()["split"] == "source.val"
 
 
 def test_accuracy_gate_judges_the_wilson_lower_bound_not_the_point():
@@ -321,50 +327,328 @@ def test_functional_gates_catch_each_broken_contract():
     assert not shape[0].passed
 
 
-def test_soak_counts_predictions_batches_and_non_finite():
-    calls = []
+class VirtualClock:
+    """Per-thread virtual time: a caller's clock moves only by the costs its own calls spend.
+
+    Every caller then sees the same deterministic timeline whatever the thread
+    scheduling or the machine's load, so no test depends on wall-clock time.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __call__(self) -> float:
+        return float(getattr(self._local, "t", 0.0))
+
+    def spend(self, seconds: float) -> None:
+        self._local.t = self() + seconds
+
+
+class Leak:
+    """Memory a fake model leaks, per caller; the callers are alike, so the process holds
+    ``callers`` times what the reading caller leaked by its own virtual time."""
+
+    def __init__(self, mb_per_call: float, callers: int = 4) -> None:
+        self.mb, self.callers, self._local = mb_per_call, callers, threading.local()
+
+    def call(self) -> None:
+        self._local.n = self.calls() + 1
+
+    def calls(self) -> int:
+        return int(getattr(self._local, "n", 0))
+
+    def rss(self, base: float = 500.0) -> float:
+        return base + self.callers * self.mb * self.calls()
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n, self._lock = 0, threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self.n += 1
+            return self.n
+
+
+SOAK_SECONDS = 3.0
+# Binary fractions of a second (about 2 ms and 1 ms), so virtual time adds up exactly.
+MODEL_S, REFERENCE_S = 2.0**-9, 2.0**-10
+BOUNDS = {"max_rss_slope_mb_per_min": 16.0, "max_latency_drift": 1.5}
+
+
+def _fake(clock: VirtualClock, cost=lambda t: MODEL_S, out=lambda x, n: _softmax(x), leak=None):
+    """A predict function that spends ``cost(now)`` virtual seconds per call."""
+    calls = Counter()
 
     def predict(x):
-        calls.append(len(x))
-        out = np.full((len(x), 10), 0.1)
-        out[0, 0] = np.nan
-        return out
+        n = calls.next()
+        if leak is not None:
+            leak.call()
+        clock.spend(cost(clock()))
+        return out(x, n)
 
-    rss = iter([100.0, 103.5])
-    seen = []
-    r = soak(
-        predict, X, predictions=1000, batch_size=64, rss_mb=lambda: next(rss), on_batch=seen.append
+    return predict
+
+
+def _reference(clock: VirtualClock, cost=lambda t: REFERENCE_S):
+    def reference(x):
+        clock.spend(cost(clock()))
+
+    return reference
+
+
+def _run(predict, clock, *, reference=None, rss=lambda: 500.0, windows=6, **kw):
+    args = {"seconds": SOAK_SECONDS, "max_predictions": 10**7, "batch_size": 8, "callers": 4}
+    result = soak(
+        predict,
+        X,
+        reference=reference or _reference(clock),
+        rss_mb=rss,
+        clock=clock,
+        **{**args, **kw},
     )
-    # One warm-up call (the 40-row pool), then 15 full batches cycling the pool and one of 40.
-    assert calls[0] == 40
-    assert calls[1:] == [64] * 15 + [40]
-    assert (r.predictions, r.batches, r.non_finite) == (1000, 16, 16)
+    summary = summarise_soak(result, windows=windows)
+    return result, summary, stability_gates(summary, **BOUNDS)
+
+
+def test_soak_of_a_healthy_model_passes_every_gate():
+    clock = VirtualClock()
+    result, summary, gates = _run(_fake(clock), clock)
+    assert _names_failed(gates) == []
+    # 3 virtual seconds of (2 + 1) / 1024 s model + reference pairs: 1024 pairs per caller.
+    assert (result.callers, result.stopped_by, result.errors, result.non_finite) == (
+        4,
+        "time",
+        0,
+        0,
+    )
+    assert summary.calls == 4096
+    assert result.predictions == 4096 * 8
+    assert summary.latency_drift == pytest.approx(1.0)
+    assert summary.rss_slope_mb_per_min == 0.0
+    assert [w.calls for w in summary.windows] == [680, 684, 684, 680, 684, 684]
+    assert all(
+        w.p50_ms == 1000 * MODEL_S and w.ratio == pytest.approx(2.0) for w in summary.windows
+    )
+
+
+def test_soak_uses_concurrent_caller_threads():
+    clock, names = VirtualClock(), set()
+
+    def predict(x):
+        names.add(threading.current_thread().name)
+        clock.spend(MODEL_S)
+        return _softmax(x)
+
+    _run(predict, clock)
+    assert names == {"soak-0", "soak-1", "soak-2", "soak-3"}
+
+
+def test_soak_leaking_memory_fails_the_slope_gate():
+    clock, leak = VirtualClock(), Leak(0.001)
+    # 1 kB a call at 4 x 1024 calls in 3 virtual seconds: 81.9 MB a minute.
+    _, summary, gates = _run(_fake(clock, leak=leak), clock, rss=leak.rss)
+    assert _names_failed(gates) == ["rss_slope_mb_per_min"]
+    assert summary.rss_slope_mb_per_min == pytest.approx(81.9, rel=0.02)
+
+
+def test_soak_one_allocation_step_is_not_a_leak():
+    clock, leak = VirtualClock(), Leak(0.0)
+    # A minute-long soak of 32 ms calls (1280 a caller); 4 MB allocated once, a third of the
+    # way in. A before/after bound sees 4 MB of growth; the slope over six windows is a few
+    # MB a minute, inside the bound.
+    _, summary, gates = _run(
+        _fake(clock, cost=lambda t: 16 * MODEL_S, leak=leak),
+        clock,
+        reference=_reference(clock, cost=lambda t: 16 * REFERENCE_S),
+        rss=lambda: 500.0 + (4.0 if leak.calls() > 1280 // 3 else 0.0),
+        seconds=60.0,
+    )
+    assert summary.calls == 4 * 1280
+    assert _names_failed(gates) == []
+    assert summary.rss_slope_mb_per_min == pytest.approx(5.5, abs=1.0)
+
+
+def test_soak_returning_nan_after_n_calls_fails_the_nan_gate():
+    clock = VirtualClock()
+
+    def nan_late(x, n):
+        p = _softmax(x)
+        if n > 2500:
+            p[0, 0] = np.nan
+        return p
+
+    _, summary, gates = _run(_fake(clock, out=nan_late), clock)
+    assert _names_failed(gates) == ["no_nan"]
+    # 4 warm-up calls (not checked) and 4096 checked ones: the last 1600 return a NaN each.
+    assert summary.non_finite == 4100 - 2500
+
+
+def test_soak_raising_in_one_caller_fails_the_error_gate():
+    clock, seen = VirtualClock(), Counter()
+
+    def predict(x):
+        clock.spend(MODEL_S)
+        if threading.current_thread().name == "soak-2" and seen.next() == 100:
+            raise RuntimeError("boom")
+        return _softmax(x)
+
+    _, summary, gates = _run(predict, clock)
+    assert _names_failed(gates) == ["no_errors"]
+    assert summary.errors == 1
+    assert summary.first_error == "RuntimeError: boom"
+    assert "first: RuntimeError: boom" in gates[1].detail
+
+
+def test_soak_model_slowing_down_relative_to_the_reference_fails_the_drift_gate():
+    clock = VirtualClock()
+    # The model's call grows from 2 ms to 6 ms over the soak; the reference stays at 1 ms.
+    slowing = _fake(clock, cost=lambda t: MODEL_S * (1 + 2 * t / SOAK_SECONDS))
+    _, summary, gates = _run(slowing, clock)
+    assert _names_failed(gates) == ["latency_drift"]
+    assert summary.latency_drift == pytest.approx(summary.raw_drift)
+    assert summary.latency_drift > 2.0
+
+
+def test_soak_machine_slowing_down_for_everyone_passes_the_drift_gate():
+    clock = VirtualClock()
+    # Load arrives halfway: every computation in the process takes three times as long.
+    load = lambda t: 3.0 if t > SOAK_SECONDS / 2 else 1.0  # noqa: E731
+    predict = _fake(clock, cost=lambda t: MODEL_S * load(t))
+    reference = _reference(clock, cost=lambda t: REFERENCE_S * load(t))
+    _, summary, gates = _run(predict, clock, reference=reference)
+    assert _names_failed(gates) == []
+    assert summary.raw_drift == pytest.approx(3.0)  # what an absolute or raw test would fail on
+    assert summary.latency_drift == pytest.approx(1.0)
+
+
+def test_soak_stops_at_the_prediction_budget():
+    clock, sizes, seen = VirtualClock(), [], []
+
+    def predict(x):
+        sizes.append(len(x))
+        clock.spend(MODEL_S)
+        return _softmax(x)
+
+    result = soak(
+        predict,
+        X,
+        seconds=1000.0,
+        max_predictions=1000,
+        batch_size=64,
+        callers=4,
+        reference=_reference(clock),
+        rss_mb=lambda: 100.0,
+        clock=clock,
+        on_batch=seen.append,
+    )
+    assert (result.predictions, result.stopped_by) == (1000, "count")
     assert sum(seen) == 1000
-    assert (r.rss_start_mb, r.rss_end_mb) == (100.0, 103.5)
-    assert len(r.latencies_ms) == 16
-    assert all(t >= 0 for t in r.latencies_ms)
+    # Four warm-up calls of one batch, then 15 batches of 64 and one of 40 (the budget's rest).
+    assert sorted(sizes) == sorted([64] * 4 + [64] * 15 + [40])
+    assert result.call_ms.size == 16
+    assert np.all(result.call_ms == 1000 * MODEL_S)
+    assert result.rss_mb.size >= 2
 
 
-def test_soak_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="predictions and batch_size"):
-        soak(_softmax, X, predictions=0, batch_size=1, rss_mb=lambda: 0.0)
+def test_soak_rejects_bad_arguments():
+    common = {"reference": np.sum, "rss_mb": lambda: 0.0}
+    ok = {"seconds": 1.0, "max_predictions": 10, "batch_size": 1, "callers": 4}
+    for key, bad in (
+        ("seconds", 0.0),
+        ("seconds", math.nan),
+        ("max_predictions", 0),
+        ("batch_size", 0),
+        ("callers", 0),
+    ):
+        with pytest.raises(ValueError, match=key):
+            soak(_softmax, X, **{**ok, key: bad}, **common)
     with pytest.raises(ValueError, match="pool is empty"):
-        soak(_softmax, X[:0], predictions=1, batch_size=1, rss_mb=lambda: 0.0)
+        soak(_softmax, X[:0], **ok, **common)
+
+
+def _result(t, ms, ref_ms, rss, *, seconds=60.0):
+    n = len(t)
+    return SoakResult(
+        seconds, 10**6, 4, 50, 50 * n, seconds, "time", t, ms, t, ref_ms, t, rss, 0, "", 0
+    )
+
+
+def test_summarise_soak_fits_the_rss_slope_and_the_drift_of_the_paired_ratio():
+    t = (np.arange(1200) + 0.5) * 0.05  # a call every 50 ms, 200 in each 10-second window
+    rss = 400.0 + 0.5 * t  # 30 MB a minute
+    ms = np.where(t > 50.0, 4.0, 2.0)  # the model doubles its latency in the last window
+    s = summarise_soak(_result(t, ms, np.full_like(t, 0.5), rss), windows=6)
+    assert [w.calls for w in s.windows] == [200] * 6
+    assert [w.start_s for w in s.windows] == pytest.approx([0, 10, 20, 30, 40, 50])
+    assert s.rss_slope_mb_per_min == pytest.approx(30.0, rel=1e-3)
+    assert [w.ratio for w in s.windows] == [4.0] * 5 + [8.0]
+    assert (s.latency_drift, s.raw_drift) == (2.0, 2.0)
+    assert s.windows[-1].p99_ms == 4.0
+    assert s.to_dict()["windows"][0]["calls"] == 200
+    with pytest.raises(ValueError, match="windows"):
+        summarise_soak(_result(t, ms, ms, rss), windows=1)
+
+
+def test_summarise_soak_without_rss_samples_gives_no_slope_and_the_gate_fails():
+    t = np.linspace(0.05, 60.0, 600)
+    r = dataclasses.replace(
+        _result(t, np.ones_like(t), np.ones_like(t), t), rss_s=np.empty(0), rss_mb=np.empty(0)
+    )
+    s = summarise_soak(r, windows=6)
+    assert math.isnan(s.rss_slope_mb_per_min)
+    assert _names_failed(stability_gates(s, **BOUNDS)) == ["rss_slope_mb_per_min"]
+
+
+def _window(k, calls=100, ratio=2.0, rss=400.0):
+    return SoakWindow(k, 10.0 * k, 10.0 * k + 10, calls, 2.0, 3.0, 1.0, ratio, rss)
+
+
+def _summary(windows, *, errors=0, non_finite=0, slope=0.0, drift=1.0):
+    return SoakSummary(
+        60.0,
+        4,
+        100_000,
+        600,
+        "time",
+        errors,
+        "E: x" if errors else "",
+        non_finite,
+        tuple(windows),
+        slope,
+        drift,
+        1.0,
+    )
 
 
 def test_stability_gates_judge_each_bound():
-    lat = tuple(float(i) for i in range(1, 101))  # 1..100 ms
-    r = SoakResult(10_000, 100, lat, 0, 500.0, 530.0)
-    assert r.percentile(50) == pytest.approx(50.5)
-    assert r.percentile(99) == pytest.approx(99.01)
-    gates = stability_gates(r, min_predictions=10_000, max_p99_ms=99.5, max_rss_growth_mb=32)
-    assert [g.passed for g in gates] == [True, True, True, True]
-    gates = stability_gates(
-        SoakResult(9_000, 90, lat, 3, 500.0, 600.0),
-        min_predictions=10_000,
-        max_p99_ms=50.0,
-        max_rss_growth_mb=32,
+    good = _summary([_window(k) for k in range(6)], slope=16.0, drift=1.5)
+    gates = stability_gates(good, **BOUNDS)
+    assert [g.name for g in gates] == [
+        "release.stability.soak_size",
+        "release.stability.no_errors",
+        "release.stability.no_nan",
+        "release.stability.rss_slope_mb_per_min",
+        "release.stability.latency_drift",
+    ]
+    assert _names_failed(gates) == []  # each bound is inclusive
+    bad = _summary(
+        [_window(k, calls=4 if k == 3 else 100) for k in range(6)],
+        errors=2,
+        non_finite=5,
+        slope=16.01,
+        drift=1.51,
     )
-    assert [g.passed for g in gates] == [False, False, False, False]
-    assert gates[3].value == pytest.approx(100.0)
-    assert "p50 50.50 ms" in gates[2].detail
+    gates = stability_gates(bad, **BOUNDS)
+    assert _names_failed(gates) == [
+        "soak_size",
+        "no_errors",
+        "no_nan",
+        "rss_slope_mb_per_min",
+        "latency_drift",
+    ]
+    assert [g.value for g in gates] == [4.0, 2.0, 5.0, 16.01, 1.51]
+    assert "window 3" in gates[0].detail
+    nan_drift = _summary([_window(k) for k in range(6)], drift=math.nan)
+    assert _names_failed(stability_gates(nan_drift, **BOUNDS)) == ["latency_drift"]
