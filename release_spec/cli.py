@@ -6,10 +6,17 @@
 
 Exit codes (also in ``release-spec --help``):
 
-* 0: released (``run``), or the command succeeded;
+* 0: released (``run``), or unchanged (``run``: the fine-tuned candidate is
+  production's model again, so there is nothing to release), or the command
+  succeeded;
 * 3: the command ran and its verdict is negative: ``run`` was stopped by a
-  gate or rolled back, ``store verify`` found problems, ``simulate`` found the
-  false-rollback rate above its bound;
+  gate or rolled back on evidence of harm, ``store verify`` found problems,
+  ``simulate`` found the false-rollback rate above its bound;
+* 4: ``run`` was held: the rollout ended before the candidate was shown
+  non-inferior (the live traffic ran out) and found no evidence of harm
+  either; production is unchanged, and more traffic would decide. A CI job
+  treats it as "not released" like 3, but the fix is more evidence, not a
+  new model;
 * 2: the command could not start or finish because of its inputs or
   environment: a usage error, a bad plan file, an unusable ``--out``, or a
   model store problem (locked by another writer, a damaged or missing file,
@@ -39,16 +46,38 @@ from typing import Any, NoReturn
 
 from release_spec.plan import SCENARIOS
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_STOPPED", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_HELD",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_USAGE",
+    "RUN_EXIT_CODES",
+    "build_parser",
+    "main",
+]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED, EXIT_HELD = 0, 1, 2, 3, 4
+#: ``run``'s exit code per outcome: 0 nothing to fix (released, or nothing to release),
+#: 3 the candidate is bad (a gate stopped it, or the rollout found harm), 4 undecided
+#: (the rollout ran out of traffic before it could promote or reject the candidate).
+RUN_EXIT_CODES = {
+    "released": EXIT_OK,
+    "unchanged": EXIT_OK,
+    "stopped": EXIT_STOPPED,
+    "rolled_back": EXIT_STOPPED,
+    "held": EXIT_HELD,
+}
 PROG = "release-spec"
 
 EXIT_CODES_HELP = """\
 exit codes:
-  0  released (run), or the command succeeded
-  3  run stopped by a gate or rolled back; store verify found problems;
-     simulate: false-rollback rate above its bound
+  0  released (run), or unchanged (run: the candidate is production's model
+     again, nothing to release), or the command succeeded
+  3  run stopped by a gate or rolled back on evidence of harm; store verify
+     found problems; simulate: false-rollback rate above its bound
+  4  run held: the rollout ended (live traffic ran out) before the candidate
+     was shown non-inferior, without evidence of harm; production unchanged
   2  could not start or finish because of the inputs or environment: usage,
      plan, --out, or model store problem (locked, damaged file, hash mismatch,
      refused operation); one line on stderr names it
@@ -151,13 +180,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if exc.errno not in _WRITE_ERRNOS:
             raise
         raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
+    from release_spec.report import outcome_summary
+
     prod = result.report["production"]
     failed = result.report["failed_gates"]
     summary = f"outcome: {result.outcome}; production {prod['version']} (sha256 {prod['sha256']})"
     if failed:
         summary += "; failed gate(s): " + ", ".join(failed)
     print(summary)
-    return EXIT_OK if result.outcome == "released" else EXIT_STOPPED
+    print(f"{result.outcome}: {outcome_summary(result.report)}")
+    return RUN_EXIT_CODES[result.outcome]
 
 
 def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -2,7 +2,11 @@
 
 ``report.json`` (``schema_version`` 1) holds, at the top level:
 
-* ``outcome``: ``released`` | ``stopped`` | ``rolled_back``;
+* ``outcome``: ``released`` | ``unchanged`` (the fine-tuned candidate has
+  production's weights: nothing registered or rolled out) | ``stopped`` (an
+  offline gate failed) | ``held`` (the rollout ended without evidence either
+  way: the live traffic ran out before non-inferiority was shown) |
+  ``rolled_back`` (the rollout found evidence of harm); see `OUTCOMES`;
 * ``scenario``, ``seed``, ``started`` (ISO 8601 UTC), ``seconds`` (wall time);
 * ``stages``: one object per stage run, in order, each with ``name``,
   ``state``, ``history`` (states passed through), ``gates`` (the final
@@ -17,7 +21,9 @@
 * ``production``: ``version`` and ``sha256`` in production after the run,
   ``before`` (production when the run started, null on a new store),
   ``baseline_promoted`` and ``candidate_promoted``;
-* ``candidate``: the registered candidate's ``version`` and ``sha256``, or null;
+* ``candidate``: the registered candidate's ``version`` and ``sha256`` and
+  ``identical_to_production`` (true for ``unchanged``: then the version and
+  sha256 are production's, nothing new was registered), or null;
 * ``released_model``: when released, its ``target_test_accuracy`` with a
   Wilson ``interval`` at ``confidence`` on ``n`` test images; else null;
 * ``soak`` (null when the soak did not run): ``seconds`` (elapsed),
@@ -37,7 +43,10 @@
   ``requests_served``, final ``counts`` (``canary_requests``,
   ``canary_errors``, ``baseline_requests``, ``baseline_errors``), final
   ``p_value`` (always-valid) and ``upper_bound`` (on canary minus baseline
-  error rate), ``rolled_back`` (``step``, ``share``, ``reason``, or null),
+  error rate), ``verdict`` (``completed`` | ``harm`` | ``undecided``, see
+  `release_spec.pipeline.rollout_verdict`), ``rolled_back`` (on harm) and
+  ``held`` (undecided): each ``step``, ``share``, ``reason`` and
+  ``canary_requests`` (served before the decision), or null,
   ``events`` (``kind``, ``look``, ``minutes``, ``step``, ``share_before``,
   ``share_after``, ``reason``, ``p_value``, ``upper_bound``, ``counts``) and
   ``timeline`` (per look: ``look``, ``minutes``, ``share``, ``p_value``,
@@ -72,6 +81,8 @@ from release_spec.registry import atomic_write
 from release_spec.stages import TrainingCurves
 
 __all__ = [
+    "OUTCOMES",
+    "outcome_summary",
     "plot_confusion_matrices",
     "plot_drift",
     "plot_gate_summary",
@@ -275,6 +286,15 @@ def _rollout_markdown(r: Mapping[str, Any]) -> list[str]:
             f"**Rolled back at step {rb['step']} ({rb['share']:g} % canary)**: {rb['reason']}. "
             "Production was not changed.",
         ]
+    if r.get("held"):
+        h = r["held"]
+        lines += [
+            "",
+            f"**Held at step {h['step']} ({h['share']:g} % canary)**, then taken back: "
+            f"{h['reason']}. No evidence of harm, but the canary was not shown non-inferior "
+            "either: more live traffic (or a larger first share) would decide. Production was "
+            "not changed.",
+        ]
     lines += [
         "",
         "| look | minutes | step | share | event | p-value | evidence |",
@@ -349,11 +369,46 @@ def _interval(iv: Sequence[float] | None) -> str:
     return "–" if iv is None else f"[{iv[0]:.4f}, {iv[1]:.4f}]"
 
 
+#: What each outcome means, in the words of report.md and the command line's summary.
+OUTCOMES = {
+    "released": "every gate and every rollout step passed; the candidate is production",
+    "unchanged": "no change: the fine-tuned candidate has the same weights as production, "
+    "so nothing was registered or rolled out",
+    "stopped": "stopped by an offline gate before any live traffic; production unchanged",
+    "held": "the rollout ended before the candidate was shown non-inferior (the live "
+    "traffic ran out, or a bake ended undecided); no evidence of harm either; the canary "
+    "was taken back and production is unchanged",
+    "rolled_back": "rolled back on evidence of harm during the rollout; production unchanged",
+}
+
+
+def outcome_summary(report: Mapping[str, Any]) -> str:
+    """One sentence saying what a run's outcome means, with the step and exposure if any.
+
+    >>> outcome_summary({"outcome": "stopped"})
+    'stopped by an offline gate before any live traffic; production unchanged'
+    >>> end = {"step": 0, "share": 1.0, "canary_requests": 11}
+    >>> outcome_summary({"outcome": "rolled_back", "rollout": {"rolled_back": end}})[-47:]
+    'at step 0 (1 % canary) after 11 canary requests'
+    """
+    text = OUTCOMES[report["outcome"]]
+    rollout = report.get("rollout") or {}
+    end = rollout.get("rolled_back") or rollout.get("held")
+    if end:
+        text += (
+            f", at step {end['step']} ({end['share']:g} % canary) after "
+            f"{end['canary_requests']} canary requests"
+        )
+    return text
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The human-readable report (figures linked by relative path)."""
     prod = report["production"]
     lines = [
         f"# Release report: {report['outcome']}",
+        "",
+        f"**Outcome**: {outcome_summary(report)}.",
         "",
         f"Scenario `{report['scenario']}`, seed {report['seed']}, started {report['started']}, "
         f"{report['seconds']:.1f} s.",
