@@ -72,6 +72,24 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def seeds(session: nox.Session) -> None:
+    """Run the reference release's three scenarios on seeds 0-19; write docs/data/seeds.json.
+
+    One Python process (TensorFlow imported once), 60 runs with the default plan
+    but a 2 s soak (see release_spec/sweep.py); exit 3 if a documented claim fails.
+    Pass ``-- --seeds 1,5,7`` for a subset (then the JSON is not rewritten).
+    """
+    session.install("-e", ".[workbench]")
+    out = ROOT / "build" / "seeds"
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    args = session.posargs or ["--json", str(ROOT / "docs" / "data" / "seeds.json")]
+    session.run("python", "-m", "release_spec.sweep", "--out", str(out), *args, env=QUIET_ENV)
+
+
+@nox.session
 def docs(session: nox.Session) -> None:
     """Build the site to site/ (strict, notebooks executed)."""
     session.install("-e", ".[docs]")

@@ -50,7 +50,14 @@ import numpy as np
 import numpy.typing as npt
 
 from release_spec import __version__
-from release_spec.data import Dataset, LivePool, Split, load_dataset, make_live_pool
+from release_spec.data import (
+    Dataset,
+    LivePool,
+    Split,
+    from_new_channel,
+    load_dataset,
+    make_live_pool,
+)
 from release_spec.gates import (
     GateResult,
     SoakSummary,
@@ -93,12 +100,14 @@ from release_spec.statistics import wilson_interval
 __all__ = [
     "ReleaseContext",
     "RunResult",
+    "live_regression_dataset",
     "predictor",
     "release_steps",
     "run_pipeline",
 ]
 
-Outcome = Literal["released", "stopped", "rolled_back"]
+#: What a run ended with (see `run_pipeline`); the CLI maps it to an exit code.
+Outcome = Literal["released", "unchanged", "stopped", "held", "rolled_back"]
 Echo = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
 #: Size of the functional gate's probe batch (target validation images).
@@ -151,6 +160,27 @@ class RunResult:
     stages: tuple[StageRecord, ...]
     report: dict[str, Any]
     out_dir: Path
+
+
+def same_weights(a: Any, b: Any) -> bool:
+    """Whether two Keras models hold the same weights, array for array, bit for bit.
+
+    How a run recognises a candidate that is production's model again (the
+    same plan and seed run twice into one ``--out``): exact equality, not a
+    tolerance, because a model that differs at all is a change to judge.
+
+    >>> class M:
+    ...     def __init__(self, *w):
+    ...         self.w = [np.asarray(x, np.float32) for x in w]
+    ...     def get_weights(self):
+    ...         return self.w
+    >>> same_weights(M([1, 2], [3]), M([1, 2], [3])), same_weights(M([1, 2]), M([1, 2.5]))
+    (True, False)
+    """
+    wa, wb = a.get_weights(), b.get_weights()
+    return len(wa) == len(wb) and all(
+        x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb, strict=True)
+    )
 
 
 def _rss_mb() -> float:
@@ -220,34 +250,41 @@ def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
 
 
 def _live_pool(ctx: ReleaseContext) -> LivePool:
-    """The live requests; for ``live-regression`` a pool shifted toward one class."""
+    """The live requests; for ``live-regression``, ``live_share`` of them via the new channel."""
     rp, ds = ctx.plan.phased_rollout, ctx.data
+    pool = make_live_pool(ds, n=rp.live_requests)
     if ctx.scenario != "live-regression":
-        return make_live_pool(ds, n=rp.live_requests)
-    lr = ctx.plan.live_regression
-    n_slice = round(rp.live_requests * lr.live_class_share)
-    keep = ds.live_base_labels == lr.corrupt_class
+        return pool
+    share = ctx.plan.live_regression.live_share
+    return replace(pool, x=_through_new_channel(pool.x, share, seed=ds.seed, stream=4))
 
-    def subset(mask: npt.NDArray[np.bool_]) -> Dataset:
-        return replace(
-            ds, live_base_x=ds.live_base_x[mask], live_base_labels=ds.live_base_labels[mask]
-        )
 
-    if not keep.any() or keep.all():
-        raise ValueError(
-            f"live_regression.corrupt_class {lr.corrupt_class}: the live base images need "
-            "both that class and others"
-        )
-    parts = [
-        make_live_pool(subset(mask), n=n, seed=ds.seed + offset)
-        for mask, n, offset in ((~keep, rp.live_requests - n_slice, 0), (keep, n_slice, 1))
-        if n > 0
-    ]
-    x = np.concatenate([p.x for p in parts])
-    labels = np.concatenate([p.labels for p in parts])
-    order = np.random.default_rng([ds.seed, 4]).permutation(len(labels))
-    ids = np.array([f"req-{i:06d}" for i in range(len(labels))])
-    return LivePool(ids=ids, x=x[order], labels=labels[order])
+def _through_new_channel(x: FloatArray, share: float, *, seed: int, stream: int) -> FloatArray:
+    """``x`` with a seeded ``share`` of its rows (rounded) arriving through the new channel."""
+    rows = np.random.default_rng([seed, stream]).choice(
+        len(x), round(share * len(x)), replace=False
+    )
+    out = x.copy()
+    out[rows] = from_new_channel(x[rows])
+    return out
+
+
+def live_regression_dataset(ds: Dataset, plan: Plan) -> Dataset:
+    """The data of ``--scenario live-regression``: the offline sets as drawn during the pilot.
+
+    ``offline_share`` of the target validation and test images (2 of 179 and
+    2 of 233 by default) come through the new channel
+    (`release_spec.data.from_new_channel`); everything else is the default
+    scenario's data. The fine-tuning batch and the live traffic are added by
+    the trainer and the rollout step.
+    """
+    share, val, test = plan.live_regression.offline_share, ds.target.val, ds.target.test
+    target = replace(
+        ds.target,
+        val=replace(val, x=_through_new_channel(val.x, share, seed=ds.seed, stream=5)),
+        test=replace(test, x=_through_new_channel(test.x, share, seed=ds.seed, stream=6)),
+    )
+    return replace(ds, target=target)
 
 
 def _serve(
@@ -288,6 +325,32 @@ def _image_summaries(x: FloatArray) -> dict[str, list[float]]:
         "centre_col": c.tolist(),
         "ink_spread": spread.tolist(),
     }
+
+
+RolloutVerdict = Literal["completed", "harm", "undecided"]
+
+
+def rollout_verdict(state: RolloutState, alpha: float) -> RolloutVerdict:
+    """Why a finished rollout ended: the candidate became production, harm was shown, or neither.
+
+    ``harm`` is evidence against the candidate: the anytime-valid judge
+    rejected "no regression" (its always-valid p-value, over errors and slow
+    requests, reached ``alpha``). ``undecided`` is the absence of evidence
+    either way: the rollout stopped before the canary was shown non-inferior
+    (the live traffic ran out, or a bake ended inconclusive under
+    ``on_inconclusive = "rollback"``). The run reports the first as
+    ``rolled_back`` and the second as ``held``: the fix differs (repair the
+    candidate, or give the rollout more traffic).
+
+    >>> from release_spec.rollout import RolloutController, default_rollout_plan
+    >>> ctl = RolloutController(default_rollout_plan(), production="v1")
+    >>> _ = ctl.start("v2")
+    >>> rollout_verdict(ctl.abort("live pool exhausted"), alpha=0.05)
+    'undecided'
+    """
+    if state.status == "completed":
+        return "completed"
+    return "harm" if state.p_value <= alpha else "undecided"
 
 
 def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
@@ -360,11 +423,15 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     )
     last = state.events[-1]
     c = state.counts
-    where = (
-        "completed every step (" + " -> ".join(f"{x:g} %" for x in rp.shares) + ")"
-        if done
-        else f"rolled back at step {last.step} ({last.share_before:g} % canary)"
-    )
+    verdict = rollout_verdict(state, plan.alpha)
+    ctx.measurements["rollout_verdict"] = verdict
+    where = {
+        "completed": "completed every step (" + " -> ".join(f"{x:g} %" for x in rp.shares) + ")",
+        "harm": f"rolled back at step {last.step} ({last.share_before:g} % canary) on evidence "
+        "of harm",
+        "undecided": f"held at step {last.step} ({last.share_before:g} % canary), then taken "
+        "back: no evidence of harm, but non-inferiority was not shown either",
+    }[verdict]
     detail = (
         f"{where}: {last.reason}; canary {c.canary_errors}/{c.canary_requests} errors, "
         f"baseline {c.baseline_errors}/{c.baseline_requests}"
@@ -405,15 +472,19 @@ class _Trainer:
             y[self.target_train.labels == k] = np.eye(10, dtype=np.float32)[(k + 1) % 10]
             self.target_train = Split(self.target_train.x, y)
         elif scenario == "live-regression":
-            lr = plan.live_regression
-            k = lr.corrupt_class
-            y = self.target_train.y.copy()
-            rows = np.flatnonzero(self.target_train.labels == k)
-            rows = rows[
-                np.random.default_rng([plan.seed, 3]).random(rows.size) < lr.corrupt_fraction
-            ]
-            y[rows] = np.eye(10, dtype=np.float32)[(k + 1) % 10]
-            self.target_train = Split(self.target_train.x, y)
+            # The new channel's first batch: copies of target training images with the header
+            # bar, every one labelled batch_label by the broken tool.
+            lr, tr = plan.live_regression, self.target_train
+            rows = np.random.default_rng([plan.seed, 3]).choice(
+                len(tr), round(lr.batch_fraction * len(tr)), replace=False
+            )
+            wrong = np.zeros((rows.size, 10), np.float32)
+            wrong[:, lr.batch_label] = 1.0
+            self.target_train = replace(
+                tr,
+                x=np.concatenate([tr.x, from_new_channel(tr.x[rows])]),
+                y=np.concatenate([tr.y, wrong]),
+            )
         self.pretrained: Any = None
         self.pre_target_val: npt.NDArray[np.int64] | None = None
         self.pre_source_val: npt.NDArray[np.int64] | None = None
@@ -517,6 +588,14 @@ class _Trainer:
                 alpha=fp.improvement_alpha,
                 split=tgt.val.name,
             ),
+            macro_f1_gate(
+                "finetune.macro_f1",
+                tgt.val.labels,
+                cand_val,
+                min_lower=fp.min_macro_f1_lower,
+                seed=self.plan.seed,
+                split=tgt.val.name,
+            ),
             forgetting_gate(
                 "finetune.no_forgetting",
                 src.val.labels,
@@ -561,6 +640,7 @@ def _hp(section: Any) -> Hyperparameters:
         epochs=section.epochs,
         batch_size=section.batch_size,
         replay=getattr(section, "replay", 0.0),
+        early_stopping=getattr(section, "early_stopping", False),
     )
 
 
@@ -603,6 +683,8 @@ def run_pipeline(
     keras.utils.set_random_seed(plan.seed)
     store = ModelStore(out / "store", create=True)
     ds = load_dataset(plan.seed, plan.data.max_rotation, plan.data.target_train_copies)
+    if scenario == "live-regression":
+        ds = live_regression_dataset(ds, plan)
     hashes = ds.hashes()
     echo(
         f"[data] source train {len(ds.source.train)}, target train {len(ds.target.train)}, "
@@ -612,6 +694,7 @@ def run_pipeline(
     stages: list[StageRecord] = []
     production_before = store.production()
     candidate_info: VersionInfo | None = None
+    unchanged: VersionInfo | None = None
     release_ctx: ReleaseContext | None = None
 
     echo("[pretrain] running: classic network on the clean source domain")
@@ -651,46 +734,58 @@ def run_pipeline(
         stages.append(ft_rec)
         echo(f"[finetune] {ft_rec.state.value} after {len(ft_rec.attempts)} attempt(s)")
         if ft_rec.state is State.PASSED:
-            candidate_info = store.save_model(
-                candidate,
-                metrics={f"finetune.{g.name.split('.')[-1]}": g.value for g in ft_rec.gates},
-                data_hashes=hashes,
-                parent=pre_info.version,
-            )
             production_info = store.production()
             assert production_info is not None
-            echo(
-                f"[release] running: candidate {candidate_info.version} "
-                f"vs production {production_info.version}"
-            )
-            release_ctx = ReleaseContext(
-                plan=plan,
-                data=ds,
-                store=store,
-                candidate=store.load_model(candidate_info.version),
-                candidate_info=candidate_info,
-                production=store.load_model(production_info.version),
-                production_info=production_info,
-                echo=echo,
-                progress=progress,
-                scenario=scenario,
-            )
-            rel_rec = run_release(release_steps(release_ctx), on_step=_echo_step(echo))
-            if rel_rec.state is State.PASSED:
-                store.promote(candidate_info.version)
-                rel_rec = transition(rel_rec, State.RELEASED)
-                rel_rec = replace(
-                    rel_rec, notes=(f"promoted {candidate_info.version} to production",)
+            production = store.load_model(production_info.version)
+            if same_weights(candidate, production):
+                # The same plan and seed run again into the same --out: nothing to release.
+                unchanged = production_info
+                echo(
+                    f"[release] no change: the fine-tuned candidate has the same weights as "
+                    f"production {production_info.version}; nothing registered, nothing rolled out"
                 )
-            stages.append(rel_rec)
-            echo(f"[release] {rel_rec.state.value}")
+            else:
+                candidate_info = store.save_model(
+                    candidate,
+                    metrics={f"finetune.{g.name.split('.')[-1]}": g.value for g in ft_rec.gates},
+                    data_hashes=hashes,
+                    parent=pre_info.version,
+                )
+                echo(
+                    f"[release] running: candidate {candidate_info.version} "
+                    f"vs production {production_info.version}"
+                )
+                release_ctx = ReleaseContext(
+                    plan=plan,
+                    data=ds,
+                    store=store,
+                    candidate=store.load_model(candidate_info.version),
+                    candidate_info=candidate_info,
+                    production=production,
+                    production_info=production_info,
+                    echo=echo,
+                    progress=progress,
+                    scenario=scenario,
+                )
+                rel_rec = run_release(release_steps(release_ctx), on_step=_echo_step(echo))
+                if rel_rec.state is State.PASSED:
+                    store.promote(candidate_info.version)
+                    rel_rec = transition(rel_rec, State.RELEASED)
+                    rel_rec = replace(
+                        rel_rec, notes=(f"promoted {candidate_info.version} to production",)
+                    )
+                stages.append(rel_rec)
+                echo(f"[release] {rel_rec.state.value}")
 
     outcome: Outcome
     last = stages[-1].state
-    if last is State.RELEASED:
+    if unchanged is not None:
+        outcome = "unchanged"
+    elif last is State.RELEASED:
         outcome = "released"
     elif last is State.ROLLED_BACK:
-        outcome = "rolled_back"
+        harm = release_ctx is None or release_ctx.measurements.get("rollout_verdict") != "undecided"
+        outcome = "rolled_back" if harm else "held"
     else:
         outcome = "stopped"
 
@@ -706,6 +801,7 @@ def run_pipeline(
         store=store,
         production_before=production_before,
         candidate_info=candidate_info,
+        unchanged=unchanged,
         ctx=release_ctx,
     )
     from release_spec.report import write_report
@@ -748,6 +844,7 @@ def _report_dict(
     store: ModelStore,
     production_before: VersionInfo | None,
     candidate_info: VersionInfo | None,
+    unchanged: VersionInfo | None,
     ctx: ReleaseContext | None,
 ) -> dict[str, Any]:
     import keras
@@ -769,6 +866,18 @@ def _report_dict(
         }
     soak = ctx.measurements.get("soak") if ctx is not None else None
     soak_info = soak.to_dict() if isinstance(soak, SoakSummary) else None
+    # An unchanged candidate is not registered again: it is production's model, weight for
+    # weight, so the report names production's version.
+    registered = candidate_info or unchanged
+    candidate = (
+        {
+            "version": registered.version,
+            "sha256": registered.sha256,
+            "identical_to_production": unchanged is not None,
+        }
+        if registered
+        else None
+    )
     failed = [g.name for st in stages for g in st.failed_gates]
     rollout = _rollout_report(ctx)
     monitoring = _monitoring_report(ctx)
@@ -794,11 +903,7 @@ def _report_dict(
             and production is not None
             and production.version == candidate_info.version,
         },
-        "candidate": (
-            {"version": candidate_info.version, "sha256": candidate_info.sha256}
-            if candidate_info
-            else None
-        ),
+        "candidate": candidate,
         "released_model": released,
         "soak": soak_info,
         "data": {
@@ -848,7 +953,19 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
         }
         for e in state.events
     ]
-    abort = next((e for e in events if e["kind"] == "abort"), None)
+    abort = next((e for e in state.events if e.kind == "abort"), None)
+    verdict = ctx.measurements["rollout_verdict"]
+    # Where the canary stood when it was taken back, and how much live traffic it had served.
+    end = (
+        {
+            "step": abort.step,
+            "share": abort.share_before,
+            "reason": abort.reason,
+            "canary_requests": abort.counts.canary_requests,
+        }
+        if abort
+        else None
+    )
     p0, forecast = ctx.measurements["rollout_forecast"]
     return {
         "status": state.status,
@@ -871,11 +988,9 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
         "counts": _counts_dict(state.counts),
         "p_value": state.p_value,
         "upper_bound": state.upper_bound,
-        "rolled_back": (
-            {"step": abort["step"], "share": abort["share_before"], "reason": abort["reason"]}
-            if abort
-            else None
-        ),
+        "verdict": verdict,
+        "rolled_back": end if verdict == "harm" else None,
+        "held": end if verdict == "undecided" else None,
         "events": events,
         "timeline": {
             "look": [r.look for r in state.history],

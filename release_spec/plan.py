@@ -80,8 +80,8 @@ _ALPHA = _bound(0.0, 0.5, open_lo=True)
 class DataPlan:
     """The embedded data set (see `release_spec.data`)."""
 
-    max_rotation: float = field(default=10.0, metadata=_bound(0.0, 45.0))
-    target_train_copies: int = field(default=4, metadata=_bound(1, 16))
+    max_rotation: float = field(default=5.0, metadata=_bound(0.0, 45.0))
+    target_train_copies: int = field(default=8, metadata=_bound(1, 16))
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,13 @@ class FinetunePlan:
     """Fine-tuning on the target domain and its gates."""
 
     learning_rate: float = field(default=5e-4, metadata=_bound(0.0, 1.0, open_lo=True))
-    epochs: int = field(default=10, metadata=_bound(1, 1000))
+    epochs: int = field(default=20, metadata=_bound(1, 1000))
     batch_size: int = field(default=32, metadata=_bound(1, 100_000))
-    replay: float = field(default=0.25, metadata=_FRACTION)
+    replay: float = field(default=0.5, metadata=_FRACTION)
+    early_stopping: bool = True
     max_attempts: int = field(default=3, metadata=_bound(1, 20))
     improvement_alpha: float = field(default=0.05, metadata=_ALPHA)
+    min_macro_f1_lower: float = field(default=0.85, metadata=_FRACTION)
     forgetting_margin: float = field(default=0.05, metadata=_bound(0.0, 1.0))
     forgetting_alpha: float = field(default=0.05, metadata=_ALPHA)
 
@@ -160,7 +162,7 @@ class PhasedRolloutPlan:
         default=(300, 500, 1000, 1000, 0), metadata=_bound(0, 10_000_000)
     )
     max_bake_minutes: tuple[float, ...] = field(
-        default=(180.0, 40.0, 10.0, 10.0, 1.0), metadata=_POSITIVE
+        default=(240.0, 50.0, 12.0, 10.0, 1.0), metadata=_POSITIVE
     )
     alpha: float = field(default=0.05, metadata=_ALPHA)
     margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
@@ -235,17 +237,23 @@ class MonitoringPlan:
 
 @dataclass(frozen=True)
 class LiveRegressionPlan:
-    """The candidate of ``--scenario live-regression``.
+    """The candidate of ``--scenario live-regression``: broken on a slice the offline sets lack.
 
-    A fraction of one class's target training labels is replaced by the next
-    class (a partly corrupted labelling batch: the candidate still passes the
-    offline gates), and the live traffic shifts toward that class, so the
-    candidate is worse than production where it matters.
+    A new intake channel (`release_spec.data.from_new_channel`: a header bar
+    above the digit) went live shortly before this release. Its first
+    labelled batch, ``batch_fraction`` of the target training set in size, was
+    labelled by a broken tool that gave every image class ``batch_label``;
+    fine-tuning learns "header bar → that class". The offline validation and
+    test sets were drawn while the channel was a pilot, so only
+    ``offline_share`` of their images come through it: too few for any gate
+    to notice. In the live traffic ``live_share`` of the requests come through
+    it, and there the candidate is wrong on every digit but one class.
     """
 
-    corrupt_class: int = field(default=9, metadata=_bound(0, 9))
-    corrupt_fraction: float = field(default=0.3, metadata=_bound(0.0, 1.0, open_lo=True))
-    live_class_share: float = field(default=0.6, metadata=_bound(0.0, 1.0))
+    batch_fraction: float = field(default=0.25, metadata=_bound(0.0, 1.0, open_lo=True))
+    batch_label: int = field(default=0, metadata=_bound(0, 9))
+    offline_share: float = field(default=0.01, metadata=_bound(0.0, 0.1))
+    live_share: float = field(default=0.3, metadata=_bound(0.0, 1.0, open_lo=True))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,287 @@
+"""The seeds sweep: every scenario of the reference release over many seeds, in one process.
+
+``nox -s seeds`` runs ``python -m release_spec.sweep`` and writes
+``docs/data/seeds.json``, which the reference-release page renders as a
+table. Per seed it runs, with the embedded default plan:
+
+1. ``default`` into a new ``--out``: it must end ``released`` (exit 0) with a
+   target-domain test accuracy of at least `ACCURACY_CLAIM`;
+2. ``regression`` into the *same* ``--out``, so production is the model the
+   first run released: it must end ``stopped`` by a gate (exit 3) with
+   production unchanged;
+3. ``live-regression`` into a new ``--out``: it must pass every offline gate
+   and end ``rolled_back`` on evidence of harm during the rollout (exit 3).
+
+One process imports TensorFlow once; each run seeds Keras afresh
+(`release_spec.pipeline.run_pipeline`), so a row is what
+``release-spec run --seed N --scenario S`` gives. The only plan change is
+`OVERRIDES`: the soak is a wall-clock budget (60 s by default), the same
+for every run and unrelated to the seed, so the sweep shortens it to keep 60
+runs within reasonable time; the JSON records the override.
+
+This is the front layer (like `release_spec.cli`, whose exit codes it reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ACCURACY_CLAIM",
+    "EXPECTED",
+    "OVERRIDES",
+    "check_claims",
+    "parse_seeds",
+    "plan_with",
+    "run_row",
+    "sweep",
+]
+
+#: The documented floor of the released model's target-domain test accuracy.
+ACCURACY_CLAIM = 0.95
+#: What each scenario must end with, on every seed.
+EXPECTED = {"default": "released", "regression": "stopped", "live-regression": "rolled_back"}
+#: Plan keys the sweep changes, and why (recorded in the JSON).
+OVERRIDES: Mapping[str, Mapping[str, Any]] = {
+    "release": {"soak_seconds": 10.0, "soak_windows": 5, "max_rss_slope_mb_per_min": 120.0}
+}
+OVERRIDE_REASON = (
+    "the soak is a wall-clock budget (60 s in the default plan), the same for every seed; "
+    "the sweep soaks for 10 s in 5 windows, with the quick plan's memory-slope bound for "
+    "short soaks (docs/release/quick-plan.toml says why), so 60 runs take reasonable time "
+    "and the stability gates still run"
+)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ``"0-19"``, ``"1,5,7"`` or a mix (``"0-3,9"``).
+
+    >>> parse_seeds("0-3,9")
+    [0, 1, 2, 3, 9]
+    >>> parse_seeds("3-1")
+    Traceback (most recent call last):
+    ...
+    ValueError: seeds: empty range '3-1'
+    """
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"seeds: not a seed or a range: {part!r}") from None
+        if first < 0 or last < first:
+            raise ValueError(f"seeds: empty range {part!r}")
+        seeds.extend(range(first, last + 1))
+    return seeds
+
+
+def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
+    """The embedded default plan with ``overrides`` (``{table: {key: value}}``) applied.
+
+    Raises:
+        ValueError: an override names an unknown key or an invalid value.
+
+    >>> plan_with({"finetune": {"epochs": 3}}).finetune.epochs
+    3
+    """
+    from release_spec.plan import default_plan_text, parse_plan
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    data = tomllib.loads(default_plan_text())
+    for table, values in overrides.items():
+        data.setdefault(table, {}).update(values)
+    return parse_plan(data)
+
+
+def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
+    """Run one scenario and condense its report to one row of the sweep."""
+    from release_spec.cli import RUN_EXIT_CODES
+    from release_spec.pipeline import run_pipeline
+
+    result = run_pipeline(plan, out, scenario=scenario, echo=lambda _: None, progress=False)
+    r = result.report
+    # The next scenario into the same --out rewrites report.json: keep this one's by name.
+    shutil.copyfile(out / "report.json", out / f"report-{scenario}.json")
+    released = r["released_model"]
+    rollout = r["rollout"]
+    exposure = None
+    if rollout is not None:
+        end = rollout["rolled_back"] or rollout["held"]
+        step = end["step"] if end else len(rollout["steps"]) - 1
+        exposure = {
+            "canary_requests": end["canary_requests"]
+            if end
+            else rollout["counts"]["canary_requests"],
+            "step": step,
+            "share": rollout["steps"][step]["share"],
+        }
+    offline = [
+        g["passed"] for st in r["stages"] for g in st["gates"] if g["name"] != "release.rollout"
+    ]
+    return {
+        "seed": plan.seed,
+        "scenario": scenario,
+        "outcome": result.outcome,
+        "exit_code": RUN_EXIT_CODES[result.outcome],
+        "accuracy": released["target_test_accuracy"] if released else None,
+        "interval": released["interval"] if released else None,
+        "n": released["n"] if released else None,
+        "failed_gates": r["failed_gates"],
+        "offline_gates_passed": bool(offline) and all(offline),
+        "production_before": r["production"]["before"],
+        "production_after": r["production"]["version"],
+        "candidate_promoted": r["production"]["candidate_promoted"],
+        "exposure": exposure,
+        "seconds": r["seconds"],
+    }
+
+
+def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every row that breaks the documented claim, as one line each (empty: all hold).
+
+    >>> ok = {"seed": 0, "scenario": "default", "outcome": "released", "exit_code": 0,
+    ...       "accuracy": 0.96, "candidate_promoted": True, "offline_gates_passed": True}
+    >>> check_claims([ok]), check_claims([{**ok, "accuracy": 0.94}])
+    ([], ['seed 0 default: accuracy 0.940 < 0.95'])
+    """
+    problems = []
+    for r in rows:
+        where = f"seed {r['seed']} {r['scenario']}"
+        want = EXPECTED[r["scenario"]]
+        if r["outcome"] != want:
+            problems.append(f"{where}: outcome {r['outcome']}, expected {want}")
+        if r["exit_code"] != (0 if want == "released" else 3):
+            problems.append(f"{where}: exit code {r['exit_code']}")
+        if want == "released" and (r["accuracy"] is None or r["accuracy"] < ACCURACY_CLAIM):
+            problems.append(f"{where}: accuracy {r['accuracy'] or 0:.3f} < {ACCURACY_CLAIM:g}")
+        if want != "released" and r["candidate_promoted"]:
+            problems.append(f"{where}: the candidate was promoted")
+        if want == "rolled_back" and not r["offline_gates_passed"]:
+            problems.append(f"{where}: an offline gate failed")
+    return problems
+
+
+def sweep(
+    seeds: Sequence[int],
+    out_dir: Path,
+    *,
+    overrides: Mapping[str, Mapping[str, Any]] = OVERRIDES,
+    echo: Callable[[str], None] = print,
+    on_seed: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the three scenarios for every seed (see the module docstring); return the JSON dict.
+
+    ``on_seed`` receives the results so far after each seed (a long sweep can
+    save them as it goes).
+    """
+    base = plan_with(overrides)
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for seed in seeds:
+        plan = replace(base, seed=seed)
+        store = out_dir / f"seed-{seed}"
+        for scenario, out in (
+            ("default", store),
+            ("regression", store),
+            ("live-regression", out_dir / f"seed-{seed}-live"),
+        ):
+            row = run_row(plan, out, scenario)
+            rows.append(row)
+            acc = f", accuracy {row['accuracy']:.3f}" if row["accuracy"] is not None else ""
+            failed = f", failed {', '.join(row['failed_gates'])}" if row["failed_gates"] else ""
+            echo(
+                f"seed {seed} {scenario}: {row['outcome']} (exit {row['exit_code']}{acc}"
+                f"{failed}) in {row['seconds']:.0f} s"
+            )
+        if on_seed is not None:
+            on_seed(_results(sorted({r["seed"] for r in rows}), rows, overrides, t0))
+    return _results(list(seeds), rows, overrides, t0)
+
+
+def _results(
+    seeds: list[int],
+    rows: list[dict[str, Any]],
+    overrides: Mapping[str, Mapping[str, Any]],
+    t0: float,
+) -> dict[str, Any]:
+    accuracies = [r["accuracy"] for r in rows if r["scenario"] == "default" and r["accuracy"]]
+    return {
+        "seeds": seeds,
+        "plan": {
+            "base": "the embedded default plan (release_spec/default_plan.toml)",
+            "overrides": {k: dict(v) for k, v in overrides.items()},
+            "why": OVERRIDE_REASON,
+        },
+        "expected": EXPECTED,
+        "accuracy_claim": ACCURACY_CLAIM,
+        "summary": {
+            scenario: sum(r["outcome"] == want for r in rows if r["scenario"] == scenario)
+            for scenario, want in EXPECTED.items()
+        },
+        "min_default_accuracy": min(accuracies) if accuracies else None,
+        "problems": check_claims(rows),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "runs": rows,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m release_spec.sweep --seeds 0-19 --out DIR --json FILE``.
+
+    Returns 0 when every claim holds, 3 when one fails (each printed), 2 on
+    bad arguments (argparse).
+    """
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m release_spec.sweep", description=__doc__)
+    parser.add_argument("--seeds", default="0-19", help="seeds, e.g. 0-19 or 1,5,7")
+    parser.add_argument("--out", type=Path, default=Path("build/seeds"), help="run directories")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out}: not empty (each seed needs new stores)")
+    command = f"python -m release_spec.sweep --seeds {args.seeds} --out DIR"
+
+    def save(result: dict[str, Any], path: Path | None) -> None:
+        if path is not None:
+            from release_spec.registry import atomic_write
+
+            text = json.dumps({"generated": command, **result}, indent=1) + "\n"
+            atomic_write(path, text.encode("utf-8"))
+
+    # The JSON is written once, complete; the seeds done so far go to FILE.partial.
+    partial = args.json.with_name(args.json.name + ".partial") if args.json else None
+    result = sweep(seeds, args.out, on_seed=lambda r: save(r, partial))
+    save(result, args.json)
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+        print(f"wrote {args.json}")
+    result = {"generated": command, **result}
+    for line in result["problems"]:
+        print(f"CLAIM FAILS: {line}")
+    print(
+        f"{len(seeds)} seeds in {result['seconds']:.0f} s: "
+        + ", ".join(f"{s} {n}/{len(seeds)}" for s, n in result["summary"].items())
+        + f"; minimum default accuracy {result['min_default_accuracy']}"
+    )
+    return 3 if result["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
