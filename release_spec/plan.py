@@ -253,7 +253,7 @@ class LiveRegressionPlan:
     batch_fraction: float = field(default=0.25, metadata=_bound(0.0, 1.0, open_lo=True))
     batch_label: int = field(default=0, metadata=_bound(0, 9))
     offline_share: float = field(default=0.01, metadata=_bound(0.0, 0.1))
-    live_share: float = field(default=0.3, metadata=_bound(0.0, 1.0, open_lo=True))
+    live_share: float = field(default=0.5, metadata=_bound(0.0, 1.0, open_lo=True))
 
 
 @dataclass(frozen=True)
