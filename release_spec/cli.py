@@ -39,6 +39,7 @@ import importlib.util
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -197,7 +198,9 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         "run",
         help="run the reference release (pre-train, fine-tune, release)",
         description="Run every stage on the embedded data; write report.md, report.json, "
-        "figures and the model store under --out.",
+        "figures and the model store under --out. A later run into the same --out judges its "
+        "candidate against that store's production; the same plan and seed again fine-tune "
+        "production's own model, which ends 'unchanged' (exit 0) without a rollout.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -213,38 +216,46 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
-    from release_spec.registry import StoreError
+    from release_spec.registry import StoreError, _shown
 
-    try:
-        return _store_action(args)
-    except StoreError as exc:
-        # Write failures are StoreWriteErrors: "cannot write FILE: No space left on device".
-        raise UsageError(f"store {args.action}: {exc}") from None
-    except OSError as exc:
-        # Anything the store did not wrap (reading --archive, say) names its file when it has one.
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise UsageError(f"store {args.action}: {where}{exc.strerror or exc}") from None
+    # Names in a store may hold newlines or escapes: every message is shown as one line.
+    # A warning (a stale lock taken over) is one line too, and only on success, so a
+    # refusal is exactly one line on stderr.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = _store_action(args)
+        except StoreError as exc:
+            # Write failures are StoreWriteErrors: "cannot write FILE: No space left on device".
+            raise UsageError(_shown(f"store {args.action}: {exc}")) from None
+        except OSError as exc:
+            # Anything the store did not wrap (reading --archive, say) names its file if it has one.
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UsageError(_shown(f"store {args.action}: {where}{exc.strerror or exc}")) from None
+    for warning in caught:
+        print(f"{PROG}: warning: {_shown(warning.message)}", file=sys.stderr)
+    return code
 
 
 def _store_action(args: argparse.Namespace) -> int:
-    from release_spec.registry import ModelStore
+    from release_spec.registry import ModelStore, _shown
 
     if args.action == "restore":
         if args.archive is None:
             raise UsageError("store restore: give the backup archive (--archive FILE)")
         restored = ModelStore.restore(args.archive, args.store, overwrite=args.overwrite)
         prod = restored.production()
-        print(f"restored {args.archive} into {args.store}; production {_name(prod)}")
+        print(_shown(f"restored {args.archive} into {args.store}; production {_name(prod)}"))
         return EXIT_OK
     if not args.store.exists():
-        raise UsageError(f"store {args.action}: --store {args.store}: no such directory")
+        raise UsageError(_shown(f"store {args.action}: --store {args.store}: no such directory"))
     store = ModelStore(args.store)
     if args.action == "list":
         prod = store.production()
         for info in store.versions():
             mark = "*" if prod is not None and info.version == prod.version else " "
             print(
-                f"{mark} {info.version}  {info.sha256[:16]}  {info.created}  "
+                f"{mark} {info.version}  {info.sha256[:16]}  {_shown(info.created)}  "
                 f"parent {info.parent or '-'}"
             )
         print(f"production: {_name(prod)}")
@@ -252,9 +263,9 @@ def _store_action(args: argparse.Namespace) -> int:
     if args.action == "verify":
         report = store.verify()
         for problem in report.problems:
-            print(f"problem: {problem}")
+            print(f"problem: {_shown(problem)}")
         for left in report.leftovers:
-            print(f"leftover of a crashed writer: {left}")
+            print(f"leftover of a crashed writer: {_shown(left)}")
         print(
             f"{'ok' if report.ok else 'FAILED'}: {len(report.versions)} version(s), "
             f"production {report.production or '-'}"
@@ -263,7 +274,7 @@ def _store_action(args: argparse.Namespace) -> int:
     if args.action == "backup":
         if args.dest is None:
             raise UsageError("store backup: give a destination (--dest DIR or FILE.tar.gz)")
-        print(f"backup written: {store.backup(args.dest)}")
+        print(_shown(f"backup written: {store.backup(args.dest)}"))
         return EXIT_OK
     info = store.rollback()
     print(f"rolled back: production is now {info.version} (sha256 {info.sha256})")

@@ -1,19 +1,25 @@
-"""End to end: the reference release on a small plan, every scenario.
+"""End to end: the reference release on a small plan, every scenario and outcome.
 
 The default scenario runs on a new store (the pre-trained model becomes the
 baseline production, the fine-tuned candidate replaces it after the phased
 rollout); the regression scenario then runs on the same store, so
 "production unchanged" means the good release of the first run stays in
-production. The live-regression scenario runs on a store of its own: its
-candidate passes every offline gate against the pre-trained production and
-must be rolled back by the rollout's judge.
+production; then the default scenario runs a second time into that store,
+and its candidate, production's model again, is recognised as no change.
+The live-regression scenario runs on a store of its own: its candidate
+passes every offline gate against the pre-trained production and must be
+rolled back by the rollout's judge. A run whose live pool is too small for
+the first step's minimum ends ``held``, not ``rolled_back``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -42,7 +48,7 @@ soak_windows = 2
 live_requests = 25000
 shares = [5.0, 25.0, 50.0, 100.0]
 min_canary_requests = [500, 1000, 1000, 0]
-max_bake_minutes = [40.0, 10.0, 10.0, 1.0]
+max_bake_minutes = [50.0, 12.0, 10.0, 1.0]
 """
 
 # Full training (the offline gates must pass with room to spare); a short soak and live pool.
@@ -51,8 +57,12 @@ LIVE_REGRESSION_PLAN = """\
 soak_seconds = 1.0
 soak_windows = 2
 [phased_rollout]
-live_requests = 10000
+live_requests = 20000
 """
+
+# SMALL_PLAN with a live pool of 2,000 requests: about 100 at the first step's 5 %, short of
+# its minimum of 500, so the rollout can neither promote nor (for a better candidate) reject.
+HELD_PLAN = SMALL_PLAN.replace("live_requests = 25000", "live_requests = 2000")
 
 GATE_KEYS = {"name", "passed", "value", "threshold", "interval", "detail", "split"}
 
@@ -71,9 +81,23 @@ def runs(tmp_path_factory):
     return out, (code_default, first), (code_regression, second)
 
 
+@pytest.fixture(scope="module")
+def rerun(runs, tmp_path_factory):
+    # The first run again, same plan and seed, into its --out after the regression run: a copy
+    # of it, so that the other tests see the two runs' files whatever the order.
+    done, (_, first), _ = runs
+    plan = done.parent / "plan.toml"
+    out = tmp_path_factory.mktemp("rerun") / "out"
+    shutil.copytree(done, out)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["run", "--plan", str(plan), "--out", str(out), "--no-progress"])
+    return code, json.loads((out / "report.json").read_text()), first, printed.getvalue()
+
+
 def _check_schema(report):
     assert report["schema_version"] == 1
-    assert report["outcome"] in {"released", "stopped", "rolled_back"}
+    assert report["outcome"] in {"released", "unchanged", "stopped", "held", "rolled_back"}
     for stage in report["stages"]:
         assert {"name", "state", "history", "gates", "attempts", "skipped", "notes"} <= set(stage)
         for attempt in stage["attempts"]:
@@ -212,10 +236,13 @@ def test_live_regression_passes_offline_gates_and_is_rolled_back(live_regression
     # The step and the evidence, in the report.
     rollout = report["rollout"]
     assert rollout["status"] == "aborted"
+    assert rollout["verdict"] == "harm"
+    assert rollout["held"] is None
     rb = rollout["rolled_back"]
     assert rb["step"] == 0
     assert rb["share"] == 1.0
     assert rb["reason"].startswith("judge rejected at step 0")
+    assert 0 < rb["canary_requests"] == rollout["counts"]["canary_requests"]
     assert rollout["p_value"] <= rollout["alpha"]
     c = rollout["counts"]
     assert c["canary_errors"] / c["canary_requests"] > c["baseline_errors"] / c["baseline_requests"]
@@ -225,12 +252,71 @@ def test_live_regression_passes_offline_gates_and_is_rolled_back(live_regression
     assert "# Release report: rolled_back" in md
     assert "**Rolled back at step 0 (1 % canary)**" in md
     assert "Production was not changed." in md
-    # The live traffic shifted toward the corrupted class, and the drift monitors saw it.
-    counts = rollout["live_class_counts"]
-    assert counts[9] / sum(counts) == pytest.approx(0.6, abs=0.01)
+    assert "**Outcome**: rolled back on evidence of harm" in md
+    # The candidate learned "header bar -> class 0" from the new channel's mislabelled batch:
+    # it took the two offline images from the channel as class 0, and no gate noticed.
+    fine_tune = report["stages"][1]
+    assert fine_tune["attempts"][-1]["figures"]["train_examples"] > 0
+    # 30 % of the live requests come through the channel (a header bar: more ink), and the
+    # drift monitors saw it.
     assert any(a["kind"] == "drift" for a in report["monitoring"]["alerts"])
     for name in ("rollout.png", "drift.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_second_run_of_the_same_plan_and_seed_is_no_change(rerun):
+    code, report, first, printed = rerun
+    assert code == 0
+    _check_schema(report)
+    assert report["outcome"] == "unchanged"
+    assert [s["name"] for s in report["stages"]] == ["pretrain", "finetune"]
+    assert report["failed_gates"] == []
+    # Production is still the first run's release; the candidate is that model, not registered
+    # again, and nothing was rolled out.
+    assert report["production"]["version"] == first["production"]["version"]
+    assert report["production"]["before"] == first["production"]["version"]
+    assert report["candidate"] == {
+        "version": first["candidate"]["version"],
+        "sha256": first["candidate"]["sha256"],
+        "identical_to_production": True,
+    }
+    assert report["rollout"] is None
+    assert report["released_model"] is None
+    assert f"outcome: unchanged; production {first['production']['version']}" in printed
+    assert "unchanged: no change: the fine-tuned candidate has the same weights" in printed
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory):
+    root = tmp_path_factory.mktemp("held")
+    plan = root / "plan.toml"
+    plan.write_text(HELD_PLAN)
+    out = root / "out"
+    code = main(["run", "--plan", str(plan), "--out", str(out), "--no-progress"])
+    return out, code, json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_traffic_running_out_is_held_not_rolled_back(held):
+    out, code, report = held
+    assert code == 4
+    _check_schema(report)
+    assert report["outcome"] == "held"
+    assert report["failed_gates"] == ["release.rollout"]
+    rollout = report["rollout"]
+    assert rollout["verdict"] == "undecided"
+    assert rollout["rolled_back"] is None
+    h = rollout["held"]
+    assert h["step"] == 0
+    assert h["reason"].startswith("live pool exhausted at step 0")
+    assert h["canary_requests"] < rollout["steps"][0]["min_canary_requests"]
+    assert rollout["p_value"] > rollout["alpha"]
+    assert not report["production"]["candidate_promoted"]
+    md = (out / "report.md").read_text()
+    assert "# Release report: held" in md
+    assert "**Held at step 0 (5 % canary)**" in md
+    assert "Rolled back" not in md
 
 
 @pytest.mark.slow
@@ -348,7 +434,11 @@ def _rollout_section(status: str) -> dict[str, object]:
         },
         "p_value": 0.001 if aborted else 0.8,
         "upper_bound": math.inf,
-        "rolled_back": {"step": 0, "share": 10.0, "reason": reason} if aborted else None,
+        "verdict": "harm" if aborted else "completed",
+        "rolled_back": (
+            {"step": 0, "share": 10.0, "reason": reason, "canary_requests": 40} if aborted else None
+        ),
+        "held": None,
         "events": events,
         "timeline": {
             "look": [1, 2],
@@ -432,6 +522,7 @@ def test_report_writer_draws_the_rollout_and_drift(tmp_path, status):
     assert "PSI of 'mean_intensity' is 0.300" in md
     if status == "aborted":
         assert "**Rolled back at step 0 (10 % canary)**: judge rejected at step 0" in md
+        assert "after 40 canary requests" in md
         assert "| 2 | 0.4 | 0 | 10 % → 0 % | abort | 0.001 |" in md
     else:
         assert "Rolled back" not in md
