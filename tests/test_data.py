@@ -23,7 +23,7 @@ def test_shapes_ranges_and_one_hot(ds):
             np.testing.assert_array_equal(split.y.sum(axis=1), 1.0)
             assert set(np.unique(split.labels)) <= set(range(10))
     assert len(ds.source.train) == 1042
-    assert len(ds.target.train) == 4 * 1042
+    assert len(ds.target.train) == 8 * 1042
     assert (len(ds.source.test), len(ds.target.test)) == (143, 233)
 
 
