@@ -151,13 +151,15 @@ RESTORE_HEADROOM_BYTES = 16 << 20
 _VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 # A manifest entry: one plain name inside its version directory, never a path.
 _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # A FIFO opened for reading without O_NONBLOCK waits for a writer forever.
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS
 # Fixed values for what Keras writes differently on every save (see reproducible_keras).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _FIXED_DATE_SAVED = "1980-01-01@00:00:00"
-_AUTO_VERSION_RE = re.compile(r"v(\d+)")
+# ASCII digits only: int() also reads other scripts' digits ("v١٢٣" is 123).
+_AUTO_VERSION_RE = re.compile(r"v([0-9]+)")
 _CHUNK = 1 << 20
 # Members a Keras v3 zip may hold; anything else is refused rather than guessed at.
 _KERAS_MEMBERS = frozenset(
@@ -176,11 +178,27 @@ class StoreError(Exception):
     """Base class of every error raised by the model store."""
 
 
+def _shown(text: object) -> str:
+    """``text`` on one printable line: control characters and undecodable bytes escaped.
+
+    File names come from directory listings an attacker may control; a name with
+    a newline or a terminal escape must not forge lines of a report or an error.
+
+    Example:
+        >>> _shown("versions/v1\\nok: 2 version(s)")
+        'versions/v1\\\\nok: 2 version(s)'
+    """
+    shown = str(text)
+    if shown.isprintable():
+        return shown
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in shown)
+
+
 class CorruptFileError(StoreError):
     """A store file (manifest, pointer, marker) is truncated, unparsable or edited."""
 
     def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
+        super().__init__(f"{_shown(path)}: {problem}")
         self.path = path
 
 
@@ -200,7 +218,7 @@ class StoreWriteError(StoreError, OSError):
     """
 
     def __str__(self) -> str:
-        return f"cannot write {self.filename}: {self.strerror}"
+        return f"cannot write {_shown(self.filename)}: {self.strerror}"
 
 
 @dataclass(frozen=True)
@@ -213,7 +231,8 @@ class LockHolder:
 
     def describe(self) -> str:
         """One line naming the holder, for error messages."""
-        return f"pid {self.pid} on host {self.host} since {self.since}"
+        # The record is read from a file in the store: it is shown, never trusted.
+        return _shown(f"pid {self.pid} on host {self.host} since {self.since}")
 
 
 class StoreLockedError(StoreError):
@@ -221,7 +240,7 @@ class StoreLockedError(StoreError):
 
     def __init__(self, lock_path: Path, holder: LockHolder | None) -> None:
         who = holder.describe() if holder else "another process (holder details not yet written)"
-        super().__init__(f"model store is locked by {who}; lock file {lock_path}")
+        super().__init__(f"model store is locked by {who}; lock file {_shown(lock_path)}")
         self.lock_path = lock_path
         self.holder = holder
 
@@ -379,13 +398,13 @@ def _refusal(st: os.stat_result) -> str | None:
     return f"is {kind}, not a regular file (refused)"
 
 
-def _dir_refusal(path: Path) -> str | None:
-    """Why ``path`` is not a real directory of the store (None when it is one).
+def _dir_refusal(path: Path | str, dir_fd: int | None = None) -> str | None:
+    """Why ``path`` (relative to ``dir_fd`` if given) is not a real directory (None when it is).
 
     Raises:
         FileNotFoundError: Nothing is at ``path``.
     """
-    mode = os.lstat(path).st_mode
+    mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
     if stat.S_ISDIR(mode):
         return None
     if stat.S_ISLNK(mode):
@@ -393,9 +412,17 @@ def _dir_refusal(path: Path) -> str | None:
     return "is not a directory"
 
 
-def _is_real_dir(path: Path) -> bool:
+def _lexists(name: str, dir_fd: int) -> bool:
     try:
-        return _dir_refusal(path) is None
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _is_real_dir(path: Path | str, dir_fd: int | None = None) -> bool:
+    try:
+        return _dir_refusal(path, dir_fd) is None
     except FileNotFoundError:
         return False
 
@@ -453,22 +480,44 @@ def _open_beneath(root: Path, rel: str, flags: int = os.O_RDONLY, *, create: boo
             is not a regular file with a single link (naming the path).
         OSError: The file does not exist (``FileNotFoundError``) or cannot be opened.
     """
-    parts = rel.split("/")
-    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    folder, _, name = rel.rpartition("/")
+    dfd = _open_dir_beneath(root, folder)
     try:
-        for i, part in enumerate(parts[:-1]):
+        return _open_regular(name, flags, dir_fd=dfd, shown=root / rel, create=create)
+    finally:
+        os.close(dfd)
+
+
+def _open_dir_beneath(root: Path, rel: str) -> int:
+    """Open the directory ``root/rel`` (``""``: the root), following no link below ``root``.
+
+    Operations relative to the returned descriptor stay in that directory even
+    if a component of its path is swapped for a link afterwards.
+
+    Raises:
+        CorruptFileError: A component is missing, a link, or not a directory (naming it).
+    """
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    parts = rel.split("/") if rel else []
+    try:
+        for i, part in enumerate(parts):
             try:
                 nfd = os.open(part, _DIR_FLAGS, dir_fd=dfd)
             except OSError as exc:
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                if exc.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
                     raise
                 where = root.joinpath(*parts[: i + 1])
-                raise CorruptFileError(where, _dir_refusal(where) or "is not a directory") from None
+                try:
+                    why = _dir_refusal(part, dfd) or "is not a directory"
+                except FileNotFoundError:
+                    why = "is missing"
+                raise CorruptFileError(where, why) from None
             os.close(dfd)
             dfd = nfd
-        return _open_regular(parts[-1], flags, dir_fd=dfd, shown=root / rel, create=create)
-    finally:
+    except BaseException:
         os.close(dfd)
+        raise
+    return dfd
 
 
 def _read_fd_capped(fd: int, shown: Path | str, cap: int) -> bytes:
@@ -487,8 +536,16 @@ def _read_fd_capped(fd: int, shown: Path | str, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+def _open_present(root: Path, rel: str) -> int:
+    """`_open_beneath` for a file checked earlier: one gone since then is damage, not an OSError."""
+    try:
+        return _open_beneath(root, rel)
+    except FileNotFoundError:
+        raise CorruptFileError(root / rel, "is missing") from None
+
+
 def _read_store_file(root: Path, rel: str, cap: int = MAX_METADATA_BYTES) -> bytes:
-    fd = _open_beneath(root, rel)
+    fd = _open_present(root, rel)
     try:
         return _read_fd_capped(fd, root / rel, cap)
     finally:
@@ -504,16 +561,20 @@ def _sha256_fd(fd: int) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _copy_hashing(src: IO[bytes], dst: Path, limit: int | None = None) -> tuple[str, int]:
+def _copy_hashing(
+    src: IO[bytes], dst: Path | str, limit: int | None = None, *, dir_fd: int | None = None
+) -> tuple[str, int]:
     """Copy ``src`` to a new file ``dst`` (fsynced) and return the digest of the bytes written.
 
     With ``limit``, at most ``limit`` bytes are written (a source that is longer
-    shows up as a wrong size or digest, not as a full disk).
+    shows up as a wrong size or digest, not as a full disk). With ``dir_fd``,
+    ``dst`` is a name in that directory.
     """
     h = hashlib.sha256()
     size = 0
     # O_EXCL never follows a symlink: dst is always a new file.
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = os.open(dst, flags, 0o644, dir_fd=dir_fd)
     with os.fdopen(fd, "wb") as fout:
         while True:
             want = _CHUNK if limit is None else min(_CHUNK, limit - size)
@@ -543,8 +604,6 @@ def _read_sealed(root: Path, rel: str, expected_format: str) -> dict[str, Any]:
     path = root / rel
     try:
         raw = _read_store_file(root, rel)
-    except FileNotFoundError:
-        raise CorruptFileError(path, "is missing") from None
     except OSError as exc:
         raise CorruptFileError(path, f"cannot be read: {exc.strerror}") from None
     return _parse_sealed(path, raw, expected_format)
@@ -595,7 +654,7 @@ def _check_manifest(path: Path, data: Mapping[str, Any], version: str) -> dict[s
             raise CorruptFileError(
                 path, f"entry {name!r} is not a plain file name inside its version directory"
             )
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        if not isinstance(entry, dict) or not _is_sha256(entry.get("sha256")):
             raise CorruptFileError(path, f"entry for {name!r} has no sha256")
         size = entry.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -608,6 +667,11 @@ def _check_manifest(path: Path, data: Mapping[str, Any], version: str) -> dict[s
     if parent is not None and not _VERSION_RE.fullmatch(parent):
         raise CorruptFileError(path, f"names an invalid parent {parent!r}")
     return files
+
+
+def _is_sha256(value: Any) -> bool:
+    # The digest is printed (store list, rollback): it must be what it claims to be.
+    return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
 
 def _field(path: Path, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -884,8 +948,18 @@ class ModelStore:
     def __init__(self, root: Path | str, *, create: bool = False) -> None:
         self.root = Path(root)
         marker = self.root / MARKER_NAME
-        # lexists: a dangling symlink in place of the marker is damage, not "no store".
-        if not os.path.lexists(marker):
+        # lstat: a dangling symlink in place of the marker is damage, not "no store";
+        # a directory that cannot be searched is not "no store" either.
+        try:
+            os.lstat(marker)
+            found = True
+        except FileNotFoundError:
+            found = False
+        except NotADirectoryError:
+            raise StoreError(f"{_shown(self.root)} is not a directory, not a model store") from None
+        except OSError as exc:
+            raise StoreError(f"{_shown(self.root)}: cannot be read: {exc.strerror}") from None
+        if not found:
             if not create:
                 raise StoreError(f"{self.root} is not a model store (no {MARKER_NAME})")
             with _writing(self.root):
@@ -932,9 +1006,30 @@ class ModelStore:
             path=self._versions_dir / version / MODEL_NAME,
         )
 
-    def _version_names(self) -> list[str]:
+    @contextlib.contextmanager
+    def _versions_fd(self) -> Iterator[int]:
+        """The ``versions`` directory, opened once without following a link.
+
+        Everything a writer creates, renames or deletes in it goes through this
+        descriptor: ``versions`` swapped for a link after the store was opened
+        never sends a write or a deletion outside the store.
+        """
+        fd = _open_dir_beneath(self.root, VERSIONS_DIR)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _version_names(self, vfd: int | None = None) -> list[str]:
+        if vfd is None:
+            with self._versions_fd() as fd:
+                return self._version_names(fd)
         # Dot-names are registrations in progress or debris of crashed ones.
-        return sorted(n for n in os.listdir(self._versions_dir) if not n.startswith("."))
+        return sorted(n for n in os.listdir(vfd) if not n.startswith("."))
+
+    def _has_version(self, name: str) -> bool:
+        with self._versions_fd() as fd:
+            return _is_real_dir(name, fd)
 
     def info(self, version: str) -> VersionInfo:
         """The manifest of one version.
@@ -954,7 +1049,11 @@ class ModelStore:
         Raises:
             CorruptFileError: A manifest is damaged (a damaged store never lists as empty).
         """
-        infos = [self._info(name) for name in self._version_names()]
+        names = self._version_names()
+        for name in names:
+            if not _VERSION_RE.fullmatch(name):
+                raise CorruptFileError(self._versions_dir / name, "is not a valid version name")
+        infos = [self._info(name) for name in names]
         return sorted(infos, key=lambda i: (i.created, i.version))
 
     def _pointer(self) -> dict[str, Any] | None:
@@ -963,12 +1062,13 @@ class ModelStore:
             return None
         data = _read_sealed(self.root, POINTER_NAME, _POINTER_FORMAT)
         version = _field(path, data, "version", str)
-        _field(path, data, "sha256", str)
+        if not _is_sha256(data.get("sha256")):
+            raise CorruptFileError(path, "field 'sha256' is not a sha256 digest")
         history = _field(path, data, "history", list)
         for name in [version, *history]:
             if not isinstance(name, str) or not _VERSION_RE.fullmatch(name):
                 raise CorruptFileError(path, f"names an invalid version {name!r}")
-            if not _is_real_dir(self._versions_dir / name):
+            if not self._has_version(name):
                 raise CorruptFileError(path, f"names version {name!r}, which is not in the store")
         return data
 
@@ -1005,21 +1105,33 @@ class ModelStore:
         vdir = self._versions_dir / version
         try:
             data = self._manifest(version)
+            unlisted = self._unlisted(version, data["files"])
+            missing_parent = data["parent"] is not None and not self._has_version(data["parent"])
         except CorruptFileError as exc:
             return [str(exc)]
-        problems: list[str] = []
-        files: dict[str, Any] = data["files"]
-        for entry in sorted(os.scandir(vdir), key=lambda e: e.name):
-            if entry.name != MANIFEST_NAME and entry.name not in files:
-                why = _refusal(entry.stat(follow_symlinks=False))
-                also = f" and {why}" if why else ""
-                problems.append(f"{vdir / entry.name}: not listed in the manifest{also}")
-        for name, expected in sorted(files.items()):
+        problems = [
+            f"{_shown(vdir / name)}: not listed in the manifest{f' and {why}' if why else ''}"
+            for name, why in unlisted
+        ]
+        for name, expected in sorted(data["files"].items()):
             problems.extend(self._file_problems(version, name, expected, check_model=check_model))
-        parent = data["parent"]
-        if parent is not None and not _is_real_dir(self._versions_dir / parent):
+        if missing_parent:
+            parent = data["parent"]
             problems.append(f"{vdir / MANIFEST_NAME}: parent {parent!r} is not in the store")
         return problems
+
+    def _unlisted(self, version: str, files: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """Entries of a version directory its manifest does not list, with why each is refused."""
+        found: list[tuple[str, str | None]] = []
+        fd = _open_dir_beneath(self.root, f"{VERSIONS_DIR}/{version}")
+        try:
+            for entry in sorted(os.scandir(fd), key=lambda e: e.name):
+                if entry.name != MANIFEST_NAME and entry.name not in files:
+                    with contextlib.suppress(FileNotFoundError):  # gone since the listing
+                        found.append((entry.name, _refusal(entry.stat(follow_symlinks=False))))
+        finally:
+            os.close(fd)
+        return found
 
     def _file_problems(
         self, version: str, name: str, expected: Mapping[str, Any], *, check_model: bool
@@ -1055,8 +1167,13 @@ class ModelStore:
         return []
 
     def _leftovers(self) -> list[str]:
-        found = [str(p) for p in self._versions_dir.glob(f"{INCOMING_PREFIX}*")]
-        found += [str(p) for p in self.root.glob(".*.tmp")]
+        found = [_shown(p) for p in self.root.glob(".*.tmp")]
+        with contextlib.suppress(CorruptFileError), self._versions_fd() as vfd:
+            found += [
+                _shown(self._versions_dir / n)
+                for n in os.listdir(vfd)
+                if n.startswith(INCOMING_PREFIX)
+            ]
         return sorted(found)
 
     def verify(self) -> VerifyReport:
@@ -1070,16 +1187,25 @@ class ModelStore:
         with contextlib.suppress(FileNotFoundError):
             if why := _refusal(os.lstat(lock)):
                 problems.append(f"{lock}: {why}")
-        names = self._version_names()
+        names: list[str] = []
+        refused: dict[str, str] = {}
+        try:
+            with self._versions_fd() as vfd:
+                names = self._version_names(vfd)
+                for name in names:
+                    why = None if _VERSION_RE.fullmatch(name) else "is not a valid version name"
+                    with contextlib.suppress(FileNotFoundError):
+                        why = why or _dir_refusal(name, vfd)
+                    if why:
+                        refused[name] = why
+        except CorruptFileError as exc:
+            problems.append(str(exc))
         for name in names:
-            path = self._versions_dir / name
-            why = None if _VERSION_RE.fullmatch(name) else "is not a valid version name"
-            with contextlib.suppress(FileNotFoundError):
-                why = why or _dir_refusal(path)
-            if why:
-                problems.append(f"{path}: not a version directory ({why.removeprefix('is ')})")
-                continue
-            problems.extend(self._problems_of(name))
+            if name in refused:
+                path, why = _shown(self._versions_dir / name), refused[name].removeprefix("is ")
+                problems.append(f"{path}: not a version directory ({why})")
+            else:
+                problems.extend(self._problems_of(name))
         production: str | None = None
         try:
             info = self.production()
@@ -1090,7 +1216,8 @@ class ModelStore:
             root=self.root,
             versions=tuple(names),
             production=production,
-            problems=tuple(problems),
+            # One damaged directory can be met twice (listing it, following the pointer).
+            problems=tuple(dict.fromkeys(problems)),
             leftovers=tuple(self._leftovers()),
         )
 
@@ -1099,7 +1226,7 @@ class ModelStore:
         problems = self._problems_of(version, check_model=False)
         if problems:
             raise IntegrityError(f"version {version!r} is damaged: " + "; ".join(problems))
-        with os.fdopen(_open_beneath(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
+        with os.fdopen(_open_present(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
             _check_model_content(info.path, f)
         return info
 
@@ -1124,7 +1251,7 @@ class ModelStore:
         size = self._manifest(version)["files"][MODEL_NAME]["size"]
         with tempfile.TemporaryDirectory(prefix="release-spec-load-") as tmp:
             copy = Path(tmp) / MODEL_NAME
-            with os.fdopen(_open_beneath(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
+            with os.fdopen(_open_present(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
                 digest, _ = _copy_hashing(f, copy, limit=size + 1)
             if digest != info.sha256:
                 raise IntegrityError(f"{info.path}: sha256 changed while loading")
@@ -1184,23 +1311,31 @@ class ModelStore:
     # --8<-- [end:writer_lock]
 
     def _clean_leftovers(self) -> None:
-        for path in self._versions_dir.glob(f"{INCOMING_PREFIX}*"):
-            # rmtree never follows links inside; a link in place of the directory
-            # is unlinked itself, never what it points to.
-            if _is_real_dir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+        with self._versions_fd() as vfd:
+            for name in os.listdir(vfd):
+                if not name.startswith(INCOMING_PREFIX):
+                    continue
+                # rmtree never follows links inside; a link in place of the directory
+                # is unlinked itself, never what it points to.
+                if _is_real_dir(name, vfd):
+                    shutil.rmtree(name, ignore_errors=True, dir_fd=vfd)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=vfd)
         for path in self.root.glob(".*.tmp"):
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    def _next_version(self) -> str:
-        numbers = [
-            int(m.group(1)) for n in self._version_names() if (m := _AUTO_VERSION_RE.fullmatch(n))
-        ]
-        return f"v{max(numbers, default=0) + 1:04d}"
+    def _next_version(self, vfd: int) -> str:
+        names = self._version_names(vfd)
+        numbers = [int(m[1]) for n in names if (m := _AUTO_VERSION_RE.fullmatch(n))]
+        name = f"v{max(numbers, default=0) + 1:04d}"
+        if not _VERSION_RE.fullmatch(name):
+            raise StoreError(
+                f"{self._versions_dir}: no automatic version name after v{max(numbers)}; "
+                "pass version="
+            )
+        return name
 
     # --8<-- [start:register]
     def register(
@@ -1246,16 +1381,16 @@ class ModelStore:
             _check_version_name(version)
         if parent is not None:
             _check_version_name(parent)
-        with self._writer():
-            name = version or self._next_version()
+        with self._writer(), self._versions_fd() as vfd:
+            name = version or self._next_version(vfd)
             target = self._versions_dir / name
-            if os.path.lexists(target):
+            if _lexists(name, vfd):
                 raise StoreError(
                     f"version {name!r} already exists in {self.root}; versions are immutable"
                 )
-            if parent is not None and not _is_real_dir(self._versions_dir / parent):
+            if parent is not None and not _is_real_dir(parent, vfd):
                 raise StoreError(f"parent version {parent!r} is not in {self.root}")
-            incoming = self._versions_dir / f"{INCOMING_PREFIX}{secrets.token_hex(8)}"
+            incoming = f"{INCOMING_PREFIX}{secrets.token_hex(8)}"
             body = {
                 "format": _MANIFEST_FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -1267,42 +1402,46 @@ class ModelStore:
                 "data_hashes": hashes,
             }
             try:
-                self._write_version(model_file, incoming, target, body)
+                self._write_version(model_file, vfd, incoming, target, body)
             except BaseException:
                 # Nothing half-written stays behind (the next writer would remove it too).
-                shutil.rmtree(incoming, ignore_errors=True)
+                shutil.rmtree(incoming, ignore_errors=True, dir_fd=vfd)
                 raise
             return self._info(name)
 
     # --8<-- [end:register]
 
     def _write_version(
-        self, model_file: Path, incoming: Path, target: Path, body: dict[str, Any]
+        self, model_file: Path, vfd: int, incoming: str, target: Path, body: dict[str, Any]
     ) -> None:
-        """Fill ``incoming`` with the model and its sealed manifest, then rename it to ``target``.
+        """Fill ``incoming`` (in ``vfd``) with the model and manifest, then rename it to ``target``.
 
+        Every path is relative to a directory opened without following links.
         Errors name the file of ``target`` being written, never the hidden ``incoming``.
         """
         with _writing(target):
-            incoming.mkdir()
-        with _open_model_file(model_file) as src, _writing(target / MODEL_NAME):
-            digest, size = _copy_hashing(src, incoming / MODEL_NAME)
-        body = {**body, "files": {MODEL_NAME: {"sha256": digest, "size": size}}}
-        # The rules a reader applies are checked before sealing too.
-        _check_manifest(target / MANIFEST_NAME, body, target.name)
-        with _writing(target / MANIFEST_NAME):
-            fd = os.open(
-                incoming / MANIFEST_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
-            )
-            with os.fdopen(fd, "wb") as f:
-                f.write(_sealed(body))
-                f.flush()
-                os.fsync(f.fileno())
-            _fsync_dir(incoming)
+            os.mkdir(incoming, 0o755, dir_fd=vfd)
+            ifd = os.open(incoming, _DIR_FLAGS, dir_fd=vfd)
+        try:
+            with _open_model_file(model_file) as src, _writing(target / MODEL_NAME):
+                digest, size = _copy_hashing(src, MODEL_NAME, dir_fd=ifd)
+            body = {**body, "files": {MODEL_NAME: {"sha256": digest, "size": size}}}
+            # The rules a reader applies are checked before sealing too.
+            _check_manifest(target / MANIFEST_NAME, body, target.name)
+            with _writing(target / MANIFEST_NAME):
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                fd = os.open(MANIFEST_NAME, flags, 0o644, dir_fd=ifd)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(_sealed(body))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.fsync(ifd)
+        finally:
+            os.close(ifd)
         with _writing(target):
             # The commit: before it the version does not exist, after it it is complete.
-            os.rename(incoming, target)
-            _fsync_dir(self._versions_dir)
+            os.rename(incoming, target.name, src_dir_fd=vfd, dst_dir_fd=vfd)
+            os.fsync(vfd)
 
     def save_model(
         self,
@@ -1406,6 +1545,9 @@ class ModelStore:
             raise StoreError(f"{dest}: a backup archive must end in .tar.gz or .tgz")
         if os.path.lexists(dest):
             raise StoreError(f"{dest} exists; refusing to overwrite a backup")
+        if _within(dest.parent, self.root):
+            # An archive in versions/ would be a damaged "version" of the store it backs up.
+            raise StoreError(f"{dest}: a backup must be written outside the store {self.root}")
         # Read the pointer first: versions are only ever added, so every version
         # it names is still there when the versions are archived below.
         pointer_bytes = None
@@ -1437,11 +1579,19 @@ class ModelStore:
         tar.addfile(_tar_entry(manifest_rel, mtime, len(raw)), io.BytesIO(raw))
         for name, expected in sorted(files.items()):
             rel = self._rel(version, name)
-            with os.fdopen(_open_beneath(self.root, rel), "rb") as f:
+            with os.fdopen(_open_present(self.root, rel), "rb") as f:
+                reader = _HashingReader(f)
                 size = os.fstat(f.fileno()).st_size
-                if size != expected["size"]:
+                # The bytes archived are hashed as they are read: a file changed
+                # since verify never makes an archive that restore would refuse.
+                if size == expected["size"]:
+                    try:
+                        tar.addfile(_tar_entry(rel, mtime, size), reader)
+                    except OSError:
+                        if reader.size == size:
+                            raise  # writing the archive failed, not reading a short file
+                if (reader.size, reader.hexdigest()) != (expected["size"], expected["sha256"]):
                     raise IntegrityError(f"{self.root / rel}: changed while being backed up")
-                tar.addfile(_tar_entry(rel, mtime, size), f)
 
     @classmethod
     def restore(
@@ -1508,6 +1658,36 @@ class ModelStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(root)
+
+
+class _HashingReader:
+    """A read-only stream that hashes every byte read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw, self._hash, self.size = raw, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _within(path: Path, top: Path) -> bool:
+    """True when the directory ``path`` is ``top`` or below it (through links and bind mounts)."""
+    try:
+        top_stat = os.stat(top)
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return False
+    for folder in (real, *real.parents):
+        with contextlib.suppress(OSError):
+            if os.path.samestat(os.stat(folder), top_stat):
+                return True
+    return False
 
 
 def _creation_debris(path: Path) -> bool:
@@ -1636,10 +1816,28 @@ def _unpack(archive: Path, staging: Path, root: Path) -> None:
             capped: Any = _CappedReads(raw, _CHUNK, archive)
             with tarfile.open(fileobj=capped, mode="r:") as tar:
                 _unpack_members(archive, tar, staging, root)
+            _check_trailer(archive, raw)
     except CorruptFileError as exc:
         raise IntegrityError(f"{archive}: refusing to restore, {exc}") from None
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+    except gzip.BadGzipFile as exc:
+        # Its message can quote the file's first bytes: the archive may be anything.
+        problem = "not a gzip file" if "gzipped" in str(exc) else "gzip data is damaged"
+        raise IntegrityError(f"{archive}: unreadable backup archive: {problem}") from None
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise IntegrityError(f"{archive}: unreadable backup archive: {exc}") from None
+
+
+def _check_trailer(archive: Path, raw: gzip.GzipFile) -> None:
+    """Read the archive to its end: only tar's zero padding may follow the last member.
+
+    `tarfile` stops at the first zero block, so a truncated archive, a wrong
+    gzip checksum or anything appended after the end (a second gzip stream,
+    gigabytes of compressed zeros) would otherwise go unnoticed. Reading to
+    the end makes gzip check its CRC and length; at most `_CHUNK` bytes are read.
+    """
+    tail = raw.read(_CHUNK + 1)
+    if len(tail) > _CHUNK or tail.count(0) != len(tail):
+        raise IntegrityError(f"{archive}: refusing to restore, data follows the end of the archive")
 
 
 def _unpack_members(archive: Path, tar: tarfile.TarFile, staging: Path, root: Path) -> None:
