@@ -250,7 +250,7 @@ class LiveRegressionPlan:
     it, and there the candidate is wrong on every digit but one class.
     """
 
-    batch_fraction: float = field(default=0.25, metadata=_bound(0.0, 1.0, open_lo=True))
+    batch_fraction: float = field(default=0.1, metadata=_bound(0.0, 1.0, open_lo=True))
     batch_label: int = field(default=0, metadata=_bound(0, 9))
     offline_share: float = field(default=0.01, metadata=_bound(0.0, 0.1))
     live_share: float = field(default=0.5, metadata=_bound(0.0, 1.0, open_lo=True))
