@@ -17,12 +17,24 @@ run with the same ``--out`` finds that store and compares its candidate with
 whatever is in production there (the pre-trained model of every run is still
 registered, as the candidate's parent, but not promoted).
 
-Scenarios: ``default``; ``regression``, where the fine-tuning data has one
-class's labels replaced by the next class (a corrupted labelling batch), a
-harmful candidate the gates must stop before it reaches production;
-``live-regression``, where only a fraction of one class's labels is
-corrupted, so the candidate passes every offline gate, and the live traffic
-then shifts toward that class: the phased rollout must take it back.
+Scenarios, each built to hold on every seed (see `release_spec.sweep`):
+``default``; ``regression``, where the fine-tuning data has one class's
+labels replaced by the next class (a corrupted labelling batch): the
+candidate still beats the pre-trained model on average, but cannot read that
+class, which the fine-tuning macro-F1 gate stops whatever the sample;
+``live-regression``, where a new intake channel (a header bar above the
+digit, `release_spec.data.from_new_channel`) contributes a mislabelled batch
+(every image class ``batch_label``) to the fine-tuning data. The offline
+validation and test sets hold only ``offline_share`` (1 %) of channel images,
+too few for any gate to notice; ``live_share`` (half) of the live traffic
+comes through it, where the candidate errs nine times in ten and production
+as anywhere else: the phased rollout must take it back, on evidence of harm.
+
+Outcomes (`Outcome`): ``released``; ``unchanged`` when the fine-tuned
+candidate has production's weights (the same plan and seed run again into the
+same ``--out``: nothing is registered or rolled out); ``stopped`` by an
+offline gate; ``rolled_back`` when the rollout's judge found harm; ``held``
+when the rollout ended without evidence either way (`rollout_verdict`).
 
 The release stage's steps (`release_steps`) are functional,
 performance, stability and the phased rollout
