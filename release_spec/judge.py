@@ -18,6 +18,7 @@ Strategy layer: the standard library, NumPy and the formulas in
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -250,9 +251,46 @@ class _Bounds(ErrorRateConfidenceSequence):
 
     def _arm(self, errors: int, requests: int, log_inv_alpha: float) -> tuple[float, float]:
         a, b = float(self.prior_a), float(self.prior_b)
-        x, n = np.float64(errors), np.float64(requests)
-        threshold = special.betaln(a + x, b + n - x) - special.betaln(a, b)
-        return _beta_binomial_interval(float(x), float(n), float(threshold - log_inv_alpha))
+        x, n = float(errors), float(requests)
+        threshold = special.betaln(a + x, b + n - x) - _betaln(a, b)
+        return _beta_binomial_interval(x, n, float(threshold - log_inv_alpha))
+
+
+@functools.cache
+def _betaln(a: float, b: float) -> np.float64:
+    """``special.betaln(a, b)`` of the prior, once per prior (the same double every time)."""
+    return np.float64(special.betaln(a, b))
+
+
+class _Test(SequentialErrorRateTest):
+    """`SequentialErrorRateTest` without re-validating counts `ArmCounts` already checked.
+
+    The parent's update, step for step, on the same doubles (the counts are whole
+    numbers below 2**53, exact as floats), so its state is equal to the last bit;
+    ``tests/test_judge.py`` checks that against the parent.
+    """
+
+    def update(
+        self,
+        *,
+        canary_errors: int,
+        canary_requests: int,
+        baseline_errors: int,
+        baseline_requests: int,
+    ) -> None:
+        x, m_c = float(canary_errors), float(canary_requests)
+        y, m_b = float(baseline_errors), float(baseline_requests)
+        n = x + y
+        if n > 0:
+            rho = m_c / (m_c + m_b)
+            s = self._s + x * self._u
+            s -= n * np.log1p(rho * self._expm1_u)
+            top = float(s.max())
+            self._s, self._log_m = s, top + math.log(float(np.exp(s - top).sum()))
+            self._max_log_m = max(self._max_log_m, self._log_m)
+        self.looks += 1
+        self.canary_requests += canary_requests
+        self.baseline_requests += baseline_requests
 
 
 class CanaryJudge:
@@ -290,7 +328,7 @@ class CanaryJudge:
             raise ValueError(f"config must be a JudgeConfig, got {config!r}")
         self.config = config
         a = config.metric_alpha
-        self._tests = {m: SequentialErrorRateTest(a) for m in config.metrics}
+        self._tests = {m: _Test(a) for m in config.metrics}
         self._bounds = {m: _Bounds(a) for m in config.metrics}
         self._looks = 0
         self._canary_requests = 0

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import special
 
 from release_spec.judge import ArmCounts, CanaryJudge, Interval, JudgeConfig
-from release_spec.statistics import ErrorRateConfidenceSequence, SequentialErrorRateTest
+from release_spec.statistics import (
+    ErrorRateConfidenceSequence,
+    SequentialErrorRateTest,
+    _beta_binomial_interval,
+)
 
 
 @st.composite
@@ -124,6 +130,104 @@ def test_canary_judge_equals_its_tests_fed_the_same_looks(
     )
     assert v.decision == ("reject" if reject else "promote" if promote else "continue")
     assert v.reason.startswith(v.decision + ":")
+
+
+def _sixty_halvings(x: float, n: float, threshold: float) -> tuple[float, float]:
+    """The confidence sequence's bisection as first written: every midpoint computed."""
+
+    def inside(p: float) -> bool:
+        loglik = (x * math.log(p) if x else 0.0) + ((n - x) * math.log1p(-p) if n - x else 0.0)
+        return loglik > threshold
+
+    p_hat = x / n if n > 0 else 0.5
+    lower, upper = 0.0, 1.0
+    if x > 0:
+        lo, hi = 0.0, p_hat
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if inside(mid) else (mid, hi)
+        lower = lo
+    if x < n:
+        lo, hi = p_hat, 1.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if inside(mid) else (lo, mid)
+        upper = hi
+    return lower, upper
+
+
+def _threshold(x: int, n: int, alpha: float) -> float:
+    log_b = special.betaln(0.5 + x, 0.5 + n - x) - special.betaln(0.5, 0.5)
+    return float(log_b - math.log(1.0 / alpha))
+
+
+arm_totals = st.integers(0, 10**7).flatmap(
+    lambda n: st.tuples(
+        st.one_of(st.integers(0, n), st.integers(0, min(n, 5)), st.just(n)), st.just(n)
+    )
+)
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="parity")
+@given(
+    counts=arm_totals,
+    alpha=st.sampled_from([0.5, 0.05, 0.025, 1e-3, 1e-9]),
+    shift=st.one_of(st.just(0.0), st.floats(-50.0, 50.0)),
+)
+def test_scalar_bisection_equals_sixty_computed_halvings_to_the_last_bit(
+    counts: tuple[int, int], alpha: float, shift: float
+) -> None:
+    """The skipped midpoints are classified as computing them would classify them."""
+    x, n = counts
+    threshold = _threshold(x, n, alpha) + shift
+    assert _beta_binomial_interval(float(x), float(n), threshold) == _sixty_halvings(
+        float(x), float(n), threshold
+    )
+
+
+def test_scalar_bisection_equals_sixty_computed_halvings_on_a_grid() -> None:
+    rng = np.random.default_rng(2026)
+    cases = [(0, 0), (0, 1), (1, 1), (1, 2), (2**40, 2**41), (3, 2**50), (2**50 - 3, 2**50)]
+    for n in rng.integers(1, 10**6, 400).tolist():
+        cases += [(int(rng.integers(0, n + 1)), n), (n // 50, n)]
+    for x, n in cases:
+        for alpha in (0.05, 0.0125, 1e-6):
+            args = (float(x), float(n), _threshold(x, n, alpha))
+            # Even failing alike: near 2**50 requests, all but 3 failed, a midpoint
+            # rounds to 1.0 and log1p(-1.0) raises in both.
+            assert _outcome(_beta_binomial_interval, args) == _outcome(_sixty_halvings, args)
+
+
+def _outcome(fn: Any, args: tuple[float, float, float]) -> object:
+    try:
+        return fn(*args)
+    except ValueError as e:
+        return repr(e)
+
+
+def test_sequential_test_of_the_judge_equals_the_parent_to_the_last_bit() -> None:
+    """The judge's test skips re-validation only: same state after the same looks."""
+    rng = np.random.default_rng(7)
+    judge = CanaryJudge(JudgeConfig(alpha=0.05))
+    parent = SequentialErrorRateTest(0.05)
+    for _ in range(200):
+        n_c, n_b = (int(v) for v in rng.integers(0, 3000, 2))
+        c = ArmCounts(n_c, int(rng.integers(0, n_c + 1)) // 4)
+        b = ArmCounts(n_b, int(rng.integers(0, n_b + 1)) // 4)
+        judge.update(c, b)
+        parent.update(
+            canary_errors=c.errors,
+            canary_requests=c.requests,
+            baseline_errors=b.errors,
+            baseline_requests=b.requests,
+        )
+        ours = judge._tests["errors"]
+        assert ours._s.tobytes() == parent._s.tobytes()
+        assert (ours._log_m, ours._max_log_m, ours.p_value) == (
+            parent._log_m,
+            parent._max_log_m,
+            parent.p_value,
+        )
 
 
 # ---------------------------------------------------------------- state

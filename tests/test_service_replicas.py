@@ -67,8 +67,7 @@ def test_replicas_taking_turns_decide_as_one_judge(stores: Callable[[], Store]) 
     for i in range(30):
         replica = (a, b)[rng.random() < 0.5]
         c, base = _look(rng)
-        counted, _ = replica.look("r", f"l{i}", c, base)
-        assert counted
+        assert replica.look("r", f"l{i}", c, base).counted
         judge.update(c, base)
     expected = verdict_body("r", judge.verdict, closed=False)
     assert json.loads(a.get("r")) == json.loads(json.dumps(expected))

@@ -13,12 +13,13 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 from release_spec.services.store import RetryError, RolloutRow, Store, Tx
 
 __all__ = [
+    "Answer",
     "ConflictError",
     "InvalidError",
     "NotFoundError",
@@ -30,6 +31,18 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class Answer(NamedTuple):
+    """What `RolloutService.look` and `RolloutService.measure` answer."""
+
+    counted: bool  # False: a retried look_id, or a window another replica measured
+    body: str  # the response's JSON text
+    decision: str | None  # the new decision when counted, else None
+
+
+# Compact JSON for stored state and response bodies (fewer bytes written per look).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class NotFoundError(Exception):
@@ -215,12 +228,12 @@ class RolloutService:
             judge_json, source_json = cfg.judge_json(), cfg.source_json()
             if row is None:
                 judge = CanaryJudge(cfg.judge)
-                body = json.dumps(verdict_body(rollout_id, judge.verdict, closed=False))
+                body = _dumps(verdict_body(rollout_id, judge.verdict, closed=False))
                 new = RolloutRow(
                     rollout_id,
                     judge_json,
                     source_json,
-                    json.dumps(judge.state()),
+                    _dumps(judge.state()),
                     body,
                     0,
                     False,
@@ -240,13 +253,13 @@ class RolloutService:
                     "metrics and SLO can no longer change (close it and start a new rollout)"
                 )
             judge = CanaryJudge(cfg.judge)
-            body = json.dumps(verdict_body(rollout_id, judge.verdict, closed=False))
+            body = _dumps(verdict_body(rollout_id, judge.verdict, closed=False))
             tx.update(
                 _replace(
                     row,
                     config=judge_json,
                     source=source_json,
-                    state=json.dumps(judge.state()),
+                    state=_dumps(judge.state()),
                     verdict=body,
                 )
             )
@@ -291,7 +304,7 @@ class RolloutService:
                 return row.verdict
             body = json.loads(row.verdict)
             body["closed"] = True
-            text = json.dumps(body)
+            text = _dumps(body)
             tx.update(_replace(row, closed=True, verdict=text))
             return text
 
@@ -305,8 +318,8 @@ class RolloutService:
         baseline: ArmCounts,
         *,
         window: tuple[float, float] | None = None,
-    ) -> tuple[bool, str]:
-        """Count one look, once per ``look_id``; ``(counted, body)``.
+    ) -> Answer:
+        """Count one look, once per ``look_id``; ``(counted, body, decision)``.
 
         A retry with the same ``look_id`` and counts returns the first answer and
         counts nothing. With ``window = (start, end)`` (a Prometheus measurement) the
@@ -319,40 +332,41 @@ class RolloutService:
         """
         counts = _counts_json(canary, baseline)
 
-        def op(tx: Tx) -> tuple[bool, str]:
-            row = tx.get(rollout_id)
+        def op(tx: Tx) -> Answer:
+            row, seen = tx.get_with_look(rollout_id, look_id)
             if row is None:
                 raise NotFoundError(rollout_id)
-            seen = tx.get_look(rollout_id, look_id)
             if seen is not None:
                 if seen[0] != counts:
                     raise ConflictError(
                         f"look_id {look_id!r} was already counted with other counts: {seen[0]}"
                     )
-                return False, seen[1]
+                return Answer(False, seen[1], None)
             if row.closed:
                 raise ConflictError(f"rollout {rollout_id!r} is closed")
             if window is not None and row.measured_at != window[0]:
-                return False, row.verdict
+                return Answer(False, row.verdict, None)
             cfg = self._config(row)
             judge = self._judge(row, cfg)
             verdict = judge.update(canary, baseline)
-            body = verdict_body(rollout_id, verdict, closed=False)
-            text = json.dumps(body)
-            state = json.dumps(judge.state())
-            response = json.dumps({"look_id": look_id, **body})
-            tx.add_look(rollout_id, look_id, counts, response)
-            tx.update(
+            text = _dumps(verdict_body(rollout_id, verdict, closed=False))
+            state = _dumps(judge.state())
+            # {"look_id": ..., **body} without encoding the body twice.
+            response = f'{{"look_id":{_dumps(look_id)},{text[1:]}'
+            tx.record_look(
                 _replace(
                     row,
                     state=state,
                     verdict=text,
                     looks=verdict.looks,
                     measured_at=row.measured_at if window is None else window[1],
-                )
+                ),
+                look_id,
+                counts,
+                response,
             )
             written.append((state, judge))
-            return True, response
+            return Answer(True, response, verdict.decision)
 
         written: list[tuple[str, CanaryJudge]] = []
         result = self._retrying(op)
@@ -368,7 +382,7 @@ class RolloutService:
         fetch: Callable[[PrometheusConfig, float, float], tuple[ArmCounts, ArmCounts]],
         *,
         create: RolloutConfig | None = None,
-    ) -> tuple[bool, str]:
+    ) -> Answer:
         """Take a look from Prometheus over the window since the previous one.
 
         Args:
@@ -393,7 +407,7 @@ class RolloutService:
             raise ConflictError(f"rollout {rollout_id!r} has no Prometheus source to measure from")
         start, end = row.measured_at, self.clock()
         if not end > start:
-            return False, row.verdict
+            return Answer(False, row.verdict, None)
         canary, baseline = fetch(cfg.prometheus, start, end)
         return self.look(rollout_id, f"measure@{start!r}", canary, baseline, window=(start, end))
 

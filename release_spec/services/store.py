@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PostgresStore", "RetryError", "RolloutRow", "SQLiteStore", "Store", "Tx", "open_store"]
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "PostgresStore",
+    "RetryError",
+    "RolloutRow",
+    "SQLiteStore",
+    "Store",
+    "Tx",
+    "open_store",
+]
 
 
 class RetryError(Exception):
@@ -50,6 +59,7 @@ class RolloutRow:
 
 
 _COLUMNS = "id, config, source, state, verdict, looks, closed, measured_at"
+_JOINED = ", ".join(f"r.{c}" for c in _COLUMNS.split(", "))
 
 
 def _row(values: tuple[Any, ...] | None) -> RolloutRow | None:
@@ -126,22 +136,54 @@ class Tx:
             ),
         )
 
-    def get_look(self, rollout_id: str, look_id: str) -> tuple[str, str] | None:
-        """``(counts, response)`` of a counted look, or None."""
+    def get_with_look(
+        self, rollout_id: str, look_id: str
+    ) -> tuple[RolloutRow | None, tuple[str, str] | None]:
+        """The rollout (locked, as `get`) and ``(counts, response)`` of its look ``look_id``."""
+        if self._lock:
+            # PostgreSQL: the look must be read after the row lock is granted. A join
+            # locking the rollout re-reads only the rollout after waiting, not the look
+            # another transaction inserted meanwhile.
+            row = self.get(rollout_id)
+            if row is None:
+                return None, None
+            self._cur.execute(
+                self._q("SELECT counts, response FROM looks WHERE rollout_id = ? AND look_id = ?"),
+                (rollout_id, look_id),
+            )
+            seen = self._cur.fetchone()
+            return row, None if seen is None else (str(seen[0]), str(seen[1]))
+        # SQLite: BEGIN IMMEDIATE already holds the write lock; one statement for both.
         self._cur.execute(
-            self._q("SELECT counts, response FROM looks WHERE rollout_id = ? AND look_id = ?"),
-            (rollout_id, look_id),
+            f"SELECT {_JOINED}, l.counts, l.response FROM rollouts r LEFT JOIN looks l "
+            "ON l.rollout_id = r.id AND l.look_id = ? WHERE r.id = ?",
+            (look_id, rollout_id),
         )
         found = self._cur.fetchone()
-        return None if found is None else (str(found[0]), str(found[1]))
+        if found is None:
+            return None, None
+        return _row(found[:-2]), None if found[-2] is None else (str(found[-2]), str(found[-1]))
 
-    def add_look(self, rollout_id: str, look_id: str, counts: str, response: str) -> None:
-        """Record a counted look."""
+    def record_look(
+        self,
+        row: RolloutRow,
+        look_id: str,
+        counts: str,
+        response: str,
+    ) -> None:
+        """Record a counted look and the rollout's new state, verdict, looks and window."""
         self._cur.execute(
             self._q(
                 "INSERT INTO looks (rollout_id, look_id, counts, response) VALUES (?, ?, ?, ?)"
             ),
-            (rollout_id, look_id, counts, response),
+            (row.id, look_id, counts, response),
+        )
+        self._cur.execute(
+            self._q(
+                "UPDATE rollouts SET state = ?, verdict = ?, looks = ?, measured_at = ? "
+                "WHERE id = ?"
+            ),
+            (row.state, row.verdict, row.looks, row.measured_at, row.id),
         )
 
 
@@ -181,8 +223,20 @@ CREATE TABLE IF NOT EXISTS looks (
 """
 
 
+#: Seconds between two background checkpoints of a `SQLiteStore`.
+CHECKPOINT_SECONDS = 0.5
+# The connection's automatic checkpoint (pages of log, 4 KiB each): 64 MiB, far above
+# what half a second of looks writes.
+_BACKSTOP_PAGES = 16384
+
+
 class SQLiteStore(Store):
     """SQLite in WAL mode; one connection shared by the service's threads under a lock.
+
+    Checkpoints (copying the write-ahead log into the database file, with an fsync)
+    run on a thread of their own every `CHECKPOINT_SECONDS`, so no request waits for
+    one; the connection's own automatic checkpoint stays as a backstop at a size a
+    working checkpointer never lets the log reach.
 
     Args:
         path: the database file (created with its tables if absent).
@@ -204,10 +258,28 @@ class SQLiteStore(Store):
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
             self._conn.executescript(_SQLITE_SCHEMA)
         except sqlite3.Error as e:
             raise ValueError(f"--db {path}: cannot open the SQLite database: {e}") from e
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        try:
+            while not self._stop.wait(CHECKPOINT_SECONDS):
+                try:
+                    # PASSIVE copies what it can without waiting for writers or readers.
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    continue  # the backstop checkpoint and the next round cover it
+        finally:
+            conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -235,6 +307,8 @@ class SQLiteStore(Store):
             return [(str(a), str(b)) for a, b in cur.fetchall()]
 
     def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join()
         with self._lock:
             self._conn.close()
 
