@@ -121,7 +121,9 @@ def test_race_links_swapped_in_during_every_operation(
     version there. Every operation ends in success or a `StoreError`, nothing
     outside changes, and every backup written restores into a sound store.
     (Restoring over the store is left out: it replaces the directory the
-    swapper works in.)
+    swapper works in.) A stress test: the deterministic tests around it pin
+    each finding; against the unfixed store 40 rounds met a raw
+    ``FileNotFoundError`` in two of the three cases on each of two runs.
     """
     shutil.copytree(store.root / "versions" / "v0001", outside / "v0001")
     before = snapshot(outside)
@@ -142,7 +144,7 @@ def test_race_links_swapped_in_during_every_operation(
     }
     swapper.start()
     try:
-        for i in range(15):
+        for i in range(40):
             for operation in operations.values():
                 with contextlib.suppress(StoreError):
                     operation(i)
