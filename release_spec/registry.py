@@ -32,11 +32,15 @@ regular file or a directory (``O_NOFOLLOW``, checked with ``lstat``/``fstat``;
 ``O_NONBLOCK`` so a FIFO never blocks); FIFOs, devices, sockets and files with
 more than one hard link are refused, and `verify` reports them as damage.
 The store's root is taken as the caller names it; every path below it is
-checked. Metadata reads are capped at `MAX_METADATA_BYTES`, so a file that
-never ends cannot exhaust memory. Manifest entries are plain file names inside
+checked, and writers work in ``versions`` through a descriptor opened that
+way, so a link swapped in later never redirects a write or a deletion.
+Metadata reads are capped at `MAX_METADATA_BYTES`, so a file that never ends
+cannot exhaust memory. Manifest entries are plain file names inside
 their version directory (no ``/``, no ``..``), checked when a manifest is
 sealed and when it is read. Messages name the store file at fault and never
-report facts (hash, size) about a file outside the store.
+report facts (hash, size) about a file outside the store; names read from the
+store are escaped, so a name with a newline or a terminal escape cannot forge
+a line of a report.
 
 Crash safety: a registration writes into ``versions/.incoming-<token>``,
 fsyncs every file and the directory, then renames the directory into place;
@@ -1534,7 +1538,7 @@ class ModelStore:
         Raises:
             IntegrityError: The store has problems (nothing damaged is backed up;
                 a link, a special file or a hard-linked file is such a problem).
-            StoreError: ``dest`` exists or is not a ``.tar.gz`` path.
+            StoreError: ``dest`` exists, is inside the store, or is not a ``.tar.gz`` path.
             StoreWriteError: The archive could not be written (nothing is left at ``dest``).
         """
         dest = Path(dest)
@@ -1609,7 +1613,9 @@ class ModelStore:
         after its manifest and have exactly the size it records; metadata is
         capped at `MAX_METADATA_BYTES`; and a member is written only if
         `RESTORE_HEADROOM_BYTES` stay free on the disk after it. At most the
-        recorded size is written. On any refusal or error nothing is left
+        recorded size is written. The archive is read to its end, so a
+        truncated one, a wrong gzip checksum or data after the end of the
+        tar (another stream, compressed zeros) is refused. On any refusal or error nothing is left
         behind and ``root`` is unchanged.
 
         Raises:
