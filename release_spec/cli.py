@@ -505,7 +505,11 @@ _EXPORT_FLAGS = {
     "requests_metric": ("--requests-metric", "per-pod counter of requests served"),
     "errors_metric": ("--errors-metric", "per-pod counter of failed requests"),
     "slow_metric": ("--slow-metric", "per-pod counter of requests slower than latency_slo_ms"),
-    "rollout_id": ("--rollout-id", "Flagger: the judge's rollout id, one per release"),
+    "rollout_id": (
+        "--rollout-id",
+        "Flagger: one judge rollout id for every revision (default: the service's "
+        "namespace.name.checksum, one per revision)",
+    ),
     "interval_seconds": (
         "--interval",
         "seconds; Argo: between looks (default: batch_size requests at requests_per_minute); "

@@ -711,7 +711,7 @@ def test_flagger_rollout_id_option_names_the_judges_rollout(judge):
     payload = {"name": "model-server", "namespace": "default", "metadata": hook["metadata"]}
     assert client.post("/v1/flagger/pre-rollout", json=payload).status_code == 200
     assert client.get("/v1/rollouts/model-server-v42").json()["decision"] == "continue"
-    assert client.get("/v1/rollouts/model-server.default").status_code == 404
+    assert client.get("/v1/rollouts/default.model-server").status_code == 404
     with pytest.raises(ValueError, match=r"^rollout_id: Argo's rollout id"):
         _manifests("argo", options=ExportOptions(rollout_id="model-server-v42"))
 

@@ -442,8 +442,14 @@ def test_fetch_counts_queries_prometheus_rounds_and_caps() -> None:
 # ---------------------------------------------------------------- Flagger
 
 
-def _hook(svc: Service, hook: str, **metadata: str) -> httpx.Response:
-    payload = {"name": "podinfo", "namespace": "test", "phase": "Progressing", "metadata": metadata}
+def _hook(svc: Service, hook: str, checksum: str = "6d4f8b9c7", **metadata: str) -> httpx.Response:
+    payload = {
+        "name": "podinfo",
+        "namespace": "test",
+        "phase": "Progressing",
+        "checksum": checksum,
+        "metadata": metadata,
+    }
     return svc.client.post(f"/v1/flagger/{hook}", json=payload)
 
 
@@ -456,8 +462,8 @@ def test_flagger_hooks_answer_by_decision(svc: Service) -> None:
         "confirm-promotion",
         "rollback",
     ]
-    assert _hook(svc, "rollout").status_code == 404  # podinfo.test does not exist yet
-    svc.client.put("/v1/rollouts/podinfo.test", json={"margin": 0.02})
+    assert _hook(svc, "rollout").status_code == 404  # test.podinfo.6d4f8b9c7 does not exist yet
+    svc.client.put("/v1/rollouts/test.podinfo.6d4f8b9c7", json={"margin": 0.02})
     statuses = {h: _hook(svc, h).status_code for h in hooks}
     assert statuses == {
         "confirm-rollout": 200,
@@ -467,10 +473,10 @@ def test_flagger_hooks_answer_by_decision(svc: Service) -> None:
         "confirm-promotion": 409,
         "rollback": 409,
     }
-    svc.look("podinfo.test", "a", GOOD, BASE)
+    svc.look("test.podinfo.6d4f8b9c7", "a", GOOD, BASE)
     assert _hook(svc, "confirm-promotion").status_code == 200
     assert _hook(svc, "rollback").status_code == 409
-    svc.look("podinfo.test", "b", {"requests": 2000, "errors": 400}, BASE)
+    svc.look("test.podinfo.6d4f8b9c7", "b", {"requests": 2000, "errors": 400}, BASE)
     statuses = {h: _hook(svc, h).status_code for h in hooks}
     assert statuses == {
         "confirm-rollout": 409,
@@ -499,11 +505,49 @@ def test_flagger_metadata_names_and_creates_the_rollout_and_rollout_hook_measure
     r = _hook(svc, "rollout", rollout="custom-id", config=config)
     assert r.status_code == 200
     assert (r.json()["rollout"], r.json()["looks"]) == ("custom-id", 1)
-    assert svc.store.read("podinfo.test") is None
+    assert svc.store.read("test.podinfo.6d4f8b9c7") is None
     bad = _hook(svc, "rollout", rollout="other", config='{"alpha": 7}')
     assert bad.status_code == 422
     assert "metadata.config" in bad.json()["detail"]
     assert svc.store.read("other") is None
+
+
+def test_flagger_each_revision_gets_its_own_judge(svc: Service) -> None:
+    """The payload's checksum is in the default id: a rejected revision stays behind."""
+    config = json.dumps({"margin": 0.02})
+    assert _hook(svc, "pre-rollout", checksum="rev1", config=config).status_code == 200
+    svc.look("test.podinfo.rev1", "a", {"requests": 2000, "errors": 400}, BASE)
+    assert _hook(svc, "rollback", checksum="rev1", config=config).status_code == 200
+    assert _hook(svc, "pre-rollout", checksum="rev1", config=config).status_code == 409
+    # The next revision starts afresh, under its own id; the rejected one is untouched.
+    fresh = _hook(svc, "pre-rollout", checksum="rev2", config=config)
+    assert (fresh.status_code, fresh.json()["rollout"], fresh.json()["looks"]) == (
+        200,
+        "test.podinfo.rev2",
+        0,
+    )
+    assert _hook(svc, "rollback", checksum="rev2", config=config).status_code == 409
+    assert svc.client.get("/v1/rollouts/test.podinfo.rev1").json()["decision"] == "reject"
+    # metadata.rollout still names one rollout for every revision.
+    _hook(svc, "pre-rollout", checksum="rev1", rollout="pinned", config=config)
+    pinned = _hook(svc, "pre-rollout", checksum="rev2", rollout="pinned", config=config)
+    assert pinned.json()["rollout"] == "pinned"
+    # Without a checksum: namespace.name.
+    payload = {"name": "podinfo", "namespace": "test", "metadata": {"config": config}}
+    r = svc.client.post("/v1/flagger/pre-rollout", json=payload)
+    assert (r.status_code, r.json()["rollout"]) == (200, "test.podinfo")
+
+
+@pytest.mark.parametrize(
+    ("checksum", "metadata", "field"),
+    [("a/b", {}, "rollout id 'test.podinfo.a/b'"), ("abc", {"rollout": "x y"}, "metadata.rollout")],
+)
+def test_flagger_refuses_an_id_the_service_cannot_address(
+    svc: Service, checksum: str, metadata: dict, field: str
+) -> None:
+    r = _hook(svc, "pre-rollout", checksum=checksum, config=json.dumps({}), **metadata)
+    assert r.status_code == 422
+    assert field in r.json()["detail"]
 
 
 # ---------------------------------------------------------------- Kayenta

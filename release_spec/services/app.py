@@ -28,7 +28,6 @@ on (an id the pattern refuses).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -256,7 +255,6 @@ class _Timing:
 
 _LOOK_BODY = TypeAdapter(LookBody)
 _LOOKS_PREFIX, _LOOKS_SUFFIX = "/v1/rollouts/", "/looks"
-_ID = re.compile(_ID_PATTERN)
 _MAX_BODY = 1 << 20  # bytes; a look is about 120
 
 
@@ -298,7 +296,7 @@ class _JudgeApp(FastAPI):
             path = scope["path"]
             if path.startswith(_LOOKS_PREFIX) and path.endswith(_LOOKS_SUFFIX):
                 rollout_id = path[len(_LOOKS_PREFIX) : -len(_LOOKS_SUFFIX)]
-                if 0 < len(rollout_id) <= _ID_MAX and _ID.match(rollout_id):
+                if flagger.ROLLOUT_ID.match(rollout_id):
                     start = time.perf_counter()
                     try:
                         await self._look(self.look_answer, rollout_id, receive, send)
@@ -483,7 +481,12 @@ def create_app(
             return JSONResponse(
                 {"detail": f"unknown hook {hook!r}; one of {list(flagger.HOOKS)}"}, status_code=404
             )
-        rid = flagger.rollout_id(payload.name, payload.namespace, payload.metadata)
+        try:
+            rid = flagger.rollout_id(
+                payload.name, payload.namespace, payload.metadata, payload.checksum
+            )
+        except ValueError as e:
+            raise InvalidError(str(e)) from None
         if hook in ("post-rollout", "event"):
             return JSONResponse({"rollout": rid, "hook": hook, "go": True})
         create = None

@@ -33,6 +33,9 @@ changed settings once looks are counted).
   settings: ``rollout`` takes a look every interval, ``confirm-promotion`` holds
   the last weight until the judge promotes, ``rollback`` answers 2xx once it
   rejects (``confirm-traffic-increase`` lets the weight grow unless rejected).
+  The service names the judge's rollout ``{namespace}.{name}.{checksum}`` from
+  the payload, so each revision Flagger analyses gets a fresh judge
+  (``rollout_id`` pins one id instead).
   Canary pods are ``{target}-<hash>-<hash>``, the primary's
   ``{target}-primary-<hash>-<hash>`` (Flagger's own naming, as in its built-in
   queries).
@@ -73,6 +76,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from release_spec.plan import PhasedRolloutPlan
+from release_spec.services.flagger import ROLLOUT_ID
 
 __all__ = [
     "TARGETS",
@@ -109,8 +113,6 @@ _POD_SUFFIX = "-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-# What the service accepts as a rollout id (release_spec.services.app.RolloutId).
-_ROLLOUT_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,12 @@ class ExportOptions:
         errors_metric: the counter of failed requests, per pod.
         slow_metric: the counter of requests slower than the plan's
             ``latency_slo_ms``, per pod.
-        rollout_id: Flagger: the judge's rollout id (``metadata.rollout`` of every
-            webhook); ``None`` leaves the service's default, ``{name}.{namespace}``,
-            which every revision of the Canary shares.
+        rollout_id: Flagger: one rollout id for every revision of the Canary
+            (``metadata.rollout`` of every webhook). ``None``, the default, leaves
+            the service's id, ``{namespace}.{name}.{checksum}``: one judge per
+            revision, Flagger's ``checksum`` naming it. A fixed id suits a Canary
+            applied afresh with each release; with it, a rejected revision leaves
+            the next one rejected until the id changes.
         interval_seconds: Argo: seconds between looks (default: ``batch_size``
             requests at ``requests_per_minute``); Flagger: the analysis interval
             (default: the longest wait for a step's minimum canary requests).
@@ -181,7 +186,7 @@ class ExportOptions:
                 raise ValueError(
                     f"{option}: expected a Prometheus metric name, got {getattr(self, option)!r}"
                 )
-        if self.rollout_id is not None and not _ROLLOUT_ID.match(self.rollout_id):
+        if self.rollout_id is not None and not ROLLOUT_ID.match(self.rollout_id):
             raise ValueError(
                 f"rollout_id: expected 1-200 of A-Z a-z 0-9 . _ : ~ -, got {self.rollout_id!r}"
             )

@@ -2,7 +2,9 @@
 
 Flagger POSTs ``{"name", "namespace", "phase", "checksum", "metadata"}`` and reads any
 status above 202 as "no". The rollout is ``metadata["rollout"]`` if given, else
-``"{name}.{namespace}"`` (how Flagger itself names a canary in its logs);
+``"{namespace}.{name}.{checksum}"``: Flagger's ``checksum`` names the revision under
+analysis, so each revision of a Canary gets a judge of its own and a rejected revision
+does not leave the next one rejected (without a checksum: ``"{namespace}.{name}"``).
 ``metadata["config"]``, a JSON string with the body of ``PUT /v1/rollouts/{id}``,
 creates the rollout if it does not exist yet.
 
@@ -20,10 +22,14 @@ Every answer's body is the rollout's verdict plus ``hook`` and ``go`` (true/fals
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HOOKS", "answer", "rollout_id"]
+__all__ = ["HOOKS", "ROLLOUT_ID", "answer", "rollout_id"]
+
+#: What the service accepts as a rollout id (the path segment of ``/v1/rollouts/{id}``).
+ROLLOUT_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
 
 HOOKS = (
     "confirm-rollout",
@@ -37,14 +43,35 @@ HOOKS = (
 )
 
 
-def rollout_id(name: str, namespace: str, metadata: Mapping[str, str]) -> str:
-    """The rollout a payload names.
+def rollout_id(
+    name: str, namespace: str, metadata: Mapping[str, str], checksum: str | None = None
+) -> str:
+    """The rollout a payload names: ``metadata["rollout"]``, else one per revision.
+
+    Raises:
+        ValueError: an id the service cannot address (see `ROLLOUT_ID`), naming the
+            payload field it came from.
 
     Example:
-        >>> rollout_id("podinfo", "test", {}), rollout_id("podinfo", "test", {"rollout": "r7"})
-        ('podinfo.test', 'r7')
+        >>> rollout_id("podinfo", "test", {}, "6d4f8b9c7")
+        'test.podinfo.6d4f8b9c7'
+        >>> rollout_id("podinfo", "test", {"rollout": "r7"}, "6d4f8b9c7")
+        'r7'
+        >>> rollout_id("podinfo", "test", {})
+        'test.podinfo'
     """
-    return metadata.get("rollout") or f"{name}.{namespace}"
+    given = metadata.get("rollout")
+    if given:
+        if not ROLLOUT_ID.match(given):
+            raise ValueError(f"metadata.rollout must match {ROLLOUT_ID.pattern}, got {given!r}")
+        return given
+    rid = f"{namespace}.{name}.{checksum}" if checksum else f"{namespace}.{name}"
+    if not ROLLOUT_ID.match(rid):
+        raise ValueError(
+            f"the rollout id {rid!r} (namespace.name.checksum) does not match "
+            f"{ROLLOUT_ID.pattern}; name one in metadata.rollout"
+        )
+    return rid
 
 
 def answer(hook: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
