@@ -24,7 +24,12 @@ from release_spec import cli
 from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
 from release_spec.services import kayenta
 from release_spec.services.prometheus import SourceError, fetch_counts, window_query
-from release_spec.services.rollouts import PrometheusArm, PrometheusConfig, verdict_body
+from release_spec.services.rollouts import (
+    NoSampleError,
+    PrometheusArm,
+    PrometheusConfig,
+    verdict_body,
+)
 from release_spec.services.store import PostgresStore, SQLiteStore, Store
 
 with warnings.catch_warnings():
@@ -395,6 +400,80 @@ def test_measure_creates_the_rollout_from_its_body_and_reports_prometheus_failur
     assert svc.client.post("/v1/rollouts/argo-abc/measure", json=conflicting).status_code == 409
     bad = svc.client.post("/v1/rollouts/argo-abc/measure", json={"alpha": 2})
     assert (bad.status_code, bad.json()["detail"][0]["loc"]) == (422, ["body", "alpha"])
+
+
+def test_measure_without_a_sample_counts_nothing_and_keeps_the_window_open(svc: Service) -> None:
+    """Two looks in the same window: the first has no sample, the second covers both."""
+    svc.client.put("/v1/rollouts/m", json={"margin": 0.02, "prometheus": SOURCE})
+    created = svc.clock.now
+    svc.clock.now += 2
+    svc.answers.append(NoSampleError("no sample for canary.requests over the last 2 s"))
+    r = svc.client.post("/v1/rollouts/m/measure")
+    assert (r.status_code, r.json()["looks"], r.json()["decision"]) == (200, 0, "continue")
+    assert r.json()["reason"].startswith("continue: ")
+    assert "no look counted now: no sample for canary.requests" in r.json()["reason"]
+    assert svc.store.read("m").measured_at == created  # the window did not move
+    assert svc.store.counted("m") == []
+    svc.clock.now += 2
+    svc.answers.append((ArmCounts(4000, 80), ArmCounts(76000, 1520)))
+    r = svc.client.post("/v1/rollouts/m/measure")
+    assert (r.json()["looks"], r.json()["canary_requests"], r.json()["decision"]) == (
+        1,
+        4000,
+        "promote",
+    )
+    assert svc.windows == [(created, created + 2), (created, created + 4)]
+    assert "no look counted" not in r.json()["reason"]
+    text = svc.client.get("/metrics").text
+    assert 'release_spec_judge_looks_total{result="no_sample"} 1.0' in text
+
+
+def _prometheus(answers: dict[str, list]) -> Callable[[httpx.Request], httpx.Response]:
+    """A fake Prometheus answering each query with its list of series values."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        values = answers[request.url.params["query"]]
+        result = [{"metric": {"pod": f"p{i}"}, "value": [1, v]} for i, v in enumerate(values)]
+        return httpx.Response(
+            200, json={"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
+    return handler
+
+
+def test_fetch_counts_tells_a_missing_sample_from_a_missing_series() -> None:
+    source = PrometheusConfig(
+        "http://prom:9090",
+        PrometheusArm('req{t="c"}', 'err{t="c"}'),
+        PrometheusArm('req{t="b"}', "sum(increase(err_b[$window]))"),
+    )
+    window = {q: f"sum(increase({q}[2000ms]))" for q in ('req{t="c"}', 'err{t="c"}', 'req{t="b"}')}
+    full = {
+        window['req{t="c"}']: ["100"],
+        window['err{t="c"}']: [],  # no error counted in the window...
+        'err{t="c"}': [],  # ...because the series does not exist yet: a true zero
+        window['req{t="b"}']: ["1200", "800"],
+        "sum(increase(err_b[2000ms]))": ["20"],
+    }
+    with httpx.Client(transport=httpx.MockTransport(_prometheus(full))) as client:
+        assert fetch_counts(source, 10.0, 12.0, client=client) == (
+            ArmCounts(100, 0),
+            ArmCounts(2000, 20),
+        )
+    # The series exists but the window holds fewer than two of its samples.
+    late = {**full, 'err{t="c"}': ["7"]}
+    with (
+        httpx.Client(transport=httpx.MockTransport(_prometheus(late))) as client,
+        pytest.raises(NoSampleError, match=r"canary\.errors over the last 2 s"),
+    ):
+        fetch_counts(source, 10.0, 12.0, client=client)
+    # An expression cannot tell the two apart: an empty answer is no sample.
+    empty_expression = {**full, "sum(increase(err_b[2000ms]))": []}
+    with (
+        httpx.Client(transport=httpx.MockTransport(_prometheus(empty_expression))) as client,
+        pytest.raises(NoSampleError, match=r"baseline\.errors"),
+    ):
+        fetch_counts(source, 10.0, 12.0, client=client)
 
 
 def test_window_query_wraps_selectors_and_fills_templates() -> None:

@@ -197,7 +197,7 @@ class _Metrics:
         self.registry = CollectorRegistry()
         self.looks = Counter(
             "release_spec_judge_looks",
-            "Looks posted, by result (counted, duplicate, refused).",
+            "Looks posted, by result (counted, duplicate, refused, no_sample).",
             ["result"],
             registry=self.registry,
         )
@@ -215,14 +215,17 @@ class _Metrics:
             registry=self.registry,
         )
         # Labelled children looked up once, not on every request.
-        self.look_results = {r: self.looks.labels(r) for r in ("counted", "duplicate", "refused")}
+        self.look_results = {
+            r: self.looks.labels(r) for r in ("counted", "duplicate", "refused", "no_sample")
+        }
         self.decision_counts = {
             d: self.decisions.labels(d) for d in ("continue", "promote", "reject")
         }
 
     def count(self, answer: Answer) -> None:
         """Count a look's answer (and its decision, if it was counted)."""
-        self.look_results["counted" if answer.counted else "duplicate"].inc()
+        result = "counted" if answer.counted else "no_sample" if answer.no_sample else "duplicate"
+        self.look_results[result].inc()
         if answer.decision is not None:
             self.decision_counts[answer.decision].inc()
 

@@ -180,7 +180,7 @@ def _check(args: argparse.Namespace, usage_error: type[Exception]) -> int:
 
 def _from_prometheus(args: argparse.Namespace, usage_error: type[Exception]) -> Any:
     from release_spec.services.prometheus import SourceError, fetch_counts
-    from release_spec.services.rollouts import PrometheusArm, PrometheusConfig
+    from release_spec.services.rollouts import NoSampleError, PrometheusArm, PrometheusConfig
 
     queries: dict[str, PrometheusArm] = {}
     for arm in ("canary", "baseline"):
@@ -195,5 +195,5 @@ def _from_prometheus(args: argparse.Namespace, usage_error: type[Exception]) -> 
     end = time.time()
     try:
         return fetch_counts(source, end - args.window, end)
-    except SourceError as e:
+    except (SourceError, NoSampleError) as e:
         raise usage_error(f"--prometheus {args.prometheus}: {e}") from None

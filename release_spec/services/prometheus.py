@@ -7,6 +7,15 @@ which is replaced by the window (e.g. ``sum(increase(http_requests_total{code=~"
 The window runs from the previous look to now, in milliseconds, and the query is
 evaluated at now. ``increase()`` extrapolates to the window's edges, so the values are
 rounded to whole counts and errors and slow requests are capped at the requests.
+
+``increase()`` needs two samples of a series inside the window; with fewer (a window
+shorter than about two scrape intervals, or a late scrape) it answers an empty vector.
+Read as zero, the window's requests would never be judged, since the next window
+starts where this one ends. So an empty answer for a series that exists (a selector
+whose raw series has a sample now), or for any ``$window`` expression, raises
+`~release_spec.services.rollouts.NoSampleError`: the service counts no look and keeps
+the window open, and the next look covers it. A selector with no series at all (an
+error counter never incremented yet) is a true zero.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from typing import Any
 import httpx
 
 from release_spec.judge import ArmCounts
-from release_spec.services.rollouts import PrometheusArm, PrometheusConfig
+from release_spec.services.rollouts import NoSampleError, PrometheusArm, PrometheusConfig
 
 __all__ = ["SourceError", "fetch_counts", "window_query"]
 
@@ -41,8 +50,8 @@ def window_query(template: str, seconds: float) -> str:
     return f"sum(increase({template}[{duration}]))"
 
 
-def _value(body: Any, query: str) -> float:
-    """The sum of an instant query's result (an empty vector is 0)."""
+def _value(body: Any, query: str) -> float | None:
+    """The sum of an instant query's result; None for an empty vector."""
     try:
         if body["status"] != "success":
             raise SourceError(f"Prometheus refused {query!r}: {body.get('error')}")
@@ -55,14 +64,37 @@ def _value(body: Any, query: str) -> float:
             raise SourceError(f"{query!r} returned a {data['resultType']}, not a vector")
     except (KeyError, IndexError, TypeError, ValueError) as e:
         raise SourceError(f"unexpected answer from Prometheus for {query!r}: {e!r}") from e
+    if not values:
+        return None
     total = sum(values)
     if not math.isfinite(total) or total < 0:
         raise SourceError(f"{query!r} gave {total!r}, not a count")
     return total
 
 
+def _query(client: httpx.Client, source: PrometheusConfig, query: str, end: float) -> float | None:
+    try:
+        response = client.get(
+            f"{source.url.rstrip('/')}/api/v1/query", params={"query": query, "time": end}
+        )
+    except httpx.HTTPError as e:
+        raise SourceError(f"cannot reach Prometheus at {source.url}: {e}") from e
+    if response.status_code >= 500:
+        raise SourceError(f"Prometheus answered {response.status_code} for {query!r}")
+    try:
+        body = response.json()
+    except ValueError as e:
+        raise SourceError(f"Prometheus answered non-JSON for {query!r}") from e
+    return _value(body, query)
+
+
 def _arm(
-    client: httpx.Client, source: PrometheusConfig, arm: PrometheusArm, end: float, seconds: float
+    client: httpx.Client,
+    source: PrometheusConfig,
+    arm: PrometheusArm,
+    label: str,
+    end: float,
+    seconds: float,
 ) -> ArmCounts:
     got: dict[str, int] = {}
     for name in ("requests", "errors", "slow"):
@@ -71,19 +103,19 @@ def _arm(
             got[name] = 0
             continue
         query = window_query(template, seconds)
-        try:
-            response = client.get(
-                f"{source.url.rstrip('/')}/api/v1/query", params={"query": query, "time": end}
-            )
-        except httpx.HTTPError as e:
-            raise SourceError(f"cannot reach Prometheus at {source.url}: {e}") from e
-        if response.status_code >= 500:
-            raise SourceError(f"Prometheus answered {response.status_code} for {query!r}")
-        try:
-            body = response.json()
-        except ValueError as e:
-            raise SourceError(f"Prometheus answered non-JSON for {query!r}") from e
-        got[name] = round(_value(body, query))
+        value = _query(client, source, query, end)
+        if value is None:
+            # No sample: a series that does not exist is a zero; one that exists had
+            # too few samples in the window for increase(), and an expression cannot
+            # tell the two apart.
+            if "$window" in template or _query(client, source, template, end) is not None:
+                raise NoSampleError(
+                    f"no sample for {label}.{name} over the last {seconds:.3g} s "
+                    f"({query!r} answered an empty vector: fewer than two scrapes in the "
+                    "window)"
+                )
+            value = 0.0
+        got[name] = round(value)
     requests = got["requests"]
     return ArmCounts(requests, min(got["errors"], requests), min(got["slow"], requests))
 
@@ -96,14 +128,15 @@ def fetch_counts(
     Raises:
         SourceError: Prometheus unreachable, an error answer, or a value that is not a
             count.
+        NoSampleError: a query had no sample in the window (see the module's notes).
     """
     seconds = end - start
     own = client is None
     c = client or httpx.Client(timeout=source.timeout_seconds)
     try:
         return (
-            _arm(c, source, source.canary, end, seconds),
-            _arm(c, source, source.baseline, end, seconds),
+            _arm(c, source, source.canary, "canary", end, seconds),
+            _arm(c, source, source.baseline, "baseline", end, seconds),
         )
     finally:
         if own:

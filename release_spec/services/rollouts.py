@@ -22,6 +22,7 @@ __all__ = [
     "Answer",
     "ConflictError",
     "InvalidError",
+    "NoSampleError",
     "NotFoundError",
     "PrometheusArm",
     "PrometheusConfig",
@@ -39,6 +40,7 @@ class Answer(NamedTuple):
     counted: bool  # False: a retried look_id, or a window another replica measured
     body: str  # the response's JSON text
     decision: str | None  # the new decision when counted, else None
+    no_sample: bool = False  # not counted: Prometheus had no sample for the window
 
 
 # Compact JSON for stored state and response bodies (fewer bytes written per look).
@@ -51,6 +53,10 @@ class NotFoundError(Exception):
 
 class ConflictError(Exception):
     """The request contradicts the rollout's history (a reused look_id, a closed rollout...)."""
+
+
+class NoSampleError(Exception):
+    """Prometheus had no sample for a counter over the window: no look can be counted yet."""
 
 
 class InvalidError(ValueError):
@@ -391,6 +397,10 @@ class RolloutService:
             create: settings to create the rollout with if it does not exist (and to
                 check against, as `put` does, if it does).
 
+        When Prometheus has no sample for a counter over the window (`NoSampleError`),
+        no look is counted and the window stays where it is; the answer is the current
+        verdict, its reason saying why.
+
         Raises:
             NotFoundError: no such rollout and nothing to create it from.
             ConflictError: closed, no Prometheus source, or ``create`` contradicts it.
@@ -408,7 +418,16 @@ class RolloutService:
         start, end = row.measured_at, self.clock()
         if not end > start:
             return Answer(False, row.verdict, None)
-        canary, baseline = fetch(cfg.prometheus, start, end)
+        try:
+            canary, baseline = fetch(cfg.prometheus, start, end)
+        except NoSampleError as e:
+            # Counting this window as empty would lose its requests for good: the
+            # window stays open and the next look covers it.
+            body = json.loads(row.verdict)
+            body["reason"] = (
+                f"{body['reason']} (no look counted now: {e}; the next look covers this window too)"
+            )
+            return Answer(False, _dumps(body), None, no_sample=True)
         return self.look(rollout_id, f"measure@{start!r}", canary, baseline, window=(start, end))
 
 

@@ -58,9 +58,10 @@ STEPS = (10, 25, 50)
 INTERVAL = 2.0
 DEADLINE = 120.0
 # The judge reads increase() over the window since its previous look; a window with
-# fewer than two samples of a series gives an empty answer, which counts as zero
-# (its requests are never judged). Four scrapes per look keep that rare on a busy
-# machine; with one scrape a second, about one look in seven lost an arm's counts.
+# fewer than two samples of a series gives an empty answer, and the judge then counts
+# no look and keeps the window open (the next look covers it). Four scrapes per look
+# keep such delays rare on a busy machine; with one scrape a second, about one look
+# in seven came back empty.
 SCRAPE_INTERVAL = "500ms"
 
 # The metric that must reject each harmful candidate.
