@@ -8,6 +8,7 @@ started from Debian's binaries, see tests/_postgres.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import warnings
 from collections.abc import Callable, Iterator
@@ -309,6 +310,59 @@ def test_look_refuses_a_bad_body_with_422_naming_the_field(
 def test_look_on_an_unknown_rollout_is_404(svc: Service) -> None:
     assert svc.look("nope", "a", GOOD, BASE).status_code == 404
     assert svc.store.read("nope") is None
+
+
+def test_concurrent_looks_share_commits_and_each_counts_once(
+    backend: Callable[[], Store],
+) -> None:
+    """40 looks posted at once over 8 rollouts: all answered, each counted once."""
+    store = backend()
+    app = create_app(store)
+    transactions = 0
+    real = store.transaction
+
+    def counting() -> Any:
+        nonlocal transactions
+        transactions += 1
+        return real()
+
+    store.transaction = counting  # type: ignore[method-assign]
+
+    async def post_all() -> tuple[list[httpx.Response], int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://judge") as client:
+            for k in range(8):
+                await client.put(f"/v1/rollouts/c{k}", json={"margin": 0.02})
+            made = transactions
+            looks = [
+                client.post(
+                    f"/v1/rollouts/c{i % 8}/looks",
+                    json={
+                        "look_id": f"l{i}",
+                        "canary": {"requests": 100 + i, "errors": 1},
+                        "baseline": {"requests": 1000, "errors": 10},
+                    },
+                )
+                for i in range(40)
+            ]
+            answers = await asyncio.gather(*looks)
+            return answers, transactions - made
+
+    try:
+        answers, commits = asyncio.run(post_all())
+        assert [r.status_code for r in answers] == [200] * 40
+        for k in range(8):
+            body = json.loads(app.state.service.get(f"c{k}"))
+            mine = [i for i in range(40) if i % 8 == k]
+            assert body["looks"] == 5
+            assert body["canary_requests"] == sum(100 + i for i in mine)
+            assert sorted(look_id for look_id, _ in store.counted(f"c{k}")) == sorted(
+                f"l{i}" for i in mine
+            )
+        if not store.blocking:  # SQLite: looks of one turn of the loop share a commit
+            assert commits < 40
+    finally:
+        store.close()
 
 
 @st.composite

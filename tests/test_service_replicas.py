@@ -1,4 +1,4 @@
-"""Several replicas on one store: looks interleave across replicas, none lost or doubled.
+"""Several replicas on one store, and group commits: no look lost or doubled.
 
 Two `RolloutService` instances stand for two replicas behind a load balancer, each
 with its own connection(s) and its own judge cache: PostgreSQL (a real server), and
@@ -102,3 +102,65 @@ def test_concurrent_replicas_count_every_look_once(stores: Callable[[], Store]) 
     assert body["canary_requests"] == sum(c.requests for _, c, _ in looks)
     assert body["baseline_requests"] == sum(b.requests for _, _, b in looks)
     assert sorted(k for k, _ in replicas[0].store.counted("r")) == sorted(k for k, *_ in looks)
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, Exception):
+        return type(a) is type(b) and str(a) == str(b)
+    return a == b
+
+
+def test_group_commit_answers_and_stores_as_looks_one_by_one(tmp_path: Path) -> None:
+    """look_many == look applied in order: two looks of one rollout, refusals in place.
+
+    (The service batches looks on SQLite only; PostgreSQL takes one look per thread.)
+    """
+    batched = RolloutService(SQLiteStore(tmp_path / "batched.db"))
+    single = RolloutService(SQLiteStore(tmp_path / "single.db"))
+    rng = random.Random(5)
+    for svc in (batched, single):
+        svc.put("r1", CONFIG)
+        svc.put("r2", CONFIG)
+    looks = [(rid, f"l{i}", *_look(rng)) for i, rid in enumerate(["r1", "r2", "r1", "r1"])]
+    c0, b0 = looks[0][2], looks[0][3]
+    looks += [
+        ("nope", "x", c0, b0),  # unknown rollout: refused
+        ("r1", "l0", c0, b0),  # a retry inside the same batch: the first answer
+        ("r1", "l0", ArmCounts(c0.requests + 1, 0), b0),  # reused look_id: refused
+    ]
+    got = batched.look_many(looks)
+    expected: list[object] = []
+    for look in looks:
+        try:
+            expected.append(single.look(*look))
+        except Exception as e:
+            expected.append(e)
+    assert [type(g) for g in got] == [type(e) for e in expected]
+    assert all(_same(g, e) for g, e in zip(got, expected, strict=True))
+    for rid in ("r1", "r2"):
+        assert batched.get(rid) == single.get(rid)
+        assert batched.store.counted(rid) == single.store.counted(rid)
+    batched.store.close()
+    single.store.close()
+
+
+def test_group_commit_keeps_one_failing_look_to_itself(
+    stores: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that fails is retried look by look: the others still count."""
+    svc = RolloutService(stores())
+    svc.put("r", CONFIG)
+    real = svc._look
+
+    def failing(tx: object, rid: str, look_id: str, *rest: object) -> object:
+        if look_id == "boom":
+            raise RuntimeError("disk on fire")
+        return real(tx, rid, look_id, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(svc, "_look", failing)
+    rng = random.Random(9)
+    looks = [("r", k, *_look(rng)) for k in ("a", "boom", "b")]
+    got = svc.look_many(looks)
+    assert [type(g).__name__ for g in got] == ["Answer", "RuntimeError", "Answer"]
+    assert [k for k, _ in svc.store.counted("r")] == ["a", "b"]
+    assert json.loads(svc.get("r"))["looks"] == 2

@@ -27,6 +27,7 @@ on (an id the pattern refuses).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -259,6 +260,7 @@ class _Timing:
 _LOOK_BODY = TypeAdapter(LookBody)
 _LOOKS_PREFIX, _LOOKS_SUFFIX = "/v1/rollouts/", "/looks"
 _MAX_BODY = 1 << 20  # bytes; a look is about 120
+_GROUP_COMMIT = 64  # looks per transaction at most
 
 
 def _detail(status: int, message: str) -> tuple[int, bytes]:
@@ -431,15 +433,47 @@ def create_app(
         """Close a rollout: its verdict stays readable, further looks are refused."""
         return _json(await call(service.delete, rollout_id))
 
+    # Group commit (SQLite): looks that arrive in the same turn of the event loop are
+    # counted in one transaction, flushed as soon as the loop has read them all; each
+    # is answered after the commit that makes it durable.
+    pending: list[tuple[tuple[str, str, ArmCounts, ArmCounts], asyncio.Future[Any]]] = []
+
+    def flush() -> None:
+        batch = pending[:_GROUP_COMMIT]
+        del pending[:_GROUP_COMMIT]
+        if pending:
+            asyncio.get_running_loop().call_soon(flush)
+        try:
+            results: list[Any] = service.look_many([look for look, _ in batch])
+        except Exception as e:
+            results = [e] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.cancelled():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def count_look(look: tuple[str, str, ArmCounts, ArmCounts]) -> Answer:
+        if store.blocking:  # PostgreSQL: one transaction per look, on a worker thread
+            return await anyio.to_thread.run_sync(partial(service.look, *look))
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        if not pending:
+            asyncio.get_running_loop().call_soon(flush)
+        pending.append((look, future))
+        return await future
+
     async def look_answer(rollout_id: str, body: LookBody) -> tuple[int, bytes]:
         c, b = body.canary, body.baseline
         try:
-            answer = await call(
-                service.look,
-                rollout_id,
-                body.look_id,
-                ArmCounts(c.requests, c.errors, c.slow),
-                ArmCounts(b.requests, b.errors, b.slow),
+            answer = await count_look(
+                (
+                    rollout_id,
+                    body.look_id,
+                    ArmCounts(c.requests, c.errors, c.slow),
+                    ArmCounts(b.requests, b.errors, b.slow),
+                )
             )
         except NotFoundError as e:
             metrics.look_results["refused"].inc()

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -212,8 +212,8 @@ class RolloutService:
         return cfg
 
     def _judge(self, row: RolloutRow, cfg: RolloutConfig) -> CanaryJudge:
-        # Popped, not read: the judge is about to change, and until the transaction
-        # commits the cache must not claim it matches any stored state.
+        # Popped, not read: the judge is about to change, and must not stay filed under
+        # the old state's text; `_look` files it under the new one once it is written.
         cached = self._judges.pop(row.id, None)
         if cached is not None and cached[0] == row.state and cached[1].config == cfg.judge:
             return cached[1]
@@ -336,51 +336,89 @@ class RolloutService:
             NotFoundError: no such rollout.
             ConflictError: the rollout is closed, or ``look_id`` was counted with other counts.
         """
+        return self._retrying(
+            lambda tx: self._look(tx, rollout_id, look_id, canary, baseline, window)
+        )
+
+    def look_many(
+        self, looks: Sequence[tuple[str, str, ArmCounts, ArmCounts]]
+    ) -> list[Answer | Exception]:
+        """Count several looks ``(rollout_id, look_id, canary, baseline)`` in one transaction.
+
+        A group commit: each look is applied in order exactly as `look` applies it
+        (a later look of the same rollout sees the earlier one), and one commit makes
+        them all durable before any is answered. A refused look comes back as its
+        `NotFoundError` or `ConflictError` in its place and changes nothing; the others
+        still count. Should the transaction itself fail, each look runs again in a
+        transaction of its own, so one failure stays one look's (returned, like the
+        refusals, in its place).
+        """
+        results: list[Answer | Exception] = []
+        try:
+            with self.store.transaction() as tx:
+                for rollout_id, look_id, canary, baseline in looks:
+                    try:
+                        results.append(self._look(tx, rollout_id, look_id, canary, baseline))
+                    except (NotFoundError, ConflictError) as e:
+                        results.append(e)  # raised before the look wrote anything
+        except Exception:
+            results = []
+            for rollout_id, look_id, canary, baseline in looks:
+                try:
+                    results.append(self.look(rollout_id, look_id, canary, baseline))
+                except Exception as e:  # the caller answers each look on its own
+                    results.append(e)
+        return results
+
+    def _look(
+        self,
+        tx: Tx,
+        rollout_id: str,
+        look_id: str,
+        canary: ArmCounts,
+        baseline: ArmCounts,
+        window: tuple[float, float] | None = None,
+    ) -> Answer:
         counts = _counts_json(canary, baseline)
-
-        def op(tx: Tx) -> Answer:
-            row, seen = tx.get_with_look(rollout_id, look_id)
-            if row is None:
-                raise NotFoundError(rollout_id)
-            if seen is not None:
-                if seen[0] != counts:
-                    raise ConflictError(
-                        f"look_id {look_id!r} was already counted with other counts: {seen[0]}"
-                    )
-                return Answer(False, seen[1], None)
-            if row.closed:
-                raise ConflictError(f"rollout {rollout_id!r} is closed")
-            if window is not None and row.measured_at != window[0]:
-                return Answer(False, row.verdict, None)
-            cfg = self._config(row)
-            judge = self._judge(row, cfg)
-            verdict = judge.update(canary, baseline)
-            text = _dumps(verdict_body(rollout_id, verdict, closed=False))
-            state = _dumps(judge.state())
-            # {"look_id": ..., **body} without encoding the body twice.
-            response = f'{{"look_id":{_dumps(look_id)},{text[1:]}'
-            tx.record_look(
-                _replace(
-                    row,
-                    state=state,
-                    verdict=text,
-                    looks=verdict.looks,
-                    measured_at=row.measured_at if window is None else window[1],
-                ),
-                look_id,
-                counts,
-                response,
-            )
-            written.append((state, judge))
-            return Answer(True, response, verdict.decision)
-
-        written: list[tuple[str, CanaryJudge]] = []
-        result = self._retrying(op)
-        if written:  # committed: from now on this judge matches the stored state
-            if len(self._judges) > 10_000:
-                self._judges.clear()
-            self._judges[rollout_id] = written[-1]
-        return result
+        row, seen = tx.get_with_look(rollout_id, look_id)
+        if row is None:
+            raise NotFoundError(rollout_id)
+        if seen is not None:
+            if seen[0] != counts:
+                raise ConflictError(
+                    f"look_id {look_id!r} was already counted with other counts: {seen[0]}"
+                )
+            return Answer(False, seen[1], None)
+        if row.closed:
+            raise ConflictError(f"rollout {rollout_id!r} is closed")
+        if window is not None and row.measured_at != window[0]:
+            return Answer(False, row.verdict, None)
+        cfg = self._config(row)
+        judge = self._judge(row, cfg)
+        verdict = judge.update(canary, baseline)
+        text = _dumps(verdict_body(rollout_id, verdict, closed=False))
+        state = _dumps(judge.state())
+        # {"look_id": ..., **body} without encoding the body twice.
+        response = f'{{"look_id":{_dumps(look_id)},{text[1:]}'
+        tx.record_look(
+            _replace(
+                row,
+                state=state,
+                verdict=text,
+                looks=verdict.looks,
+                measured_at=row.measured_at if window is None else window[1],
+            ),
+            look_id,
+            counts,
+            response,
+        )
+        # Cached under the new state's text before the commit: the entry matches a row
+        # only once that text is committed. Should the transaction roll back, the row
+        # keeps the old text and the next look rebuilds the judge from it.
+        if len(self._judges) > 10_000:
+            self._judges.clear()
+        self._judges[rollout_id] = (state, judge)
+        return Answer(True, response, verdict.decision)
 
     def measure(
         self,

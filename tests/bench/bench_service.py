@@ -9,8 +9,12 @@ CPU-second, the figure that does not depend on what else the machine is doing; t
 client-side latencies give p50/p99.
 
 Targets (issue 11 item 7): >= 5,000 looks per CPU-second, p99 <= 10 ms with 200
-concurrent rollouts. Run alone: ``python tests/bench/bench_service.py``; in the suite:
-``python tests/bench/run.py --only service``.
+concurrent rollouts. Next to each figure the bench measures the stack's floor in the
+same conditions, a trivial Starlette endpoint on the same uvicorn under the same load
+(``_floor_app.py``), and reports the judge's cost as a multiple of it: what no judge
+on this stack and machine can go below. Run alone: ``python
+tests/bench/bench_service.py``; in the suite: ``python tests/bench/run.py --only
+service``.
 """
 
 from __future__ import annotations
@@ -140,20 +144,24 @@ def load_main(port: int, rollouts: int, warmup: float, seconds: float, rate: flo
 
 
 def measure(
-    rollouts: int = ROLLOUTS, seconds: float = SECONDS, rate: float = 0.0
+    rollouts: int = ROLLOUTS, seconds: float = SECONDS, rate: float = 0.0, *, floor: bool = False
 ) -> dict[str, float]:
     """One run: start the service, load it, return looks/s, looks per CPU-second, p50, p99.
 
     ``rate`` 0 is a closed loop (every rollout posts its next look as soon as the
     previous one is answered: saturation, for throughput); a positive ``rate`` is the
     total looks per second offered as Poisson arrivals spread over the rollouts.
+    ``floor`` serves the trivial Starlette endpoint of ``_floor_app.py`` instead of
+    the judge: the same load on the same stack, with nothing judged or stored.
     """
     with tempfile.TemporaryDirectory() as tmp:
         port = _free_port()
-        server = subprocess.Popen(
-            [*SERVE, "--port", str(port), "--db", str(Path(tmp) / "judge.db")],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        command = (
+            [sys.executable, str(HERE / "_floor_app.py"), str(port)]
+            if floor
+            else [*SERVE, "--port", str(port), "--db", str(Path(tmp) / "judge.db")]
         )
+        server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120
@@ -166,7 +174,7 @@ def measure(
                         raise
                     time.sleep(0.05)
             with httpx.Client(base_url=base) as http:
-                for k in range(rollouts):
+                for k in range(0 if floor else rollouts):
                     r = http.put(f"/v1/rollouts/bench-{k}", json={"alpha": 0.05, "margin": 0.01})
                     r.raise_for_status()
             proc = psutil.Process(server.pid)
@@ -225,11 +233,33 @@ def run(repeats: int) -> list[Comparison]:
     """
     del repeats  # one timed window each; the figure is per CPU-second, not wall time
     closed = measure()
+    floor_closed = measure(floor=True)
     opened = measure(rate=OPEN_RATE)
+    floor_open = measure(rate=OPEN_RATE, floor=True)
     backend = {**_backend(), "rollouts": ROLLOUTS}
-    closed_notes = {**{k: round(v, 3) for k, v in closed.items()}, **backend}
-    open_notes = {**{k: round(v, 3) for k, v in opened.items()}, **backend}
+    closed_notes = {
+        **{k: round(v, 3) for k, v in closed.items()},
+        **backend,
+        # The stack's floor in the same conditions: a trivial Starlette endpoint on
+        # the same uvicorn, the same load (see _floor_app.py).
+        "floor_looks_per_cpu_s": round(floor_closed["looks_per_cpu_s"], 1),
+        "cpu_ratio_to_floor": round(floor_closed["looks_per_cpu_s"] / closed["looks_per_cpu_s"], 2),
+    }
+    open_notes = {
+        **{k: round(v, 3) for k, v in opened.items()},
+        **backend,
+        "floor_p50_ms": round(floor_open["p50_ms"], 3),
+        "floor_p99_ms": round(floor_open["p99_ms"], 3),
+        "p99_ratio_to_floor": round(opened["p99_ms"] / floor_open["p99_ms"], 2),
+    }
     print(json.dumps({"closed_loop": closed_notes, "open_loop": open_notes}))
+    print(
+        f"CPU per look: judge {1e3 / closed['looks_per_cpu_s']:.3f} ms, trivial Starlette "
+        f"endpoint {1e3 / floor_closed['looks_per_cpu_s']:.3f} ms "
+        f"(x{closed_notes['cpu_ratio_to_floor']}); "
+        f"p99 at {OPEN_RATE:g}/s: judge {opened['p99_ms']:.1f} ms, trivial endpoint "
+        f"{floor_open['p99_ms']:.1f} ms"
+    )
     return [
         Comparison(
             subject="judge service: CPU time per look (SQLite)",
