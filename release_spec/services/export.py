@@ -358,7 +358,7 @@ def argo_manifests(
         >>> metric["successCondition"], metric["failureCondition"]
         ('result == "promote"', 'result == "reject"')
         >>> metric["initialDelay"], metric["interval"], metric["count"]
-        ('600s', '12s', 150)
+        ('600s', '12s', 200)
         >>> steps = rollout["spec"]["strategy"]["canary"]["steps"]
         >>> steps[0], steps[1]["analysis"]["templates"]
         ({'setWeight': 1}, [{'templateName': 'model-server-judge-step-0'}])
