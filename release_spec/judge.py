@@ -265,9 +265,9 @@ def _betaln(a: float, b: float) -> np.float64:
 class _Test(SequentialErrorRateTest):
     """`SequentialErrorRateTest` without re-validating counts `ArmCounts` already checked.
 
-    The parent's update, step for step, on the same doubles (the counts are whole
-    numbers below 2**53, exact as floats), so its state is equal to the last bit;
-    ``tests/test_judge.py`` checks that against the parent.
+    It calls the parent's own arithmetic (`_add_look`) on the same doubles (the counts
+    are whole numbers below 2**53, exact as floats), so its state is equal to the last
+    bit; ``tests/test_judge.py`` checks that against the parent.
     """
 
     def update(
@@ -278,19 +278,12 @@ class _Test(SequentialErrorRateTest):
         baseline_errors: int,
         baseline_requests: int,
     ) -> None:
-        x, m_c = float(canary_errors), float(canary_requests)
-        y, m_b = float(baseline_errors), float(baseline_requests)
-        n = x + y
-        if n > 0:
-            rho = m_c / (m_c + m_b)
-            s = self._s + x * self._u
-            s -= n * np.log1p(rho * self._expm1_u)
-            top = float(s.max())
-            self._s, self._log_m = s, top + math.log(float(np.exp(s - top).sum()))
-            self._max_log_m = max(self._max_log_m, self._log_m)
-        self.looks += 1
-        self.canary_requests += canary_requests
-        self.baseline_requests += baseline_requests
+        self._add_look(
+            float(canary_errors),
+            float(canary_requests),
+            float(baseline_errors),
+            float(baseline_requests),
+        )
 
 
 class CanaryJudge:

@@ -414,6 +414,10 @@ class SequentialErrorRateTest:
             raise ValueError(f"canary_errors exceed canary_requests: {x} > {m_c}")
         if y > m_b:
             raise ValueError(f"baseline_errors exceed baseline_requests: {y} > {m_b}")
+        self._add_look(x, m_c, y, m_b)
+
+    def _add_look(self, x: float, m_c: float, y: float, m_b: float) -> None:
+        """One look's factor on checked counts: the arithmetic of `update`, no checks."""
         n = x + y
         if n > 0:
             rho = m_c / (m_c + m_b)
