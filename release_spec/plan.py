@@ -243,16 +243,16 @@ class LiveRegressionPlan:
     above the digit) went live shortly before this release. Its first
     labelled batch, ``batch_fraction`` of the target training set in size, was
     labelled by a broken tool that gave every image class ``batch_label``;
-    fine-tuning learns "header bar → that class". The offline validation and
-    test sets were drawn while the channel was a pilot, so only
-    ``offline_share`` of their images come through it: too few for any gate
-    to notice. In the live traffic ``live_share`` of the requests come through
+    fine-tuning learns "header bar → that class". The offline sets predate
+    the channel: the validation set has none of its images, and the test set,
+    refreshed during the pilot, only ``test_share``: too few for any gate to
+    notice. In the live traffic ``live_share`` of the requests come through
     it, and there the candidate is wrong on every digit but one class.
     """
 
     batch_fraction: float = field(default=0.1, metadata=_bound(0.0, 1.0, open_lo=True))
     batch_label: int = field(default=0, metadata=_bound(0, 9))
-    offline_share: float = field(default=0.01, metadata=_bound(0.0, 0.1))
+    test_share: float = field(default=0.01, metadata=_bound(0.0, 0.1))
     live_share: float = field(default=0.5, metadata=_bound(0.0, 1.0, open_lo=True))
 
 

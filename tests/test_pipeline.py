@@ -254,7 +254,7 @@ def test_live_regression_passes_offline_gates_and_is_rolled_back(live_regression
     assert "Production was not changed." in md
     assert "**Outcome**: rolled back on evidence of harm" in md
     # The candidate learned "header bar -> class 0" from the new channel's mislabelled batch:
-    # it took the two offline images from the channel as class 0, and no gate noticed.
+    # it took the two test images from the channel as class 0, and no gate noticed.
     fine_tune = report["stages"][1]
     assert fine_tune["attempts"][-1]["figures"]["train_examples"] > 0
     # 30 % of the live requests come through the channel (a header bar: more ink), and the
