@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -37,6 +38,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import anyio.to_thread
 from fastapi import Body, FastAPI, Path, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -79,7 +81,11 @@ RolloutId = Annotated[
     str,
     Path(min_length=1, max_length=_ID_MAX, pattern=_ID_PATTERN, description="rollout id"),
 ]
-Count = Annotated[StrictInt, Field(ge=0)]
+#: The largest count a look (or min_canary_requests) may carry: 2**53, past which the
+#: judge's float arithmetic no longer tells n from n + 1 (a count that large is a
+#: client's overflow or unit mistake, not traffic).
+COUNT_MAX = 2**53
+Count = Annotated[StrictInt, Field(ge=0, le=COUNT_MAX)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 
 
@@ -98,7 +104,11 @@ class QueriesBody(_Strict):
 class PrometheusBody(_Strict):
     """A Prometheus source for ``POST /measure``."""
 
-    url: str = Field(pattern=r"^https?://", description="base URL, e.g. http://127.0.0.1:9090")
+    # Printable ASCII only: a space or control character in the URL is a client mistake
+    # (httpx would refuse it at the first look, not at PUT).
+    url: str = Field(
+        pattern=r"^https?://[!-~]+$", description="base URL, e.g. http://127.0.0.1:9090"
+    )
     canary: QueriesBody
     baseline: QueriesBody
     timeout_seconds: float = Field(default=5.0, gt=0.0, le=60.0)
@@ -267,6 +277,25 @@ def _detail(status: int, message: str) -> tuple[int, bytes]:
     return status, json.dumps({"detail": message}).encode()
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by its text.
+
+    Python's JSON parser reads ``NaN`` and ``Infinity``; a 422 echoing such an input
+    must still be valid JSON (strict JSON rendering refuses them).
+
+    Example:
+        >>> _finite({"input": [float("nan"), 1.5, {"x": float("inf")}]})
+        {'input': ['nan', 1.5, {'x': 'inf'}]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _invalid_body(error: ValidationError) -> tuple[int, bytes]:
     """A 422 shaped as FastAPI's: each error's ``loc`` starts with ``"body"``."""
     errors = []
@@ -277,7 +306,7 @@ def _invalid_body(error: ValidationError) -> tuple[int, bytes]:
         if "ctx" in item:
             item["ctx"] = {k: str(v) for k, v in item["ctx"].items()}
         errors.append(item)
-    return 422, json.dumps({"detail": jsonable_encoder(errors)}).encode()
+    return 422, json.dumps({"detail": _finite(jsonable_encoder(errors))}).encode()
 
 
 class _JudgeApp(FastAPI):
@@ -390,6 +419,11 @@ def create_app(
         if store.blocking:
             return await anyio.to_thread.run_sync(partial(fn, *args))
         return fn(*args)
+
+    @app.exception_handler(RequestValidationError)
+    async def _unprocessable(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler, except that a NaN or infinite input is echoed as text.
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:

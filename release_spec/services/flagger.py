@@ -29,7 +29,8 @@ from typing import Any
 __all__ = ["HOOKS", "ROLLOUT_ID", "answer", "rollout_id"]
 
 #: What the service accepts as a rollout id (the path segment of ``/v1/rollouts/{id}``).
-ROLLOUT_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
+#: ``\Z``, not ``$``: ``$`` also matches before a final newline, and ``"r1\n"`` is no id.
+ROLLOUT_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}\Z")
 
 HOOKS = (
     "confirm-rollout",

@@ -53,8 +53,17 @@ def metric_kind(name: str) -> tuple[str, str] | None:
     return (m.group("family") or "").strip(), m.group("kind").lower()
 
 
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object (absent: empty), else InvalidError naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidError(f"{where} must be an object")
+    return value
+
+
 def _series(pair: Mapping[str, Any], arm: str, where: str) -> list[int]:
-    values = pair.get("values", {}).get(arm)
+    values = _object(pair.get("values"), f"{where}.values").get(arm)
     if not isinstance(values, list):
         raise InvalidError(f"{where}.values.{arm} must be a list of counts")
     out = []
@@ -69,8 +78,9 @@ def _series(pair: Mapping[str, Any], arm: str, where: str) -> list[int]:
 
 
 def _config(body: Mapping[str, Any], families: int) -> JudgeConfig:
-    judge = body.get("canaryConfig", {}).get("judge") or {}
-    raw = dict(judge.get("judgeConfigurations") or {})
+    canary_config = _object(body.get("canaryConfig"), "canaryConfig")
+    judge = _object(canary_config.get("judge"), "canaryConfig.judge")
+    raw = dict(_object(judge.get("judgeConfigurations"), "canaryConfig.judge.judgeConfigurations"))
     try:
         alpha = float(raw.get("alpha", JudgeConfig.alpha))
         margin = float(raw.get("margin", JudgeConfig.margin))
@@ -132,16 +142,24 @@ def judge_metric_set_pairs(body: Mapping[str, Any]) -> dict[str, Any]:
     pairs = body.get("metricSetPairList")
     if not isinstance(pairs, list):
         raise InvalidError("metricSetPairList must be a list")
-    thresholds = body.get("scoreThresholds") or {}
+    thresholds = _object(body.get("scoreThresholds"), "scoreThresholds")
     try:
         pass_at = float(thresholds.get("pass", 95.0))
         marginal_at = float(thresholds.get("marginal", 75.0))
     except (TypeError, ValueError):
         raise InvalidError("scoreThresholds.pass and .marginal must be numbers") from None
+    if not (math.isfinite(pass_at) and math.isfinite(marginal_at)):
+        raise InvalidError("scoreThresholds.pass and .marginal must be finite numbers")
     groups_of: dict[str, list[str]] = {}
-    for metric in (body.get("canaryConfig") or {}).get("metrics") or []:
+    metrics = _object(body.get("canaryConfig"), "canaryConfig").get("metrics") or []
+    if not isinstance(metrics, list):
+        raise InvalidError("canaryConfig.metrics must be a list")
+    for metric in metrics:
         if isinstance(metric, Mapping) and isinstance(metric.get("name"), str):
-            groups_of[metric["name"]] = [str(g) for g in metric.get("groups") or []]
+            groups = metric.get("groups") or []
+            if not isinstance(groups, list):
+                raise InvalidError(f"canaryConfig.metrics: groups of {metric['name']!r} not a list")
+            groups_of[metric["name"]] = [str(g) for g in groups]
 
     Key = tuple[str, tuple[tuple[str, str], ...]]
     families: dict[Key, dict[str, tuple[int, dict[str, list[int]]]]] = {}

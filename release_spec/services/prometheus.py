@@ -20,7 +20,10 @@ error counter never incremented yet) is a true zero.
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import time
 from typing import Any
 
 import httpx
@@ -28,7 +31,7 @@ import httpx
 from release_spec.judge import ArmCounts
 from release_spec.services.rollouts import NoSampleError, PrometheusArm, PrometheusConfig
 
-__all__ = ["SourceError", "fetch_counts", "window_query"]
+__all__ = ["MAX_ANSWER_BYTES", "SourceError", "fetch_counts", "public_url", "window_query"]
 
 
 class SourceError(Exception):
@@ -72,17 +75,52 @@ def _value(body: Any, query: str) -> float | None:
     return total
 
 
+#: The largest answer read from Prometheus (an instant query's sum is a few hundred bytes).
+MAX_ANSWER_BYTES = 16 << 20
+
+
+def public_url(url: str) -> str:
+    """``url`` without its user information, for messages (credentials never leave).
+
+    Example:
+        >>> public_url("http://admin:s3cret@prometheus:9090/")
+        'http://prometheus:9090/'
+        >>> public_url("http://127.0.0.1:9090")
+        'http://127.0.0.1:9090'
+    """
+    return re.sub(r"//[^/@]*@", "//", url, count=1)
+
+
 def _query(client: httpx.Client, source: PrometheusConfig, query: str, end: float) -> float | None:
+    # httpx's timeout bounds each read, not the whole answer: a server trickling its
+    # body would hold the look (and a worker thread) forever, so the body is read
+    # against a deadline and a size cap.
+    deadline = time.monotonic() + source.timeout_seconds
+    where = public_url(source.url)
     try:
-        response = client.get(
-            f"{source.url.rstrip('/')}/api/v1/query", params={"query": query, "time": end}
-        )
-    except httpx.HTTPError as e:
-        raise SourceError(f"cannot reach Prometheus at {source.url}: {e}") from e
-    if response.status_code >= 500:
-        raise SourceError(f"Prometheus answered {response.status_code} for {query!r}")
+        with client.stream(
+            "GET", f"{source.url.rstrip('/')}/api/v1/query", params={"query": query, "time": end}
+        ) as response:
+            if response.status_code >= 500:
+                raise SourceError(f"Prometheus answered {response.status_code} for {query!r}")
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise SourceError(
+                        f"Prometheus at {where} answered more than {MAX_ANSWER_BYTES} bytes "
+                        f"for {query!r}"
+                    )
+                if time.monotonic() > deadline:
+                    raise SourceError(
+                        f"Prometheus at {where} took over {source.timeout_seconds:g} s "
+                        f"to answer {query!r}"
+                    )
+                chunks.append(chunk)
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        raise SourceError(f"cannot reach Prometheus at {where}: {public_url(str(e))}") from e
     try:
-        body = response.json()
+        body = json.loads(b"".join(chunks))
     except ValueError as e:
         raise SourceError(f"Prometheus answered non-JSON for {query!r}") from e
     return _value(body, query)
