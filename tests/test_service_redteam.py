@@ -241,3 +241,11 @@ def test_kayenta_non_finite_thresholds_are_refused() -> None:
     body = {"metricSetPairList": [], "scoreThresholds": {"pass": float("nan"), "marginal": 1}}
     with pytest.raises(InvalidError, match="scoreThresholds"):
         kayenta.judge_metric_set_pairs(body)
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, 10**30, -1, float("inf")])
+def test_kayenta_counts_outside_0_to_2_to_the_53_are_refused(value: float) -> None:
+    # 10**30 requests were judged (and promoted) as the looks endpoint once did.
+    pair = {"name": "requests", "values": {"experiment": [value], "control": [10]}}
+    with pytest.raises(InvalidError, match=r"experiment\[0\] must be a count"):
+        kayenta.judge_metric_set_pairs({"metricSetPairList": [pair]})

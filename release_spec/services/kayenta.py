@@ -70,10 +70,13 @@ def _series(pair: Mapping[str, Any], arm: str, where: str) -> list[int]:
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             out.append(0)
-        elif isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0:
+        # At most 2**53, as a look's counts: past it floats no longer tell n from n + 1.
+        elif isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 2**53:
             out.append(round(v))
         else:
-            raise InvalidError(f"{where}.values.{arm}[{i}] must be a nonnegative count, got {v!r}")
+            raise InvalidError(
+                f"{where}.values.{arm}[{i}] must be a count in [0, 2**53], got {v!r}"
+            )
     return out
 
 
