@@ -70,8 +70,9 @@ def render(path: Path = DATA) -> str:
         if not problems
         else "**Claims that failed**: " + "; ".join(problems) + "."
     )
+    note = f" ({data['note']})" if data.get("note") else ""
     return (
-        f"`{data['generated']}` ({data['seconds'] / 60:.0f} min), seeds "
+        f"`{data['generated']}` ({data['seconds'] / 60:.0f} min{note}), seeds "
         f"{data['seeds'][0]}–{data['seeds'][-1]}: {tally}. The lowest target-domain test "
         f"accuracy of a released model was **{data['min_default_accuracy']:.3f}** "
         f"(claim: ≥ {data['accuracy_claim']:g}). {verdict} Plan: the embedded default with "
