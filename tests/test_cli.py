@@ -210,6 +210,8 @@ def test_run_regression_from_the_command_line_exits_3(tmp_path):
     plan.write_text(
         "[data]\ntarget_train_copies = 2\n[pretrain]\nepochs = 8\n"
         "[finetune]\nepochs = 3\nmax_attempts = 2\n[release]\nsoak_seconds = 1.0\n"
+        # A 1-s soak cannot tell a leak from a one-off allocation (tested in test_gates.py).
+        "max_rss_slope_mb_per_min = 1000.0\n"
     )
     out = tmp_path / "out"
     proc = _cli(
@@ -222,9 +224,13 @@ def test_run_regression_from_the_command_line_exits_3(tmp_path):
     assert any(line.startswith("[pretrain] passed") for line in lines)
     assert any(line.startswith("[finetune] failed after 2 attempt(s)") for line in lines)
     assert any("finetune attempt 1 epoch  3/3" in line for line in lines)
-    assert lines[-1].startswith("outcome: stopped; production v0001")
+    assert lines[-2].startswith("outcome: stopped; production v0001")
+    assert (
+        lines[-1]
+        == "stopped: stopped by an offline gate before any live traffic; production unchanged"
+    )
     report = json.loads((out / "report.json").read_text())
-    assert report["failed_gates"][0] in lines[-1]
+    assert report["failed_gates"][0] in lines[-2]
     assert report["production"]["version"] == "v0001"
     assert not report["production"]["candidate_promoted"]
 
