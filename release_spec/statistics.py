@@ -197,6 +197,24 @@ def _scalar_count(name: str, value: object) -> float:
 
 
 # --8<-- [start:sequential_log_evidence]
+def _look_counts(
+    canary_errors: object,
+    canary_requests: object,
+    baseline_errors: object,
+    baseline_requests: object,
+) -> tuple[float, float, float, float]:
+    """One look's four counts, each checked, errors at most requests per arm."""
+    x_c = _scalar_count("canary_errors", canary_errors)
+    m_c = _scalar_count("canary_requests", canary_requests)
+    x_b = _scalar_count("baseline_errors", baseline_errors)
+    m_b = _scalar_count("baseline_requests", baseline_requests)
+    if x_c > m_c:
+        raise ValueError(f"canary_errors exceed canary_requests: {x_c:g} > {m_c:g}")
+    if x_b > m_b:
+        raise ValueError(f"baseline_errors exceed baseline_requests: {x_b:g} > {m_b:g}")
+    return x_c, m_c, x_b, m_b
+
+
 def _odds_ratio_prior(prior_scale: object, grid_size: object) -> tuple[FloatArray, FloatArray]:
     """Discrete half-normal prior on the log odds ratio u = log(theta) >= 0.
 
@@ -406,15 +424,9 @@ class SequentialErrorRateTest:
         Every count is checked before anything changes, so a refused update leaves
         the test exactly as it was.
         """
-        x = _scalar_count("canary_errors", canary_errors)
-        m_c = _scalar_count("canary_requests", canary_requests)
-        y = _scalar_count("baseline_errors", baseline_errors)
-        m_b = _scalar_count("baseline_requests", baseline_requests)
-        if x > m_c:
-            raise ValueError(f"canary_errors exceed canary_requests: {x} > {m_c}")
-        if y > m_b:
-            raise ValueError(f"baseline_errors exceed baseline_requests: {y} > {m_b}")
-        self._add_look(x, m_c, y, m_b)
+        self._add_look(
+            *_look_counts(canary_errors, canary_requests, baseline_errors, baseline_requests)
+        )
 
     def _add_look(self, x: float, m_c: float, y: float, m_b: float) -> None:
         """One look's factor on checked counts: the arithmetic of `update`, no checks."""
@@ -853,14 +865,9 @@ class ErrorRateConfidenceSequence:
             ValueError: a count that is not a single nonnegative whole number (at most
                 `MAX_COUNT`), or errors above requests; the message names it.
         """
-        x_c = _scalar_count("canary_errors", canary_errors)
-        m_c = _scalar_count("canary_requests", canary_requests)
-        x_b = _scalar_count("baseline_errors", baseline_errors)
-        m_b = _scalar_count("baseline_requests", baseline_requests)
-        if x_c > m_c:
-            raise ValueError(f"canary_errors exceed canary_requests: {x_c:g} > {m_c:g}")
-        if x_b > m_b:
-            raise ValueError(f"baseline_errors exceed baseline_requests: {x_b:g} > {m_b:g}")
+        x_c, m_c, x_b, m_b = _look_counts(
+            canary_errors, canary_requests, baseline_errors, baseline_requests
+        )
         totals = (
             self.canary_errors + int(x_c),
             self.canary_requests + int(m_c),
