@@ -76,7 +76,7 @@ def seeds(session: nox.Session) -> None:
     """Run the reference release's three scenarios on seeds 0-19; write docs/data/seeds.json.
 
     One Python process (TensorFlow imported once), 60 runs with the default plan
-    but a 10 s soak (see release_spec/sweep.py); exit 3 if a documented claim fails.
+    but a 10 s soak (see release_spec/workbench/sweep.py); exit 3 if a documented claim fails.
     Pass ``-- --seeds 1,5,7`` for a subset (then the JSON is not rewritten).
     """
     session.install("-e", ".[workbench]")
@@ -86,7 +86,9 @@ def seeds(session: nox.Session) -> None:
 
         shutil.rmtree(out)
     args = session.posargs or ["--json", str(ROOT / "docs" / "data" / "seeds.json")]
-    session.run("python", "-m", "release_spec.sweep", "--out", str(out), *args, env=QUIET_ENV)
+    session.run(
+        "python", "-m", "release_spec.workbench.sweep", "--out", str(out), *args, env=QUIET_ENV
+    )
 
 
 @nox.session

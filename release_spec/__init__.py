@@ -1,11 +1,15 @@
 """release-spec: an executable spec for the staged release of foundation models.
 
-The package is layered (see the design page): formulas (``losses``,
-``metrics``, ``optimizers``, ``statistics``) import NumPy and SciPy only;
-the strategy layer (``gates``, ``stages``, ``rollout``, ``monitoring``)
-imports the formulas and the standard library; ``registry`` is the model
-store; the workbench (``data``, ``model``, ``pipeline``) is the only place
-that imports TensorFlow/Keras.
+The layers, lowest first (the contracts in ``pyproject.toml`` under
+``[tool.importlinter]`` are the one definition; ``nox -s lint`` checks them):
+
+* formulas: ``losses``, ``metrics``, ``optimizers``, ``statistics``; each imports
+  NumPy (and SciPy for ``statistics``) only, and may be copied alone;
+* ``strategy``: gates, stages, rollout, monitoring, the canary judge, the plan;
+* ``store``: the versioned model store;
+* ``workbench``: the Keras example run through every stage (TensorFlow);
+* ``services``: the canary judge as an HTTP service;
+* ``cli``: the command line, on top.
 """
 
 __version__ = "0.1.0"

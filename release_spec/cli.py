@@ -45,7 +45,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from release_spec.plan import SCENARIOS
+from release_spec.strategy.plan import SCENARIOS
 
 __all__ = [
     "EXIT_ERROR",
@@ -159,7 +159,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"run needs the workbench extra, which is not installed (missing: "
             f"{', '.join(missing)}); install it with: {WORKBENCH_INSTALL}"
         )
-    from release_spec.plan import load_plan
+    from release_spec.strategy.plan import load_plan
 
     try:
         plan = load_plan(args.plan)
@@ -168,8 +168,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         plan = replace(plan, seed=args.seed)
     _output_dir(args.out)
-    from release_spec.pipeline import run_pipeline
-    from release_spec.registry import StoreError
+    from release_spec.store.registry import StoreError
+    from release_spec.workbench.pipeline import run_pipeline
 
     try:
         result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
@@ -181,7 +181,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if exc.errno not in _WRITE_ERRNOS:
             raise
         raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
-    from release_spec.report import outcome_summary
+    from release_spec.workbench.report import outcome_summary
 
     prod = result.report["production"]
     failed = result.report["failed_gates"]
@@ -216,7 +216,7 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
-    from release_spec.registry import StoreError, _shown
+    from release_spec.store.registry import StoreError, _shown
 
     # Names in a store may hold newlines or escapes: every message is shown as one line.
     # A warning (a stale lock taken over) is one line too, and only on success, so a
@@ -238,7 +238,7 @@ def _cmd_store(args: argparse.Namespace) -> int:
 
 
 def _store_action(args: argparse.Namespace) -> int:
-    from release_spec.registry import ModelStore, _shown
+    from release_spec.store.registry import ModelStore, _shown
 
     if args.action == "restore":
         if args.archive is None:
@@ -290,7 +290,7 @@ def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "store",
         help="list, verify, back up, restore or roll back a model store",
-        description="Manage a model store (see release_spec.registry).",
+        description="Manage a model store (see release_spec.store.registry).",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -323,7 +323,7 @@ def _number(kind: type, lo: float, hi: float | None, *, open_lo: bool, open_hi: 
 
 
 def _rules(text: str) -> tuple[str, ...]:
-    from release_spec.simulation import parse_rules
+    from release_spec.strategy.simulation import parse_rules
 
     try:
         return parse_rules(text)
@@ -335,7 +335,12 @@ def _simulate_rules(args: argparse.Namespace) -> int:
     """``simulate --rules``: the engines' rules and the sequential judge on the same streams."""
     import json
 
-    from release_spec.simulation import RULES, RuleSettings, compare_rules, monte_carlo_bound
+    from release_spec.strategy.simulation import (
+        RULES,
+        RuleSettings,
+        compare_rules,
+        monte_carlo_bound,
+    )
 
     if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
         # Refused before the simulation runs, not after.
@@ -361,7 +366,7 @@ def _simulate_rules(args: argparse.Namespace) -> int:
             f"scenario without a canary excursion: {'yes' if ok else 'NO'}"
         )
     if args.json is not None:
-        from release_spec.registry import StoreError, atomic_write
+        from release_spec.store.registry import StoreError, atomic_write
 
         rules = "all" if result.rules == RULES else ",".join(result.rules)
         command = (
@@ -379,13 +384,13 @@ def _simulate_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from release_spec.simulation import compare_judges, monte_carlo_bound
+    from release_spec.strategy.simulation import compare_judges, monte_carlo_bound
 
     if args.rules is not None:
         return _simulate_rules(args)
     if args.json is not None:
         raise UsageError("--json needs --rules (it writes the rule comparison)")
-    from release_spec.simulation import MAX_CELLS, MAX_LOOK_REQUESTS
+    from release_spec.strategy.simulation import MAX_CELLS, MAX_LOOK_REQUESTS
 
     if args.runs * args.looks > MAX_CELLS:
         raise UsageError(
@@ -429,7 +434,7 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
         "and of a two-proportion z-test repeated at every look. Exit 3 if the sequential "
         "judge's false-rollback rate exceeds alpha + 3 Monte Carlo standard errors.",
     )
-    from release_spec.simulation import MAX_CELLS, MAX_LOOKS, MAX_RUNS
+    from release_spec.strategy.simulation import MAX_CELLS, MAX_LOOKS, MAX_RUNS
 
     p.add_argument(
         "--runs",
@@ -519,8 +524,8 @@ _EXPORT_FLAGS = {
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from release_spec.plan import load_plan
     from release_spec.services.export import ExportOptions, export
+    from release_spec.strategy.plan import load_plan
 
     try:
         plan = load_plan(args.plan)
@@ -539,7 +544,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    from release_spec.registry import atomic_write
+    from release_spec.store.registry import atomic_write
 
     try:
         # Atomic: a failed write leaves no half-written manifest behind.

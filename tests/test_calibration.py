@@ -1,7 +1,7 @@
 """Calibration of the canary judge by seeded Monte Carlo (no Hypothesis), sized for CI.
 
 Errors and slow requests (slower than the latency SLO, judged like errors by
-`release_spec.judge.CanaryJudge` with alpha split over the metrics) are both covered;
+`release_spec.strategy.judge.CanaryJudge` with alpha split over the metrics) are both covered;
 ``judge_rejections`` is checked against `CanaryJudge` look by look in
 ``tests/test_simulation.py``.
 
@@ -21,7 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from release_spec.simulation import (
+from release_spec.statistics import fixed_horizon_sample_size
+from release_spec.strategy.simulation import (
     Looks,
     draw_looks,
     draw_slow,
@@ -30,7 +31,6 @@ from release_spec.simulation import (
     random_share_schedule,
     simulate,
 )
-from release_spec.statistics import fixed_horizon_sample_size
 
 ALPHA = 0.05
 RUNS = 2000

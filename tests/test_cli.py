@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE, main
-from release_spec.registry import ModelStore
+from release_spec.store.registry import ModelStore
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 
@@ -264,7 +264,7 @@ def test_store_problems_exit_2_with_one_line_naming_the_file(store_dir, tmp_path
 
 _HOLD_LOCK = """
 import sys, time
-from release_spec.registry import ModelStore
+from release_spec.store.registry import ModelStore
 with ModelStore(sys.argv[1])._writer():
     print("locked", flush=True)
     time.sleep(120)
@@ -466,14 +466,14 @@ def full_disk(tmp_path):
 def test_a_full_disk_while_writing_the_report_exits_2_naming_the_file(
     full_disk, monkeypatch, capsys
 ):
-    import release_spec.pipeline
-    from release_spec.registry import atomic_write
+    import release_spec.workbench.pipeline
+    from release_spec.store.registry import atomic_write
 
     def writes_a_large_report(plan, out, **kwargs):
         atomic_write(out / "report.md", b"x" * 2**20)  # the kernel says ENOSPC
         raise AssertionError("the write above must fail")
 
-    monkeypatch.setattr(release_spec.pipeline, "run_pipeline", writes_a_large_report)
+    monkeypatch.setattr(release_spec.workbench.pipeline, "run_pipeline", writes_a_large_report)
     assert main(["run", "--out", str(full_disk), "--no-progress"]) == EXIT_USAGE
     line = _one_line(capsys)
     assert str(full_disk / "report.md") in line
@@ -483,7 +483,7 @@ def test_a_full_disk_while_writing_the_report_exits_2_naming_the_file(
     def figure_fails(plan, out, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "drift.png"))
 
-    monkeypatch.setattr(release_spec.pipeline, "run_pipeline", figure_fails)
+    monkeypatch.setattr(release_spec.workbench.pipeline, "run_pipeline", figure_fails)
     assert main(["run", "--out", str(full_disk), "--no-progress"]) == EXIT_USAGE
     assert f"error: cannot write {full_disk / 'drift.png'}: No space left on device" in (
         _one_line(capsys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from release_spec.data import array_sha256, load_dataset, make_live_pool
+from release_spec.workbench.data import array_sha256, load_dataset, make_live_pool
 
 
 @pytest.fixture(scope="module")

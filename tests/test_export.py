@@ -60,8 +60,6 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError
 
 from release_spec.cli import EXIT_OK, EXIT_USAGE, main
-from release_spec.judge import ArmCounts
-from release_spec.plan import load_plan, parse_plan
 from release_spec.services.export import (
     ExportOptions,
     argo_manifests,
@@ -70,6 +68,8 @@ from release_spec.services.export import (
     look_interval_seconds,
     weights,
 )
+from release_spec.strategy.judge import ArmCounts
+from release_spec.strategy.plan import load_plan, parse_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = ROOT / "tests" / "data" / "contracts"

@@ -15,7 +15,9 @@ from scipy import stats
 from scipy.special import ndtr, ndtri
 from sklearn.metrics import f1_score as sk_f1
 
-from release_spec.gates import (
+from release_spec.metrics import f1_score
+from release_spec.statistics import mcnemar_exact, paired_noninferiority, wilson_interval
+from release_spec.strategy.gates import (
     GateResult,
     SoakResult,
     SoakSummary,
@@ -30,8 +32,6 @@ from release_spec.gates import (
     stability_gates,
     summarise_soak,
 )
-from release_spec.metrics import f1_score
-from release_spec.statistics import mcnemar_exact, paired_noninferiority, wilson_interval
 
 
 def _labels(n_right: int, n_wrong: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Tests for release_spec.judge: validation, the decision rule, state round trip, validity."""
+"""Tests for release_spec.strategy.judge: validation, decision rule, state round trip, validity."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import special
 
-from release_spec.judge import ArmCounts, CanaryJudge, Interval, JudgeConfig
 from release_spec.statistics import (
     ErrorRateConfidenceSequence,
     SequentialErrorRateTest,
     _beta_binomial_interval,
 )
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, Interval, JudgeConfig
 
 
 @st.composite

@@ -21,14 +21,14 @@ TENSORFLOW_FREE = (
     "metrics",
     "optimizers",
     "statistics",
-    "gates",
-    "stages",
-    "plan",
-    "rollout",
-    "monitoring",
-    "simulation",
-    "registry",
-    "spec_index",
+    "strategy.gates",
+    "strategy.stages",
+    "strategy.plan",
+    "strategy.rollout",
+    "strategy.monitoring",
+    "strategy.simulation",
+    "strategy.judge",
+    "store.registry",
 )
 
 # One worked value per formulas module, computed by the copied file alone.

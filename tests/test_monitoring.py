@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from release_spec.monitoring import (
+from release_spec.strategy.monitoring import (
     MonitoringThresholds,
     input_drift,
     monitor,

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 
 from release_spec.cli import EXIT_HELD, EXIT_OK, EXIT_STOPPED, RUN_EXIT_CODES
-from release_spec.pipeline import rollout_verdict, same_weights
-from release_spec.report import OUTCOMES, outcome_summary, render_markdown
-from release_spec.rollout import LiveRequest, RolloutController, RolloutPlan, RolloutStep, replay
+from release_spec.strategy.rollout import (
+    LiveRequest,
+    RolloutController,
+    RolloutPlan,
+    RolloutStep,
+    replay,
+)
+from release_spec.workbench.pipeline import rollout_verdict, same_weights
+from release_spec.workbench.report import OUTCOMES, outcome_summary, render_markdown
 
 PLAN = RolloutPlan(
     steps=(RolloutStep(10.0, 200, 10.0), RolloutStep(100.0, 0, 1.0)),

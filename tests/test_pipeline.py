@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 
 from release_spec.cli import main
-from release_spec.gates import GateResult
-from release_spec.registry import ModelStore
-from release_spec.report import render_markdown, write_report
-from release_spec.stages import Attempt, StageRecord, State, TrainingCurves, transition
+from release_spec.store.registry import ModelStore
+from release_spec.strategy.gates import GateResult
+from release_spec.strategy.stages import Attempt, StageRecord, State, TrainingCurves, transition
+from release_spec.workbench.report import render_markdown, write_report
 
 SMALL_PLAN = """\
 [data]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from release_spec.plan import Plan, default_plan_text, load_plan, parse_plan
+from release_spec.strategy.plan import Plan, default_plan_text, load_plan, parse_plan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +39,7 @@ def test_embedded_default_documents_every_key():
 
 @pytest.mark.parametrize("baseline_error", [0.01, 0.05, 0.112, 0.2])
 def test_default_rollout_is_the_issue_steps_and_the_planner_does_not_warn(baseline_error):
-    from release_spec.rollout import forecast_steps
+    from release_spec.strategy.rollout import forecast_steps
 
     rp = Plan().phased_rollout
     assert rp.shares == (1.0, 5.0, 25.0, 50.0, 100.0)

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import pytest
 
-from release_spec.registry import (
+from release_spec.store.registry import (
     CorruptFileError,
     IntegrityError,
     ModelStore,
@@ -659,7 +659,7 @@ def test_loading_uses_safe_mode_and_a_minimum_keras_version(
 
 _HOLD_LOCK = """
 import sys, time
-from release_spec.registry import ModelStore
+from release_spec.store.registry import ModelStore
 with ModelStore(sys.argv[1])._writer():
     print("locked", flush=True)
     time.sleep(60)

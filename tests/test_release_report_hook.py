@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from mkdocs.exceptions import PluginError
 
-from release_spec.plan import load_plan
+from release_spec.strategy.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = ROOT / "docs" / "hooks"

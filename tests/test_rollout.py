@@ -19,9 +19,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from release_spec.judge import ArmCounts, Decision, Interval, MetricVerdict, Verdict
-from release_spec.plan import load_plan, parse_plan
-from release_spec.rollout import (
+from release_spec.statistics import fixed_horizon_sample_size
+from release_spec.strategy.judge import ArmCounts, Decision, Interval, MetricVerdict, Verdict
+from release_spec.strategy.plan import load_plan, parse_plan
+from release_spec.strategy.rollout import (
     Counts,
     LiveRequest,
     Outcome,
@@ -33,7 +34,6 @@ from release_spec.rollout import (
     replay,
     route,
 )
-from release_spec.statistics import fixed_horizon_sample_size
 
 # A plan small enough to walk through by hand: 100 requests per minute, so a
 # 1-minute bake is 100 routed requests.

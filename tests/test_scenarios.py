@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from release_spec.data import (
+from release_spec.strategy.plan import load_plan
+from release_spec.workbench.data import (
     FEED_OFFSET,
     HEADER_INK,
     HEADER_ROWS,
@@ -19,8 +20,7 @@ from release_spec.data import (
     load_dataset,
     shift_to_target,
 )
-from release_spec.pipeline import _live_pool, _Trainer, live_regression_dataset
-from release_spec.plan import load_plan
+from release_spec.workbench.pipeline import _live_pool, _Trainer, live_regression_dataset
 
 
 def _centre(x):

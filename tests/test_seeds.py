@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from release_spec.statistics import wilson_interval
-from release_spec.sweep import (
+from release_spec.workbench.sweep import (
     ACCURACY_CLAIM,
     EXPECTED,
     OVERRIDES,
@@ -47,7 +47,7 @@ def test_committed_sweep_covers_seeds_0_to_19_and_every_scenario(committed):
     for scenario in EXPECTED:
         assert [r["seed"] for r in _rows(committed, scenario)] == list(range(20))
     assert committed["plan"]["overrides"] == {k: dict(v) for k, v in OVERRIDES.items()}
-    assert committed["generated"] == "python -m release_spec.sweep --seeds 0-19 --out DIR"
+    assert committed["generated"] == "python -m release_spec.workbench.sweep --seeds 0-19 --out DIR"
 
 
 # The committed sweep does not meet every claim yet: seed 11's released model scored 0.948
@@ -158,7 +158,7 @@ def test_rerun_reproduces_the_committed_rows(committed, tmp_path):
     # import (run_pipeline turns oneDNN off first), and other tests may have imported it here.
     seeds = [5, 7]
     out = tmp_path / "fresh.json"
-    command = [sys.executable, "-m", "release_spec.sweep", "--seeds", "5,7"]
+    command = [sys.executable, "-m", "release_spec.workbench.sweep", "--seeds", "5,7"]
     done = subprocess.run(
         [*command, "--out", str(tmp_path / "runs"), "--json", str(out)],
         cwd=ROOT,

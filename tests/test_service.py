@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from release_spec import cli
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
 from release_spec.services import kayenta
 from release_spec.services.prometheus import SourceError, fetch_counts, window_query
 from release_spec.services.rollouts import (
@@ -32,6 +31,7 @@ from release_spec.services.rollouts import (
     verdict_body,
 )
 from release_spec.services.store import PostgresStore, SQLiteStore, Store
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

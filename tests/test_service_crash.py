@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
 from release_spec.services.rollouts import verdict_body
 from release_spec.services.store import SQLiteStore
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
 
 KILLS = 20
 SEED = 20261202

@@ -35,14 +35,14 @@ def _imported(module: str) -> set[str]:
         "release_spec.services.app",
         "release_spec.services.commands",
         "release_spec.services.kayenta",
-        "release_spec.judge",
+        "release_spec.strategy.judge",
     ],
 )
 def test_service_modules_do_not_import_tensorflow(module: str) -> None:
     assert not _imported(module) & set(HEAVY)
 
 
-@pytest.mark.parametrize("module", ["release_spec.judge", "release_spec.cli"])
+@pytest.mark.parametrize("module", ["release_spec.strategy.judge", "release_spec.cli"])
 def test_judge_and_cli_do_not_import_the_web_stack(module: str) -> None:
     assert not _imported(module) & set(WEB)
 

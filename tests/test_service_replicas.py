@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from _postgres import postgres_server
 
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
 from release_spec.services.rollouts import RolloutConfig, RolloutService, verdict_body
 from release_spec.services.store import PostgresStore, SQLiteStore, Store
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
 
 CONFIG = RolloutConfig(JudgeConfig(alpha=0.1, margin=0.01, slow_margin=0.05))
 

@@ -11,9 +11,10 @@ import pytest
 from statsmodels.stats.proportion import proportions_ztest
 
 from release_spec.cli import main
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
-from release_spec.rollout import default_rollout_plan
-from release_spec.simulation import (
+from release_spec.statistics import SequentialErrorRateTest
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
+from release_spec.strategy.rollout import default_rollout_plan
+from release_spec.strategy.simulation import (
     RULES,
     SCENARIOS,
     Looks,
@@ -35,7 +36,6 @@ from release_spec.simulation import (
     simulate,
     simulate_rollout,
 )
-from release_spec.statistics import SequentialErrorRateTest
 
 RULES_JSON = Path(__file__).resolve().parents[1] / "docs" / "data" / "rules.json"
 
@@ -436,7 +436,7 @@ def test_committed_rules_json_matches_a_fresh_run(tmp_path: Path) -> None:
 
 
 def _sim_module():  # type: ignore[no-untyped-def]
-    import release_spec.simulation as sim
+    import release_spec.strategy.simulation as sim
 
     return sim
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from release_spec.spec_index import KINDS, implementations, spec_tests
+from spec_index import KINDS, implementations, spec_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = implementations(ROOT / "release_spec")

@@ -1,6 +1,6 @@
 """Test-split hygiene: no gate whose failure drives a retry reads a test split.
 
-The splits carry their names (`release_spec.data.Split.name`), gates record the
+The splits carry their names (`release_spec.workbench.data.Split.name`), gates record the
 split they read (`GateResult.split`), and the retry loop (`run_stage`) refuses
 an attempt whose gates read a test split. The release stage's final gate may.
 No TensorFlow.
@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from release_spec.data import load_dataset
-from release_spec.gates import (
+from release_spec.strategy.gates import (
     accuracy_gate,
     forgetting_gate,
     improvement_gate,
@@ -20,7 +19,7 @@ from release_spec.gates import (
     macro_f1_gate,
     noninferiority_gate,
 )
-from release_spec.stages import (
+from release_spec.strategy.stages import (
     AttemptOutcome,
     Hyperparameters,
     ReleaseStep,
@@ -29,6 +28,7 @@ from release_spec.stages import (
     run_release,
     run_stage,
 )
+from release_spec.workbench.data import load_dataset
 
 HP = Hyperparameters(learning_rate=1e-3, epochs=10, batch_size=32)
 CURVES = TrainingCurves((0.9,), (0.9,), (0.1,), (0.1,))

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from release_spec.gates import GateResult
-from release_spec.stages import (
+from release_spec.strategy.gates import GateResult
+from release_spec.strategy.stages import (
     ALLOWED,
     AttemptOutcome,
     Diagnosis,

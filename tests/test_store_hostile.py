@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from release_spec.cli import EXIT_STOPPED, EXIT_USAGE, main
-from release_spec.registry import (
+from release_spec.store.registry import (
     MAX_METADATA_BYTES,
     CorruptFileError,
     IntegrityError,

@@ -21,7 +21,7 @@ import pytest
 from test_store_hostile import cli, cli_child, fake_model, make_store, one_line
 
 from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE
-from release_spec.registry import (
+from release_spec.store.registry import (
     RESTORE_HEADROOM_BYTES,
     ModelStore,
     StoreError,

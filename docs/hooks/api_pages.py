@@ -23,15 +23,22 @@ SECTION = "API reference"
 # Layer order of the design page; modules not listed follow alphabetically.
 LAYERS = {
     "Formulas": ("losses", "metrics", "optimizers", "statistics"),
-    "Strategy": ("gates", "stages", "plan", "rollout", "monitoring", "simulation"),
-    "Store": ("registry",),
-    "Workbench": ("data", "model", "pipeline"),
-    "Front": ("report", "cli", "spec_index"),
+    "Strategy": tuple(
+        f"strategy.{m}"
+        for m in ("gates", "stages", "plan", "rollout", "monitoring", "simulation", "judge")
+    ),
+    "Store": ("store.registry",),
+    "Workbench": tuple(f"workbench.{m}" for m in ("data", "model", "pipeline", "report", "sweep")),
+    "Front": ("cli",),
 }
 
 
 def public_modules() -> list[str]:
-    names = {p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_")}
+    names = {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if not any(part.startswith("_") for part in p.relative_to(PACKAGE).parts)
+    }
     ordered = [m for mods in LAYERS.values() for m in mods if m in names]
     return ordered + sorted(names - set(ordered))
 
@@ -41,14 +48,15 @@ def _layer(name: str) -> str:
 
 
 def _summary(name: str) -> str:
-    tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / (name.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
     doc = ast.get_docstring(tree) or ""
     return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 def _index() -> str:
     rows = "\n".join(
-        f"| {_layer(m)} | [`release_spec.{m}`]({m}.md) | {_summary(m)} |" for m in public_modules()
+        f"| {_layer(m)} | [`release_spec.{m}`]({m.replace('.', '/')}.md) | {_summary(m)} |"
+        for m in public_modules()
     )
     return (
         "# API reference\n\n"
@@ -64,7 +72,7 @@ def on_config(config: Any) -> Any:
     for entry in config["nav"] or []:
         if isinstance(entry, dict) and SECTION in entry:
             entry[SECTION] = ["api/index.md"] + [
-                {f"release_spec.{m}": f"api/{m}.md"} for m in public_modules()
+                {f"release_spec.{m}": f"api/{m.replace('.', '/')}.md"} for m in public_modules()
             ]
     return config
 
@@ -72,5 +80,9 @@ def on_config(config: Any) -> Any:
 def on_files(files: Files, config: Any) -> Files:
     files.append(File.generated(config, "api/index.md", content=_index()))
     for m in public_modules():
-        files.append(File.generated(config, f"api/{m}.md", content=f"::: release_spec.{m}\n"))
+        files.append(
+            File.generated(
+                config, f"api/{m.replace('.', '/')}.md", content=f"::: release_spec.{m}\n"
+            )
+        )
     return files

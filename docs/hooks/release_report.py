@@ -2,7 +2,7 @@
 
 At build time this hook runs the pipeline once, exactly as a user would::
 
-    python -m release_spec run --plan release_spec/default_plan.toml --out DIR --seed 0
+    python -m release_spec run --plan release_spec/strategy/default_plan.toml --out DIR --seed 0
 
 and puts the ``report.md`` it writes into ``release/reference-release.md`` in
 place of the line ``<!-- release:report -->``: its headings are moved down so
@@ -49,7 +49,7 @@ from mkdocs.structure.files import File, Files, InclusionLevel
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = ROOT / ".cache" / "release-run"
 # The page shows the reference release itself: the embedded default plan.
-PLAN = ROOT / "release_spec" / "default_plan.toml"
+PLAN = ROOT / "release_spec" / "strategy" / "default_plan.toml"
 PAGE = "release/reference-release.md"
 FIGURE_DIR = "release/run"
 PLACEHOLDER = "<!-- release:report -->"

@@ -4,7 +4,7 @@ At build time this hook
 
 1. finds every equation anchor ``{#eq-xxx}`` in the Markdown pages;
 2. reads the implementations (``Spec: eq-xxx`` docstring lines) and the tests
-   (``@pytest.mark.spec("eq-xxx", kind=...)``) with ``release_spec.spec_index``;
+   (``@pytest.mark.spec("eq-xxx", kind=...)``) with ``tests/spec_index.py``;
 3. **fails the build** when an equation shown on a page has no implementation
    or no test, or when a ``<!-- spec:verified-by eq-xxx -->`` marker names such
    an id;
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ from typing import Any
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import Files
 
-from release_spec.spec_index import KINDS, Implementation, SpecTest, implementations, spec_tests
-
 ROOT = Path(__file__).resolve().parents[2]
+# The spec index is a test tool (tests/spec_index.py), not part of the package.
+sys.path.insert(0, str(ROOT / "tests"))
+from spec_index import KINDS, Implementation, SpecTest, implementations, spec_tests  # noqa: E402
+
 ANCHOR = re.compile(r"^#{1,6} .*\{[^}\n]*#(eq-[a-z0-9]+(?:-[a-z0-9]+)*)[^}\n]*\}\s*$", re.MULTILINE)
 VERIFIED_BY = re.compile(r"<!--\s*spec:verified-by\s+(eq-[a-z0-9-]+)\s*-->")
 COVERAGE = "<!-- spec:coverage -->"

@@ -57,7 +57,6 @@ from pydantic import (
     model_validator,
 )
 
-from release_spec.judge import ArmCounts, JudgeConfig
 from release_spec.services import flagger, kayenta
 from release_spec.services.prometheus import SourceError, fetch_counts
 from release_spec.services.rollouts import (
@@ -71,6 +70,7 @@ from release_spec.services.rollouts import (
     RolloutService,
 )
 from release_spec.services.store import Store
+from release_spec.strategy.judge import ArmCounts, JudgeConfig
 
 __all__ = ["create_app"]
 

@@ -148,8 +148,8 @@ def _serve(args: argparse.Namespace, usage_error: type[Exception]) -> int:
 
 
 def _check(args: argparse.Namespace, usage_error: type[Exception]) -> int:
-    from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig
     from release_spec.services.rollouts import verdict_body
+    from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
 
     config = JudgeConfig(
         alpha=args.alpha,

@@ -5,7 +5,7 @@ steps of a release plan into the objects a Kubernetes progressive-delivery
 controller runs, with the canary judge service (``release-spec judge serve``)
 deciding. Every object carries the same judge settings (the body of ``PUT
 /v1/rollouts/{id}``): the plan's ``alpha``, ``margin``, ``slow_margin`` and
-``latency_slo_ms`` (both metrics judged, as in `release_spec.rollout`), the
+``latency_slo_ms`` (both metrics judged, as in `release_spec.strategy.rollout`), the
 first step's ``min_canary_requests``, and the PromQL of each arm's request,
 error and slow-request counters, so whichever call reaches the service first
 creates the rollout and the later ones agree with it (the service refuses
@@ -42,7 +42,7 @@ changed settings once looks are counted).
 
 Minimum canary requests per step. The judge counts canary requests over the
 whole rollout (one judge, one ``alpha`` for all looks, as in
-`release_spec.rollout`), and once it promotes it keeps promoting, so a later
+`release_spec.strategy.rollout`), and once it promotes it keeps promoting, so a later
 step would pass at its first look. Each later step therefore waits, before its
 first look, the time its ``min_canary_requests`` take at the plan's traffic
 (``share`` x ``requests_per_minute``): Argo's ``initialDelay``; Flagger's single
@@ -56,11 +56,11 @@ a share that is not a whole percent, ``on_inconclusive = "rollback"`` (both
 controllers hold an undecided step), a ``margin`` or ``slow_margin`` of 0 (the
 judge needs both above 0).
 
-Services layer: the standard library, `release_spec.plan` and PyYAML (imported
+Services layer: the standard library, `release_spec.strategy.plan` and PyYAML (imported
 only when YAML is written); no web stack.
 
 Example:
-    >>> from release_spec.plan import load_plan
+    >>> from release_spec.strategy.plan import load_plan
     >>> objects = argo_manifests(load_plan().phased_rollout)
     >>> [o["kind"] for o in objects][-1], weights(objects[-1])
     ('Rollout', [1, 5, 25, 50])
@@ -75,8 +75,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from release_spec.plan import PhasedRolloutPlan
 from release_spec.services.flagger import ROLLOUT_ID
+from release_spec.strategy.plan import PhasedRolloutPlan
 
 __all__ = [
     "TARGETS",
@@ -237,7 +237,7 @@ def look_interval_seconds(plan: PhasedRolloutPlan) -> int:
     least 1.
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> look_interval_seconds(load_plan().phased_rollout)  # 200 requests at 1,000 a minute
         12
     """
@@ -257,7 +257,7 @@ def analysed_steps(plan: PhasedRolloutPlan) -> list[AnalysedStep]:
             "rollback"``, a ``margin`` or ``slow_margin`` of 0.
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> [(s.weight, s.wait_seconds) for s in analysed_steps(load_plan().phased_rollout)]
         [(1, 0), (5, 600), (25, 240), (50, 120)]
     """
@@ -304,7 +304,7 @@ def judge_settings(
     ``canary`` and ``baseline`` are each arm's label matchers ``(label, op, value)``.
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> body = judge_settings(load_plan().phased_rollout, ExportOptions(),
         ...                       [("pod", "=~", "a-.*")], [("pod", "=~", "b-.*")])
         >>> body["alpha"], body["margin"], body["min_canary_requests"]
@@ -352,7 +352,7 @@ def argo_manifests(
             rollout id is the canary's pod-template hash).
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> *templates, rollout = argo_manifests(load_plan().phased_rollout)
         >>> metric = templates[1]["spec"]["metrics"][0]
         >>> metric["successCondition"], metric["failureCondition"]
@@ -460,7 +460,7 @@ def flagger_manifests(
         ValueError: what `analysed_steps` refuses.
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> (canary,) = flagger_manifests(load_plan().phased_rollout)
         >>> canary["spec"]["analysis"]["stepWeights"], canary["spec"]["analysis"]["interval"]
         ([1, 5, 25, 50], '600s')
@@ -518,7 +518,7 @@ def weights(obj: Mapping[str, Any]) -> list[int]:
         ValueError: ``obj`` is neither.
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> weights(flagger_manifests(load_plan().phased_rollout)[0])
         [1, 5, 25, 50]
     """
@@ -560,7 +560,7 @@ def export(target: str, plan: PhasedRolloutPlan, options: ExportOptions | None =
         ValueError: an unknown target, or a plan the controller cannot express.
 
     Example:
-        >>> from release_spec.plan import load_plan
+        >>> from release_spec.strategy.plan import load_plan
         >>> export("flagger", load_plan().phased_rollout).splitlines()[0]
         '# Generated by `release-spec export flagger`; edit the plan, not this file.'
     """

@@ -9,10 +9,10 @@ a family's ``errors`` (and optional ``slow``) series are judged against its
 ``increase(...[step])``); the i-th values of every series of a family form look i, and
 a missing value (``null``/NaN) counts as 0.
 
-Each family is judged by a `release_spec.judge.CanaryJudge`, with ``alpha`` split
+Each family is judged by a `release_spec.strategy.judge.CanaryJudge`, with ``alpha`` split
 equally over the families. Settings come from
 ``canaryConfig.judge.judgeConfigurations`` (``alpha``, ``margin``, ``slow_margin``,
-``min_canary_requests``), defaulting to the `release_spec.judge.JudgeConfig` defaults
+``min_canary_requests``), defaulting to the `release_spec.strategy.judge.JudgeConfig` defaults
 and ``slow_margin = margin``.
 
 Result. ``errors``/``slow`` metrics are classified ``High`` when their test rejects,
@@ -31,8 +31,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 from release_spec.services.rollouts import InvalidError
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 
 __all__ = ["JUDGE_NAME", "judge_metric_set_pairs", "metric_kind"]
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from release_spec.judge import ArmCounts
 from release_spec.services.rollouts import NoSampleError, PrometheusArm, PrometheusConfig
+from release_spec.strategy.judge import ArmCounts
 
 __all__ = ["MAX_ANSWER_BYTES", "SourceError", "fetch_counts", "public_url", "window_query"]
 

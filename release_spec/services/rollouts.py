@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 from release_spec.services.store import RetryError, RolloutRow, Store, Tx
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 
 __all__ = [
     "Answer",

@@ -1,7 +1,7 @@
 """Durable state of the judge service: SQLite (WAL) on one host, PostgreSQL for replicas.
 
 Two tables. ``rollouts`` holds one row per rollout: its configuration, the judge's
-state (`release_spec.judge.CanaryJudge.state` as JSON), the response body of its
+state (`release_spec.strategy.judge.CanaryJudge.state` as JSON), the response body of its
 latest verdict (so a GET decodes nothing), the look count, whether it is closed and
 where its next Prometheus window starts. ``looks`` holds one row per counted look,
 keyed by ``(rollout_id, look_id)``: the counts and the response given, which is what

@@ -4,19 +4,19 @@ The release stage ends by sending a growing share of live traffic to the
 candidate (the *canary*) while the production model serves the rest (the
 *baseline*). After every batch of outcomes the controller *looks*: it feeds
 each arm's new counts of errors and of slow requests (slower than the plan's
-latency SLO) to the anytime-valid `release_spec.judge.CanaryJudge`, and decides
+latency SLO) to the anytime-valid `release_spec.strategy.judge.CanaryJudge`, and decides
 whether to abort (canary share to 0 at once), to mark the step ready for
 promotion, or, when the step's bake is over without an answer, to hold or roll
 back as the plan says. Because the judge is anytime-valid, looking after every
 batch does not inflate false rollbacks the way a fixed-level test repeated at
-every look does (see ``release_spec.simulation``); and because latency is judged
+every look does (see ``release_spec.strategy.simulation``); and because latency is judged
 as a rate compared with the baseline's, a machine that slows both arms does not
 roll the canary back.
 
 Shares are kept in integer basis points (1 % = 100 bp) so the two traffic
 weights always sum to exactly 100 %.
 
-This module is the strategy layer: the standard library, ``release_spec.judge`` and
+This module is the strategy layer: the standard library, ``release_spec.strategy.judge`` and
 the formulas in ``release_spec.statistics`` only, never TensorFlow.
 """
 
@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from release_spec.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 from release_spec.statistics import fixed_horizon_sample_size
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 
 __all__ = [
     "Counts",
@@ -57,7 +57,7 @@ Status = Literal["idle", "analysing", "promotion_pending", "holding", "aborted",
 
 
 class Judge(Protocol):
-    """What the controller needs from a judge (`release_spec.judge.CanaryJudge`)."""
+    """What the controller needs from a judge (`release_spec.strategy.judge.CanaryJudge`)."""
 
     def update(self, canary: ArmCounts, baseline: ArmCounts) -> Verdict:
         """Add one look's counts (since the previous look) and return the verdict."""
@@ -724,7 +724,7 @@ def forecast_steps(
     two-sided Wald form at the plan's alpha) to detect ``baseline_error ->
     baseline_error + regression`` with the given power when the baseline gets
     (1 - rho) / rho requests per canary request. The sequential judge usually
-    decides sooner under a real regression (see ``release_spec.simulation``),
+    decides sooner under a real regression (see ``release_spec.strategy.simulation``),
     so this is a conservative planning figure. The expected number is
     rho x ``requests_per_minute`` x the step's maximum bake.
 

@@ -99,7 +99,7 @@ def is_test_split(split: str | None) -> bool:
 
     A test split is read once, by the final gate. A gate whose failure drives
     a retry must read validation data, or the retries tune on the test set;
-    `release_spec.stages.run_stage` refuses such a gate with this check.
+    `release_spec.strategy.stages.run_stage` refuses such a gate with this check.
 
     >>> is_test_split("source.test"), is_test_split("source.val"), is_test_split(None)
     (True, False, False)
@@ -363,7 +363,7 @@ def forgetting_gate(
     """No forgetting beyond ``margin`` on the source domain (non-inferiority vs pre-trained).
 
     Its failure drives a retry of fine-tuning, so it reads the source
-    *validation* split: `release_spec.stages.run_stage` refuses a test split.
+    *validation* split: `release_spec.strategy.stages.run_stage` refuses a test split.
 
     >>> y = np.zeros(400, int)
     >>> forgetting_gate("f", y, y, y, margin=0.05, split="source.val").passed

@@ -24,7 +24,7 @@ naming the parameter and the cap, instead of ending in a `MemoryError`:
 
 Latency is judged like errors: `draw_slow` draws each arm's slow requests (slower
 than the SLO) on the same requests, and `judge_rejections` applies the rule of
-`release_spec.judge.CanaryJudge` to several metrics (alpha split equally).
+`release_spec.strategy.judge.CanaryJudge` to several metrics (alpha split equally).
 
 `compare_rules` puts the rules of the progressive-delivery engines (`argo_rule`,
 `flagger_rule`, `kayenta_rule`, each with its engine's documented defaults) and the
@@ -44,17 +44,17 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from release_spec.rollout import (
+from release_spec.statistics import (
+    fixed_horizon_sample_size,
+    sequential_log_evidence,
+    two_proportion_z_test,
+)
+from release_spec.strategy.rollout import (
     Outcome,
     RolloutController,
     RolloutPlan,
     RolloutState,
     check_effect,
-)
-from release_spec.statistics import (
-    fixed_horizon_sample_size,
-    sequential_log_evidence,
-    two_proportion_z_test,
 )
 
 __all__ = [
@@ -327,7 +327,7 @@ def draw_slow(
 
 
 def judge_rejections(metrics: Sequence[Looks], alpha: float = 0.05) -> IntArray:
-    """The look at which `release_spec.judge.CanaryJudge` judging these metrics rejects, or -1.
+    """The look at which `strategy.judge.CanaryJudge` judging these metrics rejects, or -1.
 
     With ``k`` metrics (errors, and slow requests from `draw_slow`), each has its own
     sequential test at level ``alpha / k`` (Bonferroni), and the judge rejects at the
@@ -478,7 +478,7 @@ def simulate_rollout(
     or after ``max_requests`` (a holding step may never decide).
 
     Example:
-        >>> from release_spec.rollout import default_rollout_plan
+        >>> from release_spec.strategy.rollout import default_rollout_plan
         >>> s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.06)
         >>> s.status, s.production, s.canary_share
         ('aborted', 'production', 0.0)
@@ -618,7 +618,7 @@ class RuleSettings:
     engine cannot default (a threshold), the value an operator who knows
     production's normal error rate ``p0`` would write. An interval is a minute
     (Flagger's default analysis interval); the default traffic is that of
-    `release_spec.rollout.default_rollout_plan` (10,000 requests a minute).
+    `release_spec.strategy.rollout.default_rollout_plan` (10,000 requests a minute).
 
     Args:
         share: canary share of every interval's requests.

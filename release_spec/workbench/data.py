@@ -77,7 +77,7 @@ class Split:
 
     ``name`` is ``"<domain>.<part>"`` (``"source.val"``) for the splits of
     `load_dataset`; gates record it, and the retry loop refuses a gate that
-    read a ``.test`` split (`release_spec.gates.is_test_split`).
+    read a ``.test`` split (`release_spec.strategy.gates.is_test_split`).
     """
 
     x: FloatArray

@@ -12,7 +12,7 @@ figures show (forgetting, over-fitting or under-fitting), `adjust` the
 hyperparameters for that cause and try again, up to ``max_attempts``. Every
 attempt is recorded with its reason, hyperparameters, gates and figures.
 Because a failure here drives a retry, `run_stage` refuses a gate that read
-a test split (`release_spec.gates.is_test_split`): the test split is read
+a test split (`release_spec.strategy.gates.is_test_split`): the test split is read
 once, by the release stage's final gate.
 
 The release stage runs `run_release`: a sequence of
@@ -33,8 +33,8 @@ Example:
     >>> transition(rec, State.RUNNING)
     Traceback (most recent call last):
     ...
-    release_spec.stages.IllegalTransitionError: stage 'pretrain': passed -> running is not allowed
-"""
+    release_spec.strategy.stages.IllegalTransitionError: stage 'pretrain': passed -> running is not allowed
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Generic, Literal, TypeVar
 
-from release_spec.gates import GateResult, is_test_split
+from release_spec.strategy.gates import GateResult, is_test_split
 
 __all__ = [
     "ALLOWED",

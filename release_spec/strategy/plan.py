@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 if TYPE_CHECKING:
-    from release_spec.monitoring import MonitoringThresholds
-    from release_spec.rollout import RolloutPlan
+    from release_spec.strategy.monitoring import MonitoringThresholds
+    from release_spec.strategy.rollout import RolloutPlan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +78,7 @@ _ALPHA = _bound(0.0, 0.5, open_lo=True)
 
 @dataclass(frozen=True)
 class DataPlan:
-    """The embedded data set (see `release_spec.data`)."""
+    """The embedded data set (see `release_spec.workbench.data`)."""
 
     max_rotation: float = field(default=5.0, metadata=_bound(0.0, 45.0))
     target_train_copies: int = field(default=8, metadata=_bound(1, 16))
@@ -146,7 +146,7 @@ class RegressionPlan:
 
 @dataclass(frozen=True)
 class PhasedRolloutPlan:
-    """The phased rollout that ends the release stage (see `release_spec.rollout`).
+    """The phased rollout that ends the release stage (see `release_spec.strategy.rollout`).
 
     ``shares``, ``min_canary_requests`` and ``max_bake_minutes`` hold one value
     per step; the live pool stands for ``requests_per_minute`` of traffic.
@@ -191,7 +191,7 @@ class PhasedRolloutPlan:
     def rollout_plan(self) -> RolloutPlan:
         """The `RolloutPlan` these values describe."""
         # Imported here so that reading a plan stays standard library only until it is used.
-        from release_spec.rollout import RolloutPlan, RolloutStep
+        from release_spec.strategy.rollout import RolloutPlan, RolloutStep
 
         return RolloutPlan(
             steps=tuple(
@@ -211,7 +211,7 @@ class PhasedRolloutPlan:
 
 @dataclass(frozen=True)
 class MonitoringPlan:
-    """Drift and per-class recall monitoring (see `release_spec.monitoring`)."""
+    """Drift and per-class recall monitoring (see `release_spec.strategy.monitoring`)."""
 
     psi_warning: float = field(default=0.1, metadata=_POSITIVE)
     psi_alert: float = field(default=0.25, metadata=_POSITIVE)
@@ -230,7 +230,7 @@ class MonitoringPlan:
 
     def thresholds(self) -> MonitoringThresholds:
         """The `MonitoringThresholds` these values describe."""
-        from release_spec.monitoring import MonitoringThresholds
+        from release_spec.strategy.monitoring import MonitoringThresholds
 
         return MonitoringThresholds(**asdict(self))
 
@@ -239,7 +239,7 @@ class MonitoringPlan:
 class LiveRegressionPlan:
     """The candidate of ``--scenario live-regression``: broken on a slice the offline sets lack.
 
-    A new intake channel (`release_spec.data.from_new_channel`: a header bar
+    A new intake channel (`release_spec.workbench.data.from_new_channel`: a header bar
     above the digit) went live shortly before this release. Its first
     labelled batch, ``batch_fraction`` of the target training set in size, was
     labelled by a broken tool that gave every image class ``batch_label``;
@@ -364,7 +364,7 @@ def parse_plan(data: Mapping[str, Any]) -> Plan:
 
 def default_plan_text() -> str:
     """The embedded default plan, with its comments."""
-    return resources.files("release_spec").joinpath("default_plan.toml").read_text("utf-8")
+    return resources.files("release_spec.strategy").joinpath("default_plan.toml").read_text("utf-8")
 
 
 def load_plan(path: Path | str | None = None) -> Plan:

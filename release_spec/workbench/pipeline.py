@@ -1,10 +1,10 @@
 """The reference release, end to end: pre-train → fine-tune → release, on the embedded data.
 
-This is the workbench: it wires the data (`release_spec.data`), the
-classic Keras model (`release_spec.model`), the gates and stages
-(`release_spec.gates`, `release_spec.stages`), the plan
-(`release_spec.plan`) and the model store (`release_spec.registry`)
-together, and hands the result to `release_spec.report`. Keras is
+This is the workbench: it wires the data (`release_spec.workbench.data`), the
+classic Keras model (`release_spec.workbench.model`), the gates and stages
+(`release_spec.strategy.gates`, `release_spec.strategy.stages`), the plan
+(`release_spec.strategy.plan`) and the model store (`release_spec.store.registry`)
+together, and hands the result to `release_spec.workbench.report`. Keras is
 imported inside the functions that train, so importing this module is cheap.
 
 Where production comes from. On a first run the store is empty, so the
@@ -17,13 +17,13 @@ run with the same ``--out`` finds that store and compares its candidate with
 whatever is in production there (the pre-trained model of every run is still
 registered, as the candidate's parent, but not promoted).
 
-Scenarios, each built to hold on every seed (see `release_spec.sweep`):
+Scenarios, each built to hold on every seed (see `release_spec.workbench.sweep`):
 ``default``; ``regression``, where the fine-tuning data has one class's
 labels replaced by the next class (a corrupted labelling batch): the
 candidate still beats the pre-trained model on average, but cannot read that
 class, which the fine-tuning macro-F1 gate stops whatever the sample;
 ``live-regression``, where a new intake channel (a header bar above the
-digit, `release_spec.data.from_new_channel`) contributes a mislabelled batch
+digit, `release_spec.workbench.data.from_new_channel`) contributes a mislabelled batch
 (every image class ``batch_label``) to the fine-tuning data. The offline
 validation set has no channel image and the test set only ``test_share``
 (1 %), too few for any gate to notice; ``live_share`` (half) of the live traffic
@@ -38,11 +38,11 @@ when the rollout ended without evidence either way (`rollout_verdict`).
 
 The release stage's steps (`release_steps`) are functional,
 performance, stability and the phased rollout
-(`release_spec.rollout`): production serves the baseline share of the
+(`release_spec.strategy.rollout`): production serves the baseline share of the
 embedded live pool, the candidate the canary share, an error is a
 misclassification (the label is known in simulation), and the anytime-valid
 judge may roll the canary back after any batch. Promotion to production
-happens only when every step passed. Monitoring (`release_spec.monitoring`)
+happens only when every step passed. Monitoring (`release_spec.strategy.monitoring`)
 then compares the live pool with the training data and tracks the serving
 model's per-class recall.
 """
@@ -62,15 +62,10 @@ import numpy as np
 import numpy.typing as npt
 
 from release_spec import __version__
-from release_spec.data import (
-    Dataset,
-    LivePool,
-    Split,
-    from_new_channel,
-    load_dataset,
-    make_live_pool,
-)
-from release_spec.gates import (
+from release_spec.metrics import accuracy, confusion_matrix
+from release_spec.statistics import wilson_interval
+from release_spec.store.registry import ModelStore, VersionInfo
+from release_spec.strategy.gates import (
     GateResult,
     SoakSummary,
     accuracy_gate,
@@ -83,19 +78,16 @@ from release_spec.gates import (
     stability_gates,
     summarise_soak,
 )
-from release_spec.metrics import accuracy, confusion_matrix
-from release_spec.model import build_model, fine_tune_copy
-from release_spec.monitoring import MonitoringReport, monitor
-from release_spec.plan import SCENARIOS, Plan
-from release_spec.registry import ModelStore, VersionInfo
-from release_spec.rollout import (
+from release_spec.strategy.monitoring import MonitoringReport, monitor
+from release_spec.strategy.plan import SCENARIOS, Plan
+from release_spec.strategy.rollout import (
     LiveRequest,
     RolloutController,
     RolloutState,
     forecast_steps,
     replay,
 )
-from release_spec.stages import (
+from release_spec.strategy.stages import (
     Attempt,
     AttemptOutcome,
     Hyperparameters,
@@ -107,7 +99,15 @@ from release_spec.stages import (
     run_stage,
     transition,
 )
-from release_spec.statistics import wilson_interval
+from release_spec.workbench.data import (
+    Dataset,
+    LivePool,
+    Split,
+    from_new_channel,
+    load_dataset,
+    make_live_pool,
+)
+from release_spec.workbench.model import build_model, fine_tune_copy
 
 __all__ = [
     "ReleaseContext",
@@ -234,7 +234,7 @@ def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     The reference workload each caller times after every candidate call is
     production's model on the same batch: the same runtime and serving path,
     already released, and called in the same windows, so machine load moves
-    both (see `release_spec.gates.stability_gates`). Inputs are target
+    both (see `release_spec.strategy.gates.stability_gates`). Inputs are target
     validation images (the test split is read once, by the performance gate).
     """
     from tqdm import tqdm
@@ -285,7 +285,7 @@ def live_regression_dataset(ds: Dataset, plan: Plan) -> Dataset:
     """The data of ``--scenario live-regression``: a test set refreshed during the pilot.
 
     ``test_share`` of the target test images (2 of 233 by default) come
-    through the new channel (`release_spec.data.from_new_channel`). The
+    through the new channel (`release_spec.workbench.data.from_new_channel`). The
     validation set predates the channel and has none: it also steers early
     stopping, and a few channel images there make the validation loss resist
     what the mislabelled batch teaches, which stops fine-tuning early (on seed
@@ -354,7 +354,7 @@ def rollout_verdict(state: RolloutState, alpha: float) -> RolloutVerdict:
     ``rolled_back`` and the second as ``held``: the fix differs (repair the
     candidate, or give the rollout more traffic).
 
-    >>> from release_spec.rollout import RolloutController, default_rollout_plan
+    >>> from release_spec.strategy.rollout import RolloutController, default_rollout_plan
     >>> ctl = RolloutController(default_rollout_plan(), production="v1")
     >>> _ = ctl.start("v2")
     >>> rollout_verdict(ctl.abort("live pool exhausted"), alpha=0.05)
@@ -667,9 +667,9 @@ def run_pipeline(
     """Run every stage, write the report, figures and store under ``out_dir``.
 
     Args:
-        plan: the release plan (see `release_spec.plan`).
+        plan: the release plan (see `release_spec.strategy.plan`).
         out_dir: output directory (created); the store lives in ``out_dir/store``.
-        scenario: one of ``release_spec.plan.SCENARIOS``.
+        scenario: one of ``release_spec.strategy.plan.SCENARIOS``.
         echo: receives the status lines.
         progress: show a progress bar during the soak.
 
@@ -816,7 +816,7 @@ def run_pipeline(
         unchanged=unchanged,
         ctx=release_ctx,
     )
-    from release_spec.report import write_report
+    from release_spec.workbench.report import write_report
 
     matrices = _confusion_matrices(ds, trainer, release_ctx)
     write_report(report, out, curves=trainer.curves, matrices=matrices)

@@ -1,6 +1,6 @@
 """The seeds sweep: every scenario of the reference release over many seeds, in one process.
 
-``nox -s seeds`` runs ``python -m release_spec.sweep`` and writes
+``nox -s seeds`` runs ``python -m release_spec.workbench.sweep`` and writes
 ``docs/data/seeds.json``, which the reference-release page renders as a
 table. Per seed it runs, with the embedded default plan:
 
@@ -13,7 +13,7 @@ table. Per seed it runs, with the embedded default plan:
    and end ``rolled_back`` on evidence of harm during the rollout (exit 3).
 
 One process imports TensorFlow once; each run seeds Keras afresh
-(`release_spec.pipeline.run_pipeline`), so a row is what
+(`release_spec.workbench.pipeline.run_pipeline`), so a row is what
 ``release-spec run --seed N --scenario S`` gives. The only plan change is
 `OVERRIDES`: the soak is a wall-clock budget (60 s by default), the same
 for every run and unrelated to the seed, so the sweep shortens it to keep 60
@@ -92,7 +92,7 @@ def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
     >>> plan_with({"finetune": {"epochs": 3}}).finetune.epochs
     3
     """
-    from release_spec.plan import default_plan_text, parse_plan
+    from release_spec.strategy.plan import default_plan_text, parse_plan
 
     if sys.version_info >= (3, 11):
         import tomllib
@@ -108,7 +108,7 @@ def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
 def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
     """Run one scenario and condense its report to one row of the sweep."""
     from release_spec.cli import RUN_EXIT_CODES
-    from release_spec.pipeline import run_pipeline
+    from release_spec.workbench.pipeline import run_pipeline
 
     result = run_pipeline(plan, out, scenario=scenario, echo=lambda _: None, progress=False)
     r = result.report
@@ -233,7 +233,7 @@ def _results(
     return {
         "seeds": seeds,
         "plan": {
-            "base": "the embedded default plan (release_spec/default_plan.toml)",
+            "base": "the embedded default plan (release_spec/strategy/default_plan.toml)",
             "overrides": {k: dict(v) for k, v in overrides.items()},
             "why": OVERRIDE_REASON,
         },
@@ -251,14 +251,16 @@ def _results(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m release_spec.sweep --seeds 0-19 --out DIR --json FILE``.
+    """Run ``python -m release_spec.workbench.sweep --seeds 0-19 --out DIR --json FILE``.
 
     Returns 0 when every claim holds, 3 when one fails (each printed), 2 on
     bad arguments (argparse).
     """
     import json
 
-    parser = argparse.ArgumentParser(prog="python -m release_spec.sweep", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m release_spec.workbench.sweep", description=__doc__
+    )
     parser.add_argument("--seeds", default="0-19", help="seeds, e.g. 0-19 or 1,5,7")
     parser.add_argument("--out", type=Path, default=Path("build/seeds"), help="run directories")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -272,13 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out}: not empty (each seed needs new stores)")
-    command = f"python -m release_spec.sweep --seeds {args.seeds} --out DIR"
+    command = f"python -m release_spec.workbench.sweep --seeds {args.seeds} --out DIR"
     if args.scenarios != ",".join(EXPECTED):
         command += f" --scenarios {args.scenarios}"
 
     def save(result: dict[str, Any], path: Path | None) -> None:
         if path is not None:
-            from release_spec.registry import atomic_write
+            from release_spec.store.registry import atomic_write
 
             text = json.dumps({"generated": command, **result}, indent=1) + "\n"
             atomic_write(path, text.encode("utf-8"))

@@ -44,7 +44,7 @@
   ``canary_errors``, ``baseline_requests``, ``baseline_errors``), final
   ``p_value`` (always-valid) and ``upper_bound`` (on canary minus baseline
   error rate), ``verdict`` (``completed`` | ``harm`` | ``undecided``, see
-  `release_spec.pipeline.rollout_verdict`), ``rolled_back`` (on harm) and
+  `release_spec.workbench.pipeline.rollout_verdict`), ``rolled_back`` (on harm) and
   ``held`` (undecided): each ``step``, ``share``, ``reason`` and
   ``canary_requests`` (served before the decision), or null,
   ``events`` (``kind``, ``look``, ``minutes``, ``step``, ``share_before``,
@@ -60,7 +60,7 @@
 * ``data`` (sha256 ``hashes`` and ``sizes`` of every split), ``plan`` (the
   plan used), ``versions`` and ``figures`` (file names, next to the report).
 
-Every file is written with `release_spec.registry.atomic_write` (temporary file, fsync,
+Every file is written with `release_spec.store.registry.atomic_write` (temporary file, fsync,
 ``os.replace``, fsync of the directory).
 Matplotlib is used with the Agg backend and imported only when drawing.
 """
@@ -77,8 +77,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from release_spec.registry import atomic_write
-from release_spec.stages import TrainingCurves
+from release_spec.store.registry import atomic_write
+from release_spec.strategy.stages import TrainingCurves
 
 __all__ = [
     "OUTCOMES",

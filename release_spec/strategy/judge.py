@@ -1,7 +1,7 @@
 r"""The canary judge: the error-rate and slow-request metrics judged together, anytime-valid.
 
 One place where a canary's looks become a decision, shared by the HTTP judge service
-(``release_spec.services``) and the rollout controller (``release_spec.rollout``). Each
+(``release_spec.services``) and the rollout controller (``release_spec.strategy.rollout``). Each
 judged metric is a rate per request (errors; requests slower than the SLO) and gets two
 anytime-valid procedures from `release_spec.statistics`: a
 `~release_spec.statistics.SequentialErrorRateTest` that rejects when the canary's rate
