@@ -24,7 +24,7 @@ def test_shapes_ranges_and_one_hot(ds):
             assert set(np.unique(split.labels)) <= set(range(10))
     assert len(ds.source.train) == 1042
     assert len(ds.target.train) == 8 * 1042
-    assert (len(ds.source.test), len(ds.target.test)) == (143, 233)
+    assert (len(ds.source.test), len(ds.target.test)) == (53, 251)
 
 
 def test_every_class_present_in_every_split(ds):

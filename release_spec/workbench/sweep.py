@@ -44,8 +44,13 @@ __all__ = [
     "sweep",
 ]
 
-#: The documented floor of the released model's target-domain test accuracy.
-ACCURACY_CLAIM = 0.95
+#: The documented floor of the released model's target-domain test accuracy, on every
+#: seed. The network reaches about 0.97 on this data (mean of the 2026-12 sweep of
+#: seeds 0-19); on 251 test images a seed's estimate has a standard error of about
+#: 0.011, so a floor of 0.95 (1.9 standard errors below) is missed by about one seed
+#: in thirty by chance alone, and 0.94 (2.8 below) by about one sweep of twenty seeds
+#: in twenty. Set before the sweep that checks it.
+ACCURACY_CLAIM = 0.94
 #: What each scenario must end with, on every seed.
 EXPECTED = {"default": "released", "regression": "stopped", "live-regression": "rolled_back"}
 #: Plan keys the sweep changes, and why (recorded in the JSON).
@@ -153,8 +158,8 @@ def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
     >>> ok = {"seed": 0, "scenario": "default", "outcome": "released", "exit_code": 0,
     ...       "accuracy": 0.96, "candidate_promoted": True, "offline_gates_passed": True}
-    >>> check_claims([ok]), check_claims([{**ok, "accuracy": 0.94}])
-    ([], ['seed 0 default: accuracy 0.940 < 0.95'])
+    >>> check_claims([ok]), check_claims([{**ok, "accuracy": 0.93}])
+    ([], ['seed 0 default: accuracy 0.930 < 0.94'])
     """
     problems = []
     for r in rows:
