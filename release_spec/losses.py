@@ -19,7 +19,10 @@ __all__ = [
     "ROW_SUM_ATOL",
     "categorical_crossentropy",
     "mean_squared_error",
+    "perplexity",
+    "sequence_crossentropies",
     "sparse_categorical_crossentropy",
+    "token_crossentropies",
 ]
 
 ROW_SUM_ATOL = 1e-5
@@ -87,6 +90,32 @@ def _clip_bounds(epsilon: object) -> tuple[float, float]:
     if not (0.0 < eps < 0.5):
         raise ValueError(f"epsilon must be in (0, 0.5), got {epsilon!r}")
     return eps, 1.0 - eps
+
+
+def _sparse_labels(y_true: ArrayLike, p: NDArray[Any]) -> NDArray[np.intp]:
+    """Integer labels for predictions ``p`` (..., K), checked; shape ``p.shape[:-1]``."""
+    labels = _real_array(y_true, "y_true")
+    if p.ndim == 0:
+        raise ValueError("y_pred must have a class axis (ndim >= 1), got a scalar")
+    if labels.ndim == p.ndim and labels.shape[-1:] == (1,):
+        labels = labels[..., 0]
+    if labels.shape != p.shape[:-1]:
+        raise ValueError(
+            f"shape mismatch: y_true {labels.shape} must equal y_pred {p.shape} "
+            "without its class axis"
+        )
+    n_classes = p.shape[-1]
+    if labels.dtype.kind == "f":
+        _require_finite(labels, "y_true")
+        if not np.array_equal(labels, np.floor(labels)):
+            raise ValueError("y_true labels must be integers, got non-integer values")
+    elif labels.dtype.kind == "b":
+        raise ValueError("y_true labels must be integers, got booleans")
+    if labels.min() < 0:
+        raise ValueError(f"y_true has negative labels (min {labels.min()})")
+    if labels.max() >= n_classes:
+        raise ValueError(f"y_true labels must be < num_classes={n_classes} (max {labels.max()})")
+    return labels.astype(np.intp)
 
 
 # --8<-- [start:mean_squared_error]
@@ -264,32 +293,201 @@ def sparse_categorical_crossentropy(
         0.458145
     """
     lo, hi = _clip_bounds(epsilon)
-    labels = _real_array(y_true, "y_true")
     p = _real_array(y_pred, "y_pred")
-    if p.ndim == 0:
-        raise ValueError("y_pred must have a class axis (ndim >= 1), got a scalar")
-    if labels.ndim == p.ndim and labels.shape[-1:] == (1,):
-        labels = labels[..., 0]
-    if labels.shape != p.shape[:-1]:
-        raise ValueError(
-            f"shape mismatch: y_true {labels.shape} must equal y_pred {p.shape} "
-            "without its class axis"
-        )
-    n_classes = p.shape[-1]
-    if labels.dtype.kind == "f":
-        _require_finite(labels, "y_true")
-        if not np.array_equal(labels, np.floor(labels)):
-            raise ValueError("y_true labels must be integers, got non-integer values")
-    elif labels.dtype.kind == "b":
-        raise ValueError("y_true labels must be integers, got booleans")
-    flat = labels.reshape(-1)
-    if flat.min() < 0:
-        raise ValueError(f"y_true has negative labels (min {flat.min()})")
-    if flat.max() >= n_classes:
-        raise ValueError(f"y_true labels must be < num_classes={n_classes} (max {flat.max()})")
+    flat = _sparse_labels(y_true, p).reshape(-1)
     p_rows = _probability_rows(p, "y_pred")
-    picked = p_rows[np.arange(p_rows.shape[0]), flat.astype(np.intp)]
+    picked = p_rows[np.arange(p_rows.shape[0]), flat]
     return float(-np.mean(np.log(np.clip(picked, lo, hi))))
 
 
 # --8<-- [end:sparse_categorical_crossentropy]
+
+
+def _mask(mask: ArrayLike | None, shape: tuple[int, ...]) -> NDArray[np.bool_] | None:
+    """A boolean token mask of ``shape`` (True = the token counts), or None."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.shape != shape:
+        raise ValueError(f"shape mismatch: mask {arr.shape} must equal y_true {shape}")
+    if arr.dtype != np.bool_:
+        if arr.dtype.kind not in "iuf" or not np.all(np.isin(arr, (0, 1))):
+            raise ValueError("mask must hold booleans or 0/1")
+        arr = arr.astype(bool)
+    return arr
+
+
+# --8<-- [start:token_crossentropies]
+def token_crossentropies(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    from_logits: bool = False,
+    epsilon: float = 1e-7,
+) -> NDArray[np.float64]:
+    r"""Cross-entropy of every token: the terms of the sparse eq-cce, before the mean.
+
+    $$
+    \ell_t = -\log \operatorname{clip}\!\left(\hat{y}_{t,c_t},\ \epsilon,\ 1-\epsilon\right)
+    \quad\text{or, from logits } z_t,\quad
+    \ell_t = \log\sum_{k} e^{z_{tk}} - z_{t,c_t}
+    $$
+
+    Spec: eq-cce
+
+    ``sparse_categorical_crossentropy(y_true, y_pred)`` is the mean of this
+    array (same checks, same clipping). With ``from_logits=True`` the
+    prediction is a row of logits and the log-softmax is taken in float64
+    without clipping, as Keras does for logits.
+
+    Matches: ``keras.losses.SparseCategoricalCrossentropy(reduction=None)``
+    (``from_logits`` as given).
+
+    Args:
+        y_true: Integer token labels, shape (...) such as (n_tokens,) or
+            (batch, seq); a trailing axis of length 1 is also accepted.
+        y_pred: Probabilities (or logits), shape (..., K) with K the vocabulary.
+        from_logits: Whether ``y_pred`` holds logits.
+        epsilon: Clipping bound for probabilities, in (0, 0.5).
+
+    Returns:
+        The per-token losses, float64, the shape of the labels.
+
+    Raises:
+        ValueError: As `sparse_categorical_crossentropy`; for logits, NaN/inf.
+
+    Example:
+        >>> token_crossentropies([1, 2], [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]).round(6)
+        array([0.223144, 0.693147])
+    """
+    lo, hi = _clip_bounds(epsilon)
+    p = _real_array(y_pred, "y_pred")
+    labels = _sparse_labels(y_true, p)
+    flat = labels.reshape(-1)
+    if from_logits:
+        _require_finite(p, "y_pred")
+        z = p.reshape(-1, p.shape[-1]).astype(np.float64)
+        top = z.max(axis=1)
+        log_norm = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+        losses = log_norm - z[np.arange(z.shape[0]), flat]
+    else:
+        p_rows = _probability_rows(p, "y_pred")
+        losses = -np.log(np.clip(p_rows[np.arange(p_rows.shape[0]), flat], lo, hi))
+    out: NDArray[np.float64] = losses.reshape(labels.shape)
+    return out
+
+
+# --8<-- [end:token_crossentropies]
+
+
+# --8<-- [start:perplexity]
+def perplexity(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    from_logits: bool = False,
+    epsilon: float = 1e-7,
+    mask: ArrayLike | None = None,
+) -> float:
+    r"""Perplexity of a language model's token predictions: exp of the mean cross-entropy.
+
+    $$
+    \mathrm{PPL} = \exp\!\left(\frac{1}{T}\sum_{t=1}^{T} \ell_t\right)
+                 = \exp\!\left(\mathcal{L}_{\mathrm{CCE}}\right),
+    \qquad \ell_t = -\log \operatorname{clip}(\hat{y}_{t,c_t},\ \epsilon,\ 1-\epsilon)
+    $$
+
+    Spec: eq-perplexity
+
+    The mean is the sparse categorical cross-entropy (eq-cce) over the $T$
+    tokens kept by ``mask`` (all tokens when it is None), computed by
+    `token_crossentropies`, the same code as `sparse_categorical_crossentropy`.
+    Perplexity is the effective number of equally likely next tokens: 1 for
+    perfect predictions, $K$ for the uniform distribution over a vocabulary of
+    $K$, and it never goes below 1 (up to the clipping at $1-\epsilon$).
+
+    Matches: ``exp(keras.losses.SparseCategoricalCrossentropy()(y_true, y_pred))``
+    (Keras 3 has no perplexity metric of its own; ``keras_nlp.metrics.Perplexity``
+    computes the same exponential of the masked mean).
+
+    References:
+        Jelinek, Mercer, Bahl, Baker, "Perplexity: a measure of the difficulty of
+        speech recognition tasks", JASA 62(S1), 1977.
+        Jurafsky and Martin, *Speech and Language Processing* (3rd ed. draft),
+        chapter 3.
+
+    Args:
+        y_true: Integer token labels, shape (n_tokens,) or (batch, seq).
+        y_pred: Probabilities (or logits), shape (..., K).
+        from_logits: Whether ``y_pred`` holds logits (then no clipping).
+        epsilon: Clipping bound for probabilities, in (0, 0.5).
+        mask: Optional booleans (or 0/1) of the labels' shape; False drops a
+            token (padding). At least one token must remain.
+
+    Returns:
+        The perplexity as a Python float (``inf`` only if the mean loss
+        exceeds ~709, which needs logits).
+
+    Raises:
+        ValueError: As `sparse_categorical_crossentropy`; a mask of the wrong
+            shape or values, or one that drops every token.
+
+    Example:
+        >>> round(perplexity([1, 2], [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]), 6)
+        1.581139
+    """
+    losses = token_crossentropies(y_true, y_pred, from_logits=from_logits, epsilon=epsilon)
+    keep = _mask(mask, losses.shape)
+    if keep is not None:
+        if not keep.any():
+            raise ValueError("mask drops every token: perplexity needs at least one")
+        losses = losses[keep]
+    with np.errstate(over="ignore"):
+        return float(np.exp(np.mean(losses)))
+
+
+# --8<-- [end:perplexity]
+
+
+def sequence_crossentropies(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    from_logits: bool = False,
+    epsilon: float = 1e-7,
+    mask: ArrayLike | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    r"""Per-sequence sums of token cross-entropies and token counts, for a perplexity interval.
+
+    Sequences are the independent units of a held-out set (tokens inside one
+    are not), so an interval for the perplexity is built from these two
+    columns: ``statistics.perplexity_interval(sums, counts)``. The pooled
+    perplexity is ``exp(sums.sum() / counts.sum())``, which equals
+    `perplexity` with the same mask.
+
+    Args:
+        y_true: Integer token labels, shape (batch, seq).
+        y_pred: Probabilities (or logits), shape (batch, seq, K).
+        from_logits: Whether ``y_pred`` holds logits.
+        epsilon: Clipping bound for probabilities, in (0, 0.5).
+        mask: Optional booleans (or 0/1), shape (batch, seq); False drops a token.
+
+    Returns:
+        ``(sums, counts)``: float64 and int64 arrays of shape (batch,).
+
+    Raises:
+        ValueError: As `token_crossentropies`; labels that are not 2-D; a bad mask.
+
+    Example:
+        >>> sums, counts = sequence_crossentropies([[1, 2]], [[[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]])
+        >>> sums.round(6), counts
+        (array([0.916291]), array([2]))
+    """
+    losses = token_crossentropies(y_true, y_pred, from_logits=from_logits, epsilon=epsilon)
+    if losses.ndim != 2:
+        raise ValueError(f"y_true must be (batch, seq) token labels, got shape {losses.shape}")
+    keep = _mask(mask, losses.shape)
+    if keep is None:
+        keep = np.ones(losses.shape, dtype=bool)
+    sums = np.where(keep, losses, 0.0).sum(axis=1)
+    return sums, keep.sum(axis=1).astype(np.int64)

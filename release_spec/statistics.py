@@ -21,9 +21,9 @@ update leaves them exactly as they were.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -34,19 +34,23 @@ __all__ = [
     "MAX_COUNT",
     "MAX_GRID_SIZE",
     "MAX_PRIOR_SCALE",
+    "ClusteredPairedNoninferiority",
     "ErrorRateConfidenceSequence",
     "HolmResult",
     "KSResult",
     "PairedNoninferiority",
+    "PerplexityInterval",
     "SampleSize",
     "SequentialErrorRateTest",
     "bernoulli_confidence_sequence",
+    "clustered_paired_noninferiority",
     "error_rate_difference_bounds",
     "fixed_horizon_sample_size",
     "holm",
     "ks_two_sample",
     "mcnemar_exact",
     "paired_noninferiority",
+    "perplexity_interval",
     "population_stability_index",
     "sequential_log_evidence",
     "two_proportion_z_test",
@@ -1494,3 +1498,269 @@ def holm(p_values: ArrayLike, alpha: float = 0.05) -> HolmResult:
 
 
 # --8<-- [end:holm]
+
+
+class PerplexityInterval(NamedTuple):
+    """Perplexity over held-out sequences with its two-sided confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def _sequence_totals(
+    sequence_losses: ArrayLike | Sequence[ArrayLike], tokens: ArrayLike | None
+) -> tuple[FloatArray, FloatArray]:
+    """Per-sequence loss sums and token counts from either input form, checked."""
+    if tokens is not None:
+        sums = _sample("sequence_losses", sequence_losses)  # type: ignore[arg-type]
+        counts = _counts("tokens", tokens)
+        if counts.ndim != 1 or counts.shape != sums.shape:
+            raise ValueError(
+                f"tokens must be 1-D and match sequence_losses: {counts.shape} vs {sums.shape}"
+            )
+        if np.any(counts < 1):
+            raise ValueError("tokens must be at least 1 for every sequence")
+    else:
+        if isinstance(sequence_losses, np.ndarray) and sequence_losses.ndim == 2:
+            rows: list[FloatArray] = [
+                _sample("sequence_losses", r) for r in sequence_losses.astype(np.float64)
+            ]
+        elif isinstance(sequence_losses, Sequence | np.ndarray):
+            rows = [_sample(f"sequence_losses[{i}]", r) for i, r in enumerate(sequence_losses)]
+        else:
+            raise ValueError("sequence_losses must be a sequence of per-sequence token losses")
+        sums = np.array([r.sum() for r in rows], dtype=np.float64)
+        counts = np.array([r.size for r in rows], dtype=np.float64)
+    if np.any(sums < 0):
+        raise ValueError("sequence_losses must be nonnegative (cross-entropies are >= 0)")
+    if sums.size < 2:
+        raise ValueError(f"perplexity_interval needs at least 2 sequences, got {sums.size}")
+    return sums, counts
+
+
+# --8<-- [start:perplexity_interval]
+def perplexity_interval(
+    sequence_losses: ArrayLike | Sequence[ArrayLike],
+    tokens: ArrayLike | None = None,
+    *,
+    confidence: float = 0.95,
+) -> PerplexityInterval:
+    r"""Confidence interval for perplexity over held-out sequences (ratio estimator, t).
+
+    The $m$ held-out sequences are the independent units; the tokens inside a
+    sequence are not. With $L_i$ the sum of the token cross-entropies of
+    sequence $i$ and $n_i$ its number of tokens, the mean cross-entropy per
+    token is the ratio estimator $\hat R = \sum_i L_i / \sum_i n_i$, whose
+    linearised (delta-method) variance, with $N = \sum_i n_i$, is
+
+    $$
+    \widehat{\mathrm{se}}^2 = \frac{m}{m-1}\,\frac{1}{N^2}
+        \sum_{i=1}^{m} \bigl(L_i - \hat R\, n_i\bigr)^2,
+    \qquad
+    \mathrm{PPL} \in \Bigl[e^{\hat R - t\,\widehat{\mathrm{se}}},\
+                            e^{\hat R + t\,\widehat{\mathrm{se}}}\Bigr],
+    $$
+
+    with $t$ the $1 - (1-\text{confidence})/2$ quantile of Student's t with
+    $m - 1$ degrees of freedom. The interval is built on the log scale (for
+    the mean cross-entropy) and exponentiated, so it is asymmetric around
+    $e^{\hat R}$ and never below 0. The variance is the cluster-robust
+    (sandwich) variance of the mean token loss with sequences as clusters;
+    treating tokens as independent would understate it whenever a sequence's
+    tokens share difficulty.
+
+    Spec: eq-perplexity-interval
+
+    Matches: ``statsmodels`` ``OLS(token_losses, ones).fit(cov_type="cluster",
+    cov_kwds={"groups": sequence_ids}, use_t=True)``: the same estimate
+    $\hat R$, the same standard error (its small-sample factor $G/(G-1)$) and
+    $G - 1$ degrees of freedom; the estimate is ``losses.perplexity`` on the
+    pooled tokens.
+
+    References:
+        Cochran, *Sampling Techniques* (3rd ed., 1977), sections 6.3-6.4 (ratio
+        estimator) and 9A.2 (cluster samples of unequal size).
+        Cameron and Miller, "A practitioner's guide to cluster-robust inference",
+        J. Human Resources 50(2), 2015 (G - 1 degrees of freedom).
+
+    Args:
+        sequence_losses: either the token losses of each sequence (a 2-D array
+            of equal-length rows, or a sequence of 1-D arrays), or, with
+            ``tokens``, the 1-D per-sequence sums $L_i$.
+        tokens: the per-sequence token counts $n_i$ (whole numbers >= 1), when
+            ``sequence_losses`` holds sums.
+        confidence: two-sided confidence level, in (0, 1).
+
+    Returns:
+        A `PerplexityInterval` ``(estimate, low, high)``.
+
+    Raises:
+        ValueError: fewer than 2 sequences, empty, non-finite or negative losses,
+            token counts that are not whole numbers >= 1 or do not match, a bad
+            confidence.
+
+    Example:
+        >>> r = perplexity_interval([2.0, 3.5, 1.0, 4.5], [2, 3, 1, 4])
+        >>> round(r.estimate, 4), round(r.low, 4), round(r.high, 4)
+        (3.0042, 2.6746, 3.3744)
+    """
+    sums, counts = _sequence_totals(sequence_losses, tokens)
+    level = _in_range("confidence", confidence, 0.0, 1.0)
+    m, total = sums.size, float(counts.sum())
+    ratio = float(sums.sum()) / total
+    resid = sums - ratio * counts
+    se = math.sqrt(m / (m - 1) * float(resid @ resid)) / total
+    t = float(stats.t.isf((1.0 - level) / 2.0, m - 1))
+    with np.errstate(over="ignore"):
+        low, est, high = np.exp([ratio - t * se, ratio, ratio + t * se])
+    return PerplexityInterval(float(est), float(low), float(high))
+
+
+# --8<-- [end:perplexity_interval]
+
+
+@dataclass(frozen=True)
+class ClusteredPairedNoninferiority:
+    """Result of `clustered_paired_noninferiority` (rates are fractions of samples)."""
+
+    difference: float
+    lower_bound: float
+    standard_error: float
+    p_value: float
+    passed: bool
+    margin: float
+    alpha: float
+    prompts: int
+    candidate_rate: float
+    production_rate: float
+
+
+def _per_prompt_rates(name: str, passes: ArrayLike | Sequence[ArrayLike]) -> FloatArray:
+    """Each prompt's pass fraction from a 2-D 0/1 array or a sequence of 1-D 0/1 arrays."""
+    if isinstance(passes, np.ndarray) and passes.ndim == 2:
+        rates: FloatArray = _binary(name, passes.reshape(-1)).reshape(passes.shape).mean(axis=1)
+        return rates
+    if not isinstance(passes, Sequence | np.ndarray) or len(passes) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of per-prompt samples")
+    return np.array([_binary(f"{name}[{i}]", p).mean() for i, p in enumerate(passes)])
+
+
+# --8<-- [start:clustered_paired_noninferiority]
+def clustered_paired_noninferiority(
+    candidate_passes: ArrayLike | Sequence[ArrayLike],
+    production_passes: ArrayLike | Sequence[ArrayLike],
+    *,
+    margin: float,
+    alpha: float = 0.05,
+) -> ClusteredPairedNoninferiority:
+    r"""Paired non-inferiority on the same prompts with several samples per prompt.
+
+    At temperature > 0 each model answers prompt $i$ several times; the samples
+    of one prompt are not independent (an easy prompt is passed by every
+    sample), the prompts are. So each prompt is reduced to its pass-rate
+    difference, candidate minus production, over its own samples
+    ($k_i^c$ and $k_i^p$ may differ), and the $m$ differences are the
+    independent units:
+
+    $$
+    d_i = \frac{1}{k_i^c}\sum_{j} c_{ij} - \frac{1}{k_i^p}\sum_{j} p_{ij},
+    \quad
+    \bar d = \frac1m\sum_i d_i,
+    \quad
+    \widehat{\mathrm{se}} = \sqrt{\frac{1}{m(m-1)}\sum_i (d_i - \bar d)^2},
+    $$
+
+    $$
+    H_0: \Delta \le -\delta,\quad
+    T = \frac{\bar d + \delta}{\widehat{\mathrm{se}}},\quad
+    p = P(t_{m-1} \ge T),\quad
+    \text{lower} = \bar d - t_{1-\alpha,\,m-1}\,\widehat{\mathrm{se}} .
+    $$
+
+    The gate passes when $p \le \alpha$, equivalently lower $\ge -\delta$.
+    $\widehat{\mathrm{se}}^2$ is the between-prompt (cluster-robust) variance:
+    it counts prompts, not samples, so drawing more samples per prompt narrows
+    the interval only as far as the prompts' own noise allows. Every prompt
+    weighs the same, as in the suite's pass rate. With one sample per prompt
+    $\bar d = (b - c)/n$ as in eq-paired-noninferiority, and
+    $\widehat{\mathrm{se}}^2 = \frac{n}{n-1}\cdot\frac{(b+c)/n - \bar d^2}{n}$, the Wald
+    variance of that difference times $n/(n-1)$; for one sample per prompt
+    prefer Tango's score test (`paired_noninferiority`), which the suite gate
+    uses then. When every $d_i$ is equal the spread is 0: the test then
+    passes exactly when $\bar d > -\delta$, which with few prompts says little
+    — require enough prompts in the suite.
+
+    Spec: eq-clustered-paired
+
+    Matches: ``statsmodels.stats.weightstats.DescrStatsW(d).ttest_mean(-margin,
+    alternative="larger")`` and ``tconfint_mean`` on the differences; with
+    equal samples per prompt the standard error is that of
+    ``OLS(passes, [1, is_candidate]).fit(cov_type="cluster", groups=prompt)``
+    up to statsmodels' factor $(N-1)/(N-2)$.
+
+    References:
+        Donner and Klar, *Design and Analysis of Cluster Randomization Trials in
+        Health Research* (2000), chapter 6 (matched pairs: a t test on the
+        cluster-level differences).
+        Obuchowski, "On the comparison of correlated proportions for clustered
+        data", Stat. Med. 17, 1998.
+        Miller, "Adding error bars to evals: a statistical approach to language
+        model evaluations", arXiv:2411.00640, 2024 (clustered and paired
+        standard errors for prompt suites; averaging resampled answers).
+
+    Args:
+        candidate_passes: per prompt, the candidate's samples as 0/1 or booleans:
+            a 2-D array (prompts, samples) or a sequence of 1-D arrays.
+        production_passes: production's samples on the same prompts, same form.
+        margin: the largest pass-rate drop tolerated, $0 \le \delta < 1$.
+        alpha: one-sided significance level, in (0, 1).
+
+    Returns:
+        A `ClusteredPairedNoninferiority`.
+
+    Raises:
+        ValueError: fewer than 2 prompts, different numbers of prompts, a prompt
+            without samples, values other than 0/1, a bad margin or alpha.
+
+    Example:
+        >>> cand = [[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1], [1, 0, 1, 1]]
+        >>> prod = [[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1], [1, 1, 0, 1]]
+        >>> r = clustered_paired_noninferiority(cand, prod, margin=0.2)
+        >>> round(r.difference, 3), round(r.lower_bound, 4), round(r.p_value, 4), r.passed
+        (-0.05, -0.1566, 0.02, True)
+    """
+    cand = _per_prompt_rates("candidate_passes", candidate_passes)
+    prod = _per_prompt_rates("production_passes", production_passes)
+    if cand.size != prod.size:
+        raise ValueError(
+            f"candidate_passes and production_passes differ in prompts: {cand.size} != {prod.size}"
+        )
+    if cand.size < 2:
+        raise ValueError(f"need at least 2 prompts, got {cand.size}")
+    margin = _in_range("margin", margin, 0.0, 1.0, closed_lo=True)
+    alpha = _check_alpha(alpha)
+    d = cand - prod
+    m = d.size
+    diff = float(d.mean())
+    se = float(np.std(d, ddof=1)) / math.sqrt(m)
+    if se > 0.0:
+        p_value = float(stats.t.sf((diff + margin) / se, m - 1))
+    else:
+        p_value = 0.0 if diff + margin > 0.0 else 1.0
+    lower = diff - float(stats.t.isf(alpha, m - 1)) * se
+    return ClusteredPairedNoninferiority(
+        difference=diff,
+        lower_bound=lower,
+        standard_error=se,
+        p_value=p_value,
+        passed=p_value <= alpha,
+        margin=float(margin),
+        alpha=alpha,
+        prompts=m,
+        candidate_rate=float(cand.mean()),
+        production_rate=float(prod.mean()),
+    )
+
+
+# --8<-- [end:clustered_paired_noninferiority]
