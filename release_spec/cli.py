@@ -168,7 +168,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         plan = replace(plan, seed=args.seed)
     _output_dir(args.out)
-    from release_spec.store.registry import StoreError
+    from release_spec.store import StoreError
     from release_spec.workbench.pipeline import run_pipeline
 
     try:
@@ -216,7 +216,7 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
-    from release_spec.store.registry import StoreError, _shown
+    from release_spec.store.errors import StoreError, _shown
 
     # Names in a store may hold newlines or escapes: every message is shown as one line.
     # A warning (a stale lock taken over) is one line too, and only on success, so a
@@ -238,7 +238,8 @@ def _cmd_store(args: argparse.Namespace) -> int:
 
 
 def _store_action(args: argparse.Namespace) -> int:
-    from release_spec.store.registry import ModelStore, _shown
+    from release_spec.store import ModelStore
+    from release_spec.store.errors import _shown
 
     if args.action == "restore":
         if args.archive is None:
@@ -290,7 +291,7 @@ def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "store",
         help="list, verify, back up, restore or roll back a model store",
-        description="Manage a model store (see release_spec.store.registry).",
+        description="Manage a model store (see release_spec.store).",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -366,7 +367,7 @@ def _simulate_rules(args: argparse.Namespace) -> int:
             f"scenario without a canary excursion: {'yes' if ok else 'NO'}"
         )
     if args.json is not None:
-        from release_spec.store.registry import StoreError, atomic_write
+        from release_spec.store import StoreError, atomic_write
 
         rules = "all" if result.rules == RULES else ",".join(result.rules)
         command = (
@@ -544,7 +545,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
         return EXIT_OK
-    from release_spec.store.registry import atomic_write
+    from release_spec.store import atomic_write
 
     try:
         # Atomic: a failed write leaves no half-written manifest behind.

@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from release_spec.store.registry import ModelStore, StaleLockWarning
+from release_spec.store import ModelStore, StaleLockWarning
 
 
 def _report_stale(message: Warning | str, *args: object, **kwargs: object) -> None:

@@ -467,7 +467,7 @@ def test_a_full_disk_while_writing_the_report_exits_2_naming_the_file(
     full_disk, monkeypatch, capsys
 ):
     import release_spec.workbench.pipeline
-    from release_spec.store.registry import atomic_write
+    from release_spec.store import atomic_write
 
     def writes_a_large_report(plan, out, **kwargs):
         atomic_write(out / "report.md", b"x" * 2**20)  # the kernel says ENOSPC

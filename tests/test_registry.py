@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import pytest
 
-from release_spec.store.registry import (
+from release_spec.store import (
     CorruptFileError,
     IntegrityError,
     ModelStore,

@@ -22,7 +22,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-from release_spec.store.registry import ModelStore, StaleLockWarning
+from release_spec.store import ModelStore, StaleLockWarning
 
 TRIALS = 30
 SEED = 20261129

@@ -33,13 +33,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from release_spec.cli import EXIT_STOPPED, EXIT_USAGE, main
-from release_spec.store.registry import (
-    MAX_METADATA_BYTES,
-    CorruptFileError,
-    IntegrityError,
-    ModelStore,
-    StoreError,
-)
+from release_spec.store import CorruptFileError, IntegrityError, ModelStore, StoreError
+from release_spec.store.files import MAX_METADATA_BYTES
 
 SECRET = b"precious bytes outside the store\n" * 7
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}

@@ -38,7 +38,7 @@ from test_store_hostile import (
     snapshot,
 )
 
-from release_spec.store.registry import (
+from release_spec.store import (
     CorruptFileError,
     IntegrityError,
     ModelStore,

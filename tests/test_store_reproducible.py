@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from release_spec.store.registry import ModelStore, check_model_file, reproducible_keras
+from release_spec.store import ModelStore, check_model_file, reproducible_keras
 
 
 def _trained(seed: int) -> keras.Model:

@@ -21,12 +21,8 @@ import pytest
 from test_store_hostile import cli, cli_child, fake_model, make_store, one_line
 
 from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE
-from release_spec.store.registry import (
-    RESTORE_HEADROOM_BYTES,
-    ModelStore,
-    StoreError,
-    StoreWriteError,
-)
+from release_spec.store import ModelStore, StoreError, StoreWriteError
+from release_spec.store.backup import RESTORE_HEADROOM_BYTES
 
 PAGE = 4096
 

@@ -46,6 +46,8 @@ from build_inputs import inputs_digest
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files, InclusionLevel
 
+from release_spec.store.files import fsync_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = ROOT / ".cache" / "release-run"
 # The page shows the reference release itself: the embedded default plan.
@@ -130,14 +132,14 @@ class Run:
             out = self._tmp / "run"
             # The store holds the models (megabytes); the page needs the report only.
             shutil.rmtree(out / "store", ignore_errors=True)
-            _fsync_dir(out)
+            fsync_dir(out, files=True)
             try:
                 os.replace(out, self.final)
             except OSError:
                 # Another build finished the same run first; keep its copy.
                 if not (self.final / "report.md").is_file():
                     raise
-            _fsync_dir(self.cache_root)
+            fsync_dir(self.cache_root, files=True)
         finally:
             self._proc = None
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -154,18 +156,6 @@ class Run:
 
 
 _run: Run | None = None
-
-
-def _fsync_dir(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_file():
-            with child.open("rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def figures(run_dir: Path) -> list[str]:

@@ -21,48 +21,29 @@ On-disk layout (``format_version`` 1)::
                                   parent, created, keras version, format version
         .incoming-<token>/        a registration in progress (or crashed): ignored
 
-``manifest.json``, ``production.json`` and ``store.json`` carry a
-``checksum`` field, the sha256 of their other fields in canonical JSON, so a
-truncated or edited file is reported as such (naming the file) instead of
-reading as an empty store.
-
-Hostile stores: nothing inside the store is trusted to be what its name
-says. No store operation follows a symbolic link or opens anything but a
-regular file or a directory (``O_NOFOLLOW``, checked with ``lstat``/``fstat``;
-``O_NONBLOCK`` so a FIFO never blocks); FIFOs, devices, sockets and files with
-more than one hard link are refused, and `verify` reports them as damage.
-The store's root is taken as the caller names it; every path below it is
-checked, and writers work in ``versions`` through a descriptor opened that
-way, so a link swapped in later never redirects a write or a deletion.
-Metadata reads are capped at `MAX_METADATA_BYTES`, so a file that never ends
-cannot exhaust memory. Manifest entries are plain file names inside
-their version directory (no ``/``, no ``..``), checked when a manifest is
-sealed and when it is read. Messages name the store file at fault and never
-report facts (hash, size) about a file outside the store; names read from the
-store are escaped, so a name with a newline or a terminal escape cannot forge
-a line of a report.
+Each concern has a module of its own: metadata files are sealed JSON
+(`release_spec.store.sealed`: a checksum over the other fields, so a truncated
+or edited file is reported as such, naming the file, instead of reading as an
+empty store); nothing inside the store is trusted to be what its name says
+(`release_spec.store.files`: no symbolic link is followed, only regular files
+and directories are opened, metadata reads are capped, and messages escape
+names read from the store); writers hold a lock (`release_spec.store.lock`);
+model files are checked before they are stored or loaded
+(`release_spec.store.keras_files`); backups are checked member by member
+(`release_spec.store.backup`).
 
 Crash safety: a registration writes into ``versions/.incoming-<token>``,
 fsyncs every file and the directory, then renames the directory into place;
-that rename is the commit. The pointer is replaced atomically (temp file in
-the same directory, flush, fsync, ``os.replace``, fsync of the directory).
-Readers need no lock because versions are never modified or deleted and the
-pointer only ever names a committed version. Writers hold an exclusive
-``flock`` on ``.lock``; the kernel releases it when the process dies, so a
-lock left behind by a killed writer is recognised as stale and taken over
-(with a `StaleLockWarning`). The next writer deletes the leftovers of
-a crashed one. Locking uses ``fcntl`` and so needs a POSIX system. Every
-``OSError`` of a write (a full disk, a quota, a read-only file system) becomes
-a `StoreWriteError` naming the file; the temporary file is removed and the
-old state stays as it was.
-
-Reproducible artifacts: `ModelStore.save_model` rewrites the ``.keras`` zip
-that Keras writes so that the same weights give the same bytes (see
-`reproducible_keras`): Keras records the save time and the memory addresses
-of shared objects, which would make every save a "new" version.
+that rename is the commit. The pointer is replaced atomically
+(`release_spec.store.files.atomic_write`). Readers need no lock because
+versions are never modified or deleted and the pointer only ever names a
+committed version. The next writer deletes the leftovers of a crashed one.
+Every ``OSError`` of a write (a full disk, a quota, a read-only file system)
+becomes a `StoreWriteError` naming the file; the temporary file is removed
+and the old state stays as it was.
 
 Keras is imported only inside `safe_load_model` and
-`ModelStore.save_model`; the rest of the module is standard library.
+`ModelStore.save_model`.
 
 Example:
     >>> import shutil, tempfile, zipfile
@@ -86,171 +67,76 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import gzip
-import hashlib
-import io
-import json
 import math
 import os
-import re
 import secrets
 import shutil
-import socket
-import stat
-import tarfile
 import tempfile
-import warnings
-import zipfile
-import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import Any
 
-__all__ = [
-    "MAX_KERAS_JSON_BYTES",
-    "MAX_METADATA_BYTES",
-    "MIN_KERAS_VERSION",
-    "RESTORE_HEADROOM_BYTES",
-    "CorruptFileError",
-    "IntegrityError",
-    "LockHolder",
-    "ModelStore",
-    "StaleLockWarning",
-    "StoreError",
-    "StoreLockedError",
-    "StoreWriteError",
-    "UnsafeModelError",
-    "VerifyReport",
-    "VersionInfo",
-    "atomic_write",
-    "check_model_file",
-    "reproducible_keras",
-    "safe_load_model",
-]
-
-FORMAT_VERSION = 1
-#: Loading refuses older Keras: before 3.11.3 ``safe_mode`` could be bypassed.
-MIN_KERAS_VERSION = (3, 11, 3)
-MODEL_NAME = "model.keras"
-MANIFEST_NAME = "manifest.json"
-POINTER_NAME = "production.json"
-MARKER_NAME = "store.json"
-LOCK_NAME = ".lock"
-VERSIONS_DIR = "versions"
-INCOMING_PREFIX = ".incoming-"
-_STORE_FORMAT = "release-spec-model-store"
-_MANIFEST_FORMAT = "release-spec-model-manifest"
-_POINTER_FORMAT = "release-spec-production-pointer"
-#: Largest manifest, pointer or marker the store reads, in bytes. They hold a few
-#: hundred bytes; the cap keeps a ``/dev/zero``-like file from exhausting memory.
-MAX_METADATA_BYTES = 1 << 20
-#: Largest ``config.json``/``metadata.json`` read from a ``.keras`` zip, in bytes.
-MAX_KERAS_JSON_BYTES = 64 << 20
-#: `ModelStore.restore` writes an archive member only if this much disk stays free after it.
-RESTORE_HEADROOM_BYTES = 16 << 20
-_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
-# A manifest entry: one plain name inside its version directory, never a path.
-_FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
-# A FIFO opened for reading without O_NONBLOCK waits for a writer forever.
-_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS
-# Fixed values for what Keras writes differently on every save (see reproducible_keras).
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_FIXED_DATE_SAVED = "1980-01-01@00:00:00"
-# ASCII digits only: int() also reads other scripts' digits ("v١٢٣" is 123).
-_AUTO_VERSION_RE = re.compile(r"v([0-9]+)")
-_CHUNK = 1 << 20
-# Members a Keras v3 zip may hold; anything else is refused rather than guessed at.
-_KERAS_MEMBERS = frozenset(
-    {"config.json", "metadata.json", "model.weights.h5", "model.weights.npz"}
+from release_spec.store.backup import _within, unpack, write_archive
+from release_spec.store.errors import (
+    CorruptFileError,
+    IntegrityError,
+    StoreError,
+    UnsafeModelError,
+    _shown,
 )
-# Layers that execute code or load foreign graphs on deserialisation.
-_FORBIDDEN_CLASSES = {
-    "Lambda": ("a Lambda layer", "runs arbitrary Python code"),
-    "__lambda__": ("a serialised Python lambda", "runs arbitrary Python code"),
-    "TFSMLayer": ("a TFSMLayer", "loads a TensorFlow SavedModel"),
-}
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+from release_spec.store.files import (
+    _DIR_FLAGS,
+    _copy_hashing,
+    _dir_refusal,
+    _is_real_dir,
+    _lexists,
+    _open_beneath,
+    _open_dir_beneath,
+    _open_present,
+    _read_store_file,
+    _refusal,
+    _sha256_fd,
+    _writing,
+    atomic_write,
+    fsync_dir,
+    new_file,
+)
+from release_spec.store.keras_files import (
+    _check_model_content,
+    _open_model_file,
+    check_model_file,
+    reproducible_keras,
+    safe_load_model,
+)
+from release_spec.store.layout import (
+    _AUTO_VERSION_RE,
+    _MANIFEST_FORMAT,
+    _POINTER_FORMAT,
+    _STORE_FORMAT,
+    _VERSION_RE,
+    FORMAT_VERSION,
+    INCOMING_PREFIX,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    MARKER_NAME,
+    MODEL_NAME,
+    POINTER_NAME,
+    VERSIONS_DIR,
+    _check_version_name,
+    _now,
+)
+from release_spec.store.lock import writer_lock
+from release_spec.store.sealed import (
+    _check_manifest,
+    _field,
+    _is_sha256,
+    _read_sealed,
+    _sealed,
+)
 
-
-class StoreError(Exception):
-    """Base class of every error raised by the model store."""
-
-
-def _shown(text: object) -> str:
-    """``text`` on one printable line: control characters and undecodable bytes escaped.
-
-    File names come from directory listings an attacker may control; a name with
-    a newline or a terminal escape must not forge lines of a report or an error.
-
-    Example:
-        >>> _shown("versions/v1\\nok: 2 version(s)")
-        'versions/v1\\\\nok: 2 version(s)'
-    """
-    shown = str(text)
-    if shown.isprintable():
-        return shown
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in shown)
-
-
-class CorruptFileError(StoreError):
-    """A store file (manifest, pointer, marker) is truncated, unparsable or edited."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(f"{_shown(path)}: {problem}")
-        self.path = path
-
-
-class IntegrityError(StoreError):
-    """Stored bytes do not match their recorded sha256 (or a verify found problems)."""
-
-
-class UnsafeModelError(StoreError, ValueError):
-    """A model file in a refused format, or one whose config would run code."""
-
-
-class StoreWriteError(StoreError, OSError):
-    """A write to the store failed (disk full, quota, read-only file system, permissions).
-
-    It is also an ``OSError`` with the original ``errno``; ``filename`` is the
-    store file that could not be written (never a temporary name).
-    """
-
-    def __str__(self) -> str:
-        return f"cannot write {_shown(self.filename)}: {self.strerror}"
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """Who holds (or last held) the writer lock."""
-
-    pid: int
-    host: str
-    since: str
-
-    def describe(self) -> str:
-        """One line naming the holder, for error messages."""
-        # The record is read from a file in the store: it is shown, never trusted.
-        return _shown(f"pid {self.pid} on host {self.host} since {self.since}")
-
-
-class StoreLockedError(StoreError):
-    """Another writer holds the store's lock."""
-
-    def __init__(self, lock_path: Path, holder: LockHolder | None) -> None:
-        who = holder.describe() if holder else "another process (holder details not yet written)"
-        super().__init__(f"model store is locked by {who}; lock file {_shown(lock_path)}")
-        self.lock_path = lock_path
-        self.holder = holder
-
-
-class StaleLockWarning(UserWarning):
-    """A lock left by a writer that died was taken over."""
+__all__ = ["ModelStore", "VerifyReport", "VersionInfo"]
 
 
 @dataclass(frozen=True)
@@ -305,632 +191,6 @@ class VerifyReport:
     def ok(self) -> bool:
         """True when no problem was found (leftovers of crashed writers are not problems)."""
         return not self.problems
-
-
-# --------------------------------------------------------------------------- file helpers
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """Turn an ``OSError`` of the block into a `StoreWriteError` naming ``path``."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except OSError as exc:
-        raise StoreWriteError(exc.errno, exc.strerror or str(exc), str(path)) from None
-
-
-# --8<-- [start:atomic_write]
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A new file that replaces ``path`` only once everything written to it is on disk.
-
-    A crash leaves the old file or the new one, never a mix; an exception in the
-    ``with`` block removes the temporary file and leaves ``path`` untouched. An
-    ``OSError`` (a full disk, a read-only file system) becomes a
-    `StoreWriteError` naming ``path``.
-    """
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    with _writing(path):
-        # O_EXCL never follows a symlink: the temporary file is always a new file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            # rename replaces a symlink at ``path`` itself, never what it points to.
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        _fsync_dir(path.parent)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never a mix.
-
-    Raises:
-        StoreWriteError: The write failed (the old file, if any, is unchanged).
-
-    Example:
-        >>> import tempfile
-        >>> target = Path(tempfile.mkdtemp()) / "note.txt"
-        >>> atomic_write(target, b"hello")
-        >>> target.read_bytes()
-        b'hello'
-        >>> shutil.rmtree(target.parent)
-    """
-    with _atomic_file(path) as f:
-        f.write(data)
-
-
-# --8<-- [end:atomic_write]
-
-
-def _refusal(st: os.stat_result) -> str | None:
-    """Why a store file with these attributes is refused, or None for a plain file."""
-    mode = st.st_mode
-    if stat.S_ISREG(mode):
-        if st.st_nlink > 1:
-            # Another name for the same bytes: they could change (or be truncated
-            # by a writer) from outside the store.
-            return f"has {st.st_nlink} hard links (refused)"
-        return None
-    kind = {
-        stat.S_IFLNK: "a symbolic link",
-        stat.S_IFDIR: "a directory",
-        stat.S_IFIFO: "a FIFO",
-        stat.S_IFCHR: "a character device",
-        stat.S_IFBLK: "a block device",
-        stat.S_IFSOCK: "a socket",
-    }.get(stat.S_IFMT(mode), "a special file")
-    return f"is {kind}, not a regular file (refused)"
-
-
-def _dir_refusal(path: Path | str, dir_fd: int | None = None) -> str | None:
-    """Why ``path`` (relative to ``dir_fd`` if given) is not a real directory (None when it is).
-
-    Raises:
-        FileNotFoundError: Nothing is at ``path``.
-    """
-    mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode
-    if stat.S_ISDIR(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "is a symbolic link, not a directory (refused)"
-    return "is not a directory"
-
-
-def _lexists(name: str, dir_fd: int) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _is_real_dir(path: Path | str, dir_fd: int | None = None) -> bool:
-    try:
-        return _dir_refusal(path, dir_fd) is None
-    except FileNotFoundError:
-        return False
-
-
-def _open_regular(name: str, flags: int, *, dir_fd: int, shown: Path, create: bool = False) -> int:
-    """Open ``name`` in ``dir_fd`` only if it is a regular file with one link; never follow it."""
-    try:
-        before: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        if not create:
-            raise
-        before = None
-    # Judge by lstat first: opening a device or a FIFO can have effects of its own.
-    if before is not None and (why := _refusal(before)):
-        raise CorruptFileError(shown, why)
-    extra = os.O_CREAT if create else 0
-    try:
-        fd = os.open(name, flags | extra | _OPEN_FLAGS, 0o644, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise CorruptFileError(
-                shown, "is a symbolic link, not a regular file (refused)"
-            ) from None
-        raise
-    try:
-        st = os.fstat(fd)
-        why = _refusal(st)
-        if (
-            why is None
-            and before is not None
-            and (st.st_dev, st.st_ino)
-            != (
-                before.st_dev,
-                before.st_ino,
-            )
-        ):
-            why = "was replaced while it was being opened (refused)"
-        if why:
-            raise CorruptFileError(shown, why)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _open_beneath(root: Path, rel: str, flags: int = os.O_RDONLY, *, create: bool = False) -> int:
-    """Open the store file ``root/rel`` without following a symlink at any level below ``root``.
-
-    Each directory on the way is opened relative to the previous one with
-    ``O_NOFOLLOW``, so no component can be swapped for a link between a check
-    and the open.
-
-    Raises:
-        CorruptFileError: A component is a link or not a directory, or the file
-            is not a regular file with a single link (naming the path).
-        OSError: The file does not exist (``FileNotFoundError``) or cannot be opened.
-    """
-    folder, _, name = rel.rpartition("/")
-    dfd = _open_dir_beneath(root, folder)
-    try:
-        return _open_regular(name, flags, dir_fd=dfd, shown=root / rel, create=create)
-    finally:
-        os.close(dfd)
-
-
-def _open_dir_beneath(root: Path, rel: str) -> int:
-    """Open the directory ``root/rel`` (``""``: the root), following no link below ``root``.
-
-    Operations relative to the returned descriptor stay in that directory even
-    if a component of its path is swapped for a link afterwards.
-
-    Raises:
-        CorruptFileError: A component is missing, a link, or not a directory (naming it).
-    """
-    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    parts = rel.split("/") if rel else []
-    try:
-        for i, part in enumerate(parts):
-            try:
-                nfd = os.open(part, _DIR_FLAGS, dir_fd=dfd)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                    raise
-                where = root.joinpath(*parts[: i + 1])
-                try:
-                    why = _dir_refusal(part, dfd) or "is not a directory"
-                except FileNotFoundError:
-                    why = "is missing"
-                raise CorruptFileError(where, why) from None
-            os.close(dfd)
-            dfd = nfd
-    except BaseException:
-        os.close(dfd)
-        raise
-    return dfd
-
-
-def _read_fd_capped(fd: int, shown: Path | str, cap: int) -> bytes:
-    """At most ``cap`` bytes of an open file; a larger file is refused, not truncated."""
-    size = os.fstat(fd).st_size
-    if size > cap:
-        raise CorruptFileError(Path(shown), f"is {size} bytes, over the {cap}-byte limit")
-    chunks: list[bytes] = []
-    total = 0
-    # Read one byte past the cap: a file that grows after fstat is caught too.
-    while chunk := os.read(fd, min(_CHUNK, cap + 1 - total)):
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > cap:
-            raise CorruptFileError(Path(shown), f"is over the {cap}-byte limit")
-    return b"".join(chunks)
-
-
-def _open_present(root: Path, rel: str) -> int:
-    """`_open_beneath` for a file checked earlier: one gone since then is damage, not an OSError."""
-    try:
-        return _open_beneath(root, rel)
-    except FileNotFoundError:
-        raise CorruptFileError(root / rel, "is missing") from None
-
-
-def _read_store_file(root: Path, rel: str, cap: int = MAX_METADATA_BYTES) -> bytes:
-    fd = _open_present(root, rel)
-    try:
-        return _read_fd_capped(fd, root / rel, cap)
-    finally:
-        os.close(fd)
-
-
-def _sha256_fd(fd: int) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    while chunk := os.read(fd, _CHUNK):
-        h.update(chunk)
-        size += len(chunk)
-    return h.hexdigest(), size
-
-
-def _copy_hashing(
-    src: IO[bytes], dst: Path | str, limit: int | None = None, *, dir_fd: int | None = None
-) -> tuple[str, int]:
-    """Copy ``src`` to a new file ``dst`` (fsynced) and return the digest of the bytes written.
-
-    With ``limit``, at most ``limit`` bytes are written (a source that is longer
-    shows up as a wrong size or digest, not as a full disk). With ``dir_fd``,
-    ``dst`` is a name in that directory.
-    """
-    h = hashlib.sha256()
-    size = 0
-    # O_EXCL never follows a symlink: dst is always a new file.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    fd = os.open(dst, flags, 0o644, dir_fd=dir_fd)
-    with os.fdopen(fd, "wb") as fout:
-        while True:
-            want = _CHUNK if limit is None else min(_CHUNK, limit - size)
-            chunk = src.read(want) if want > 0 else b""
-            if not chunk:
-                break
-            h.update(chunk)
-            size += len(chunk)
-            fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
-    return h.hexdigest(), size
-
-
-def _canonical(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _sealed(body: Mapping[str, Any]) -> bytes:
-    """JSON with a ``checksum`` over the other fields, so any edit or truncation is detected."""
-    checksum = hashlib.sha256(_canonical(body)).hexdigest()
-    text = json.dumps({**body, "checksum": checksum}, sort_keys=True, indent=2, allow_nan=False)
-    return (text + "\n").encode()
-
-
-def _read_sealed(root: Path, rel: str, expected_format: str) -> dict[str, Any]:
-    path = root / rel
-    try:
-        raw = _read_store_file(root, rel)
-    except OSError as exc:
-        raise CorruptFileError(path, f"cannot be read: {exc.strerror}") from None
-    return _parse_sealed(path, raw, expected_format)
-
-
-def _parse_sealed(path: Path, raw: bytes, expected_format: str) -> dict[str, Any]:
-    if not raw.strip():
-        raise CorruptFileError(path, "is empty (truncated)")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(path, f"is not valid JSON (truncated or corrupted): {exc}") from None
-    except RecursionError:
-        raise CorruptFileError(path, "is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise CorruptFileError(path, "is not a JSON object")
-    checksum = data.pop("checksum", None)
-    if not isinstance(checksum, str):
-        raise CorruptFileError(path, "has no checksum field")
-    try:
-        actual = hashlib.sha256(_canonical(data)).hexdigest()
-    except ValueError:
-        raise CorruptFileError(path, "holds non-finite numbers") from None
-    if actual != checksum:
-        raise CorruptFileError(path, "checksum mismatch: the file was edited or corrupted")
-    if data.get("format") != expected_format:
-        raise CorruptFileError(path, f"format is {data.get('format')!r}, not {expected_format!r}")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise CorruptFileError(
-            path, f"format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
-        )
-    return data
-
-
-def _check_manifest(path: Path, data: Mapping[str, Any], version: str) -> dict[str, Any]:
-    """The manifest's ``files`` after checking every field; raise naming ``path`` otherwise.
-
-    Used when a manifest is sealed and when one is read: an entry is a plain
-    name inside the version directory, never a path that could leave it.
-    """
-    if data.get("version") != version:
-        raise CorruptFileError(path, f"names version {data.get('version')!r}, not {version!r}")
-    files: dict[str, Any] = _field(path, data, "files", dict)
-    if MODEL_NAME not in files:
-        raise CorruptFileError(path, f"does not list {MODEL_NAME}")
-    for name, entry in files.items():
-        if not _FILE_NAME_RE.fullmatch(name) or name == MANIFEST_NAME:
-            raise CorruptFileError(
-                path, f"entry {name!r} is not a plain file name inside its version directory"
-            )
-        if not isinstance(entry, dict) or not _is_sha256(entry.get("sha256")):
-            raise CorruptFileError(path, f"entry for {name!r} has no sha256")
-        size = entry.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise CorruptFileError(path, f"entry for {name!r} has no size")
-    _field(path, data, "created", str)
-    _field(path, data, "metrics", dict)
-    _field(path, data, "data_hashes", dict)
-    _field(path, data, "keras_version", str)
-    parent = _field(path, data, "parent", (str, type(None)))
-    if parent is not None and not _VERSION_RE.fullmatch(parent):
-        raise CorruptFileError(path, f"names an invalid parent {parent!r}")
-    return files
-
-
-def _is_sha256(value: Any) -> bool:
-    # The digest is printed (store list, rollback): it must be what it claims to be.
-    return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
-
-
-def _field(path: Path, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind):
-        raise CorruptFileError(path, f"field {key!r} is missing or has the wrong type")
-    return value
-
-
-def _check_version_name(version: str) -> str:
-    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
-        raise ValueError(
-            f"invalid version name {version!r}: use letters, digits, '.', '_', '+', '-' "
-            "(at most 128 characters, not starting with a dot or dash)"
-        )
-    return version
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _parse_version(text: str) -> tuple[int, int, int]:
-    match = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
-    if not match:
-        raise StoreError(f"cannot parse Keras version {text!r}")
-    major, minor, patch = (int(g) for g in match.groups())
-    return major, minor, patch
-
-
-# --------------------------------------------------------------------------- model files
-
-
-def _refuse_format(path: Path) -> None:
-    """Raise naming the format when ``path`` is not a Keras v3 zip."""
-    if path.is_dir():
-        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
-            raise UnsafeModelError(f"{path}: TensorFlow SavedModel directories are refused")
-        raise UnsafeModelError(f"{path}: a directory is not a .keras model file")
-    if not path.exists():
-        raise UnsafeModelError(f"{path}: no such model file")
-    if not path.is_file():
-        raise UnsafeModelError(f"{path}: not a regular file (refused)")
-    suffix = path.suffix.lower()
-    named = {
-        ".h5": "HDF5 (.h5)",
-        ".hdf5": "HDF5 (.hdf5)",
-        ".pkl": "pickle (.pkl)",
-        ".pickle": "pickle (.pickle)",
-        ".joblib": "joblib (.joblib)",
-        ".pb": "TensorFlow SavedModel (.pb)",
-    }
-    if suffix in named:
-        raise UnsafeModelError(f"{path}: {named[suffix]} format is refused; save as .keras")
-
-
-def _open_model_file(path: Path) -> BinaryIO:
-    """Open a caller's model file for reading; a FIFO or device swapped in is refused."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UnsafeModelError(f"{path}: not a regular file (refused)")
-    return os.fdopen(fd, "rb")
-
-
-def _check_model_content(path: Path, f: BinaryIO) -> str:
-    """The checks of `check_model_file` on the bytes of an open file (``path`` names it)."""
-    head = f.read(8)
-    f.seek(0)
-    # Content wins over the name: a pickle renamed to .keras is still a pickle.
-    if head.startswith(_HDF5_MAGIC):
-        raise UnsafeModelError(f"{path}: HDF5 content is refused; save as .keras")
-    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
-        raise UnsafeModelError(f"{path}: pickle content is refused; save as .keras")
-    if path.suffix.lower() != ".keras":
-        raise UnsafeModelError(f"{path}: unsupported model format {path.suffix or '(none)'!r}")
-    if not zipfile.is_zipfile(f):
-        raise UnsafeModelError(f"{path}: not a Keras v3 .keras zip archive")
-    f.seek(0)
-    try:
-        with zipfile.ZipFile(f) as zf:
-            names = zf.namelist()
-            odd = [n for n in names if n not in _KERAS_MEMBERS and not n.startswith("assets/")]
-            bad = [n for n in names if n.startswith("/") or ".." in n.split("/")]
-            if odd or bad:
-                raise UnsafeModelError(f"{path}: unexpected members in .keras archive: {odd + bad}")
-            if "config.json" not in names or "metadata.json" not in names:
-                raise UnsafeModelError(f"{path}: .keras archive lacks config.json/metadata.json")
-            for name in ("config.json", "metadata.json"):
-                size = zf.getinfo(name).file_size
-                if size > MAX_KERAS_JSON_BYTES:
-                    raise UnsafeModelError(
-                        f"{path}: {name} declares {size} bytes, over the "
-                        f"{MAX_KERAS_JSON_BYTES}-byte limit"
-                    )
-            config = json.loads(zf.read("config.json"))
-            metadata = json.loads(zf.read("metadata.json"))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise UnsafeModelError(f"{path}: unreadable .keras archive: {exc}") from None
-    except RecursionError:
-        raise UnsafeModelError(f"{path}: config.json is nested too deeply") from None
-    found = _forbidden_in_config(config)
-    if found:
-        raise UnsafeModelError(f"{path}: refused, the model contains " + "; ".join(found))
-    keras_version = metadata.get("keras_version") if isinstance(metadata, dict) else None
-    if not isinstance(keras_version, str):
-        raise UnsafeModelError(f"{path}: metadata.json has no keras_version")
-    return keras_version
-
-
-def _forbidden_in_config(node: Any, where: str = "config") -> list[str]:
-    found: list[str] = []
-    if isinstance(node, dict):
-        cls = node.get("class_name")
-        if isinstance(cls, str) and cls in _FORBIDDEN_CLASSES:
-            what, why = _FORBIDDEN_CLASSES[cls]
-            config = node.get("config")
-            name = config.get("name") if isinstance(config, dict) else None
-            label = f"{what} {name!r}" if isinstance(name, str) else what
-            found.append(f"{label} ({why}) at {where}")
-        module = node.get("module")
-        foreign = isinstance(module, str) and not (module == "keras" or module.startswith("keras."))
-        if isinstance(cls, str) and foreign:
-            found.append(f"object {cls!r} from module {module!r} (not Keras) at {where}")
-        for key, value in node.items():
-            found.extend(_forbidden_in_config(value, f"{where}.{key}"))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found.extend(_forbidden_in_config(value, f"{where}[{i}]"))
-    return found
-
-
-# --8<-- [start:check_model_file]
-def check_model_file(path: Path | str) -> str:
-    """Refuse anything but a plain Keras v3 ``.keras`` zip, without importing Keras.
-
-    Checks the format by name and content (HDF5, pickle/joblib and SavedModel
-    are refused, naming the format), the zip's member names, and the
-    ``config.json`` for ``Lambda``/``TFSMLayer`` layers, serialised lambdas
-    and objects from modules outside Keras. Nothing in the file is executed.
-
-    Args:
-        path: The model file.
-
-    Returns:
-        The Keras version recorded in the file's ``metadata.json``.
-
-    Raises:
-        UnsafeModelError: The format is refused or the config would run code.
-    """
-    path = Path(path)
-    _refuse_format(path)
-    with _open_model_file(path) as f:
-        return _check_model_content(path, f)
-
-
-# --8<-- [end:check_model_file]
-
-
-def safe_load_model(path: Path | str) -> Any:
-    """Load a ``.keras`` file after `check_model_file`, with ``safe_mode=True``.
-
-    Keras is imported here, and only here and in `ModelStore.save_model`.
-    Keras older than `MIN_KERAS_VERSION` is refused. Prefer
-    `ModelStore.load_model`, which also checks every sha256 first.
-
-    Raises:
-        UnsafeModelError: The file is refused (see `check_model_file`).
-        StoreError: The installed Keras is too old.
-    """
-    path = Path(path)
-    check_model_file(path)
-    import keras
-
-    installed = _parse_version(keras.__version__)
-    if installed < MIN_KERAS_VERSION:
-        minimum = ".".join(map(str, MIN_KERAS_VERSION))
-        raise StoreError(f"Keras {keras.__version__} is too old to load safely; need >= {minimum}")
-    return keras.saving.load_model(path, safe_mode=True)
-
-
-def _renumber_shared_objects(node: Any, numbers: dict[Any, int]) -> None:
-    """Replace Keras's ``shared_object_id`` values (memory addresses) by 1, 2, ... in order."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "shared_object_id" and isinstance(value, int):
-                node[key] = numbers.setdefault(value, len(numbers) + 1)
-            else:
-                _renumber_shared_objects(value, numbers)
-    elif isinstance(node, list):
-        for value in node:
-            _renumber_shared_objects(value, numbers)
-
-
-def reproducible_keras(src: Path | str, dst: Path | str) -> None:
-    """Rewrite a ``.keras`` zip so that the same model always gives the same bytes.
-
-    Keras writes three things that change from one save to the next although
-    the model does not: the save time (``date_saved`` in ``metadata.json``),
-    the zip entries' timestamps, and ``shared_object_id`` values in
-    ``config.json``, which are memory addresses (``id()``). This writes the
-    members in name order, uncompressed (no dependence on the zlib version),
-    dated 1980-01-01, with ``date_saved`` fixed to ``1980-01-01@00:00:00`` and
-    the shared-object ids numbered 1, 2, ... in order of first appearance (the
-    links between shared objects are kept). The weights file is copied
-    unchanged: h5py records no object timestamps by default, so equal weights
-    already give equal bytes. The result is a normal Keras v3 file.
-
-    Args:
-        src: A ``.keras`` file written by Keras.
-        dst: The new file (must not exist).
-
-    Raises:
-        UnsafeModelError: ``src`` is not a Keras v3 zip (see `check_model_file`).
-
-    Example:
-        >>> import tempfile
-        >>> tmp = Path(tempfile.mkdtemp())
-        >>> for name, stamp in (("a", "2026-01-01@10:00:00"), ("b", "2026-06-30@23:59:59")):
-        ...     with zipfile.ZipFile(tmp / f"{name}.keras", "w") as z:
-        ...         z.writestr("config.json", '{"shared_object_id": ' + str(id(name)) + "}")
-        ...         meta = {"keras_version": "3.15.1", "date_saved": stamp}
-        ...         z.writestr("metadata.json", json.dumps(meta))
-        ...     reproducible_keras(tmp / f"{name}.keras", tmp / f"{name}-fixed.keras")
-        >>> (tmp / "a-fixed.keras").read_bytes() == (tmp / "b-fixed.keras").read_bytes()
-        True
-        >>> shutil.rmtree(tmp)
-    """
-    src, dst = Path(src), Path(dst)
-    check_model_file(src)
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "x") as zout:
-        for name in sorted(zin.namelist()):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_STORED
-            info.create_system = 3  # Unix, whatever the platform
-            info.external_attr = 0o644 << 16
-            if name in ("config.json", "metadata.json"):
-                data = json.loads(zin.read(name))
-                if name == "config.json":
-                    _renumber_shared_objects(data, {})
-                elif isinstance(data, dict) and "date_saved" in data:
-                    data["date_saved"] = _FIXED_DATE_SAVED
-                zout.writestr(info, json.dumps(data).encode())
-                continue
-            info.file_size = zin.getinfo(name).file_size
-            with zin.open(name) as fin, zout.open(info, "w") as fout:
-                shutil.copyfileobj(fin, fout, _CHUNK)
 
 
 # --------------------------------------------------------------------------- the store
@@ -1263,56 +523,12 @@ class ModelStore:
 
     # ------------------------------------------------------------------ writing
 
-    # --8<-- [start:writer_lock]
     @contextlib.contextmanager
     def _writer(self) -> Iterator[None]:
-        """Hold the exclusive writer lock; clean up after crashed writers.
-
-        The lock file is opened without following a link and must be a regular
-        file with one link: a link or a FIFO in its place is refused, so the
-        holder record is never written anywhere but into the store.
-        """
-        lock_path = self.root / LOCK_NAME
-        with _writing(lock_path):
-            fd = _open_beneath(self.root, LOCK_NAME, os.O_RDWR, create=True)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise StoreWriteError(exc.errno, exc.strerror, str(lock_path)) from None
-                raise StoreLockedError(lock_path, _read_holder(fd)) from None
-            # The kernel drops a flock when its process dies, so a holder record
-            # still present here belongs to a writer that did not finish.
-            stale = _read_holder(fd)
-            if stale is not None:
-                if stale.host != socket.gethostname():
-                    state = "on another host"
-                else:
-                    state = "alive" if _pid_alive(stale.pid) else "no longer running"
-                warnings.warn(
-                    StaleLockWarning(
-                        f"took over the stale lock {lock_path} of {stale.describe()} "
-                        f"(process {state}, lock not held)"
-                    ),
-                    stacklevel=3,
-                )
-            me = LockHolder(pid=os.getpid(), host=socket.gethostname(), since=_now())
-            with _writing(lock_path):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
-                os.fsync(fd)
-            try:
-                self._clean_leftovers()
-                yield
-            finally:
-                # A record left behind only makes the next writer warn of a stale lock.
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)
-
-    # --8<-- [end:writer_lock]
+        """Hold the exclusive writer lock (`writer_lock`); clean up after crashed writers."""
+        with writer_lock(self.root):
+            self._clean_leftovers()
+            yield
 
     def _clean_leftovers(self) -> None:
         with self._versions_fd() as vfd:
@@ -1341,7 +557,6 @@ class ModelStore:
             )
         return name
 
-    # --8<-- [start:register]
     def register(
         self,
         model_file: Path | str,
@@ -1413,8 +628,6 @@ class ModelStore:
                 raise
             return self._info(name)
 
-    # --8<-- [end:register]
-
     def _write_version(
         self, model_file: Path, vfd: int, incoming: str, target: Path, body: dict[str, Any]
     ) -> None:
@@ -1433,12 +646,8 @@ class ModelStore:
             # The rules a reader applies are checked before sealing too.
             _check_manifest(target / MANIFEST_NAME, body, target.name)
             with _writing(target / MANIFEST_NAME):
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                fd = os.open(MANIFEST_NAME, flags, 0o644, dir_fd=ifd)
-                with os.fdopen(fd, "wb") as f:
+                with new_file(MANIFEST_NAME, dir_fd=ifd) as f:
                     f.write(_sealed(body))
-                    f.flush()
-                    os.fsync(f.fileno())
                 os.fsync(ifd)
         finally:
             os.close(ifd)
@@ -1560,42 +769,8 @@ class ModelStore:
         report = self.verify()
         if not report.ok:
             raise IntegrityError(f"refusing to back up {self.root}: " + "; ".join(report.problems))
-        mtime = int(now.timestamp())
-        marker = _read_store_file(self.root, MARKER_NAME)
-        # Every member is built here from a file opened without following links,
-        # so the archive holds only regular files and directories.
-        with _atomic_file(dest) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            tar.addfile(_tar_entry(MARKER_NAME, mtime, len(marker)), io.BytesIO(marker))
-            if pointer_bytes is not None:
-                entry = _tar_entry(POINTER_NAME, mtime, len(pointer_bytes))
-                tar.addfile(entry, io.BytesIO(pointer_bytes))
-            for name in report.versions:
-                self._archive_version(tar, name, mtime)
+        write_archive(self.root, dest, report.versions, pointer_bytes, int(now.timestamp()))
         return dest
-
-    def _archive_version(self, tar: tarfile.TarFile, version: str, mtime: int) -> None:
-        tar.addfile(_tar_entry(f"{VERSIONS_DIR}/{version}", mtime, kind=tarfile.DIRTYPE))
-        manifest_rel = self._rel(version, MANIFEST_NAME)
-        raw = _read_store_file(self.root, manifest_rel)
-        data = _parse_sealed(self.root / manifest_rel, raw, _MANIFEST_FORMAT)
-        files = _check_manifest(self.root / manifest_rel, data, version)
-        # The manifest goes first: restore checks each later member against it.
-        tar.addfile(_tar_entry(manifest_rel, mtime, len(raw)), io.BytesIO(raw))
-        for name, expected in sorted(files.items()):
-            rel = self._rel(version, name)
-            with os.fdopen(_open_present(self.root, rel), "rb") as f:
-                reader = _HashingReader(f)
-                size = os.fstat(f.fileno()).st_size
-                # The bytes archived are hashed as they are read: a file changed
-                # since verify never makes an archive that restore would refuse.
-                if size == expected["size"]:
-                    try:
-                        tar.addfile(_tar_entry(rel, mtime, size), reader)
-                    except OSError:
-                        if reader.size == size:
-                            raise  # writing the archive failed, not reading a short file
-                if (reader.size, reader.hexdigest()) != (expected["size"], expected["sha256"]):
-                    raise IntegrityError(f"{self.root / rel}: changed while being backed up")
 
     @classmethod
     def restore(
@@ -1637,7 +812,7 @@ class ModelStore:
             root.parent.mkdir(parents=True, exist_ok=True)
         staging = root.parent / f".{root.name}.restore-{secrets.token_hex(6)}"
         try:
-            _unpack(archive, staging, root)
+            unpack(archive, staging, root)
             try:
                 problems = cls(staging).verify().problems
             except StoreError as exc:
@@ -1660,40 +835,10 @@ class ModelStore:
                         os.rename(staging, root)
                 shutil.rmtree(retired, ignore_errors=True)
             with _writing(root):
-                _fsync_dir(root.parent)
+                fsync_dir(root.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return cls(root)
-
-
-class _HashingReader:
-    """A read-only stream that hashes every byte read through it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw, self._hash, self.size = raw, hashlib.sha256(), 0
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self._raw.read(size)
-        self._hash.update(chunk)
-        self.size += len(chunk)
-        return chunk
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-def _within(path: Path, top: Path) -> bool:
-    """True when the directory ``path`` is ``top`` or below it (through links and bind mounts)."""
-    try:
-        top_stat = os.stat(top)
-        real = path.resolve()
-    except (OSError, RuntimeError):
-        return False
-    for folder in (real, *real.parents):
-        with contextlib.suppress(OSError):
-            if os.path.samestat(os.stat(folder), top_stat):
-                return True
-    return False
 
 
 def _creation_debris(path: Path) -> bool:
@@ -1701,181 +846,3 @@ def _creation_debris(path: Path) -> bool:
     if path.name == VERSIONS_DIR:
         return path.is_dir() and not any(path.iterdir())
     return path.name == LOCK_NAME or path.name.startswith(f".{MARKER_NAME}.")
-
-
-def _read_holder(fd: int) -> LockHolder | None:
-    raw = os.pread(fd, 4096, 0)
-    if not raw.strip():
-        return None
-    try:
-        data = json.loads(raw)
-        return LockHolder(pid=int(data["pid"]), host=str(data["host"]), since=str(data["since"]))
-    except (ValueError, KeyError, TypeError):
-        return LockHolder(pid=-1, host="unknown", since="unknown (unreadable lock record)")
-
-
-def _tar_entry(
-    name: str, mtime: int, size: int = 0, kind: bytes = tarfile.REGTYPE
-) -> tarfile.TarInfo:
-    """A plain archive member: no owner names, fixed modes, regular file or directory."""
-    entry = tarfile.TarInfo(name)
-    entry.type = kind
-    entry.size = size
-    entry.mtime = mtime
-    entry.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    return entry
-
-
-def _member_kind(member: tarfile.TarInfo) -> str | None:
-    """What an archive member is when it is not a plain regular file or directory."""
-    if member.issym():
-        return "a symbolic link"
-    if member.islnk():
-        return "a hard link"
-    if member.ischr() or member.isblk():
-        return "a device"
-    if member.isfifo():
-        return "a FIFO"
-    if member.issparse():
-        return "a sparse file"
-    if member.isreg() or member.isdir():
-        return None
-    return f"of tar type {member.type!r}"
-
-
-class _CappedReads:
-    """A read-only stream that refuses any single read above ``cap`` bytes.
-
-    `tarfile` reads a pax or GNU long-name header whole, whatever size it
-    declares; this turns a header declaring gigabytes into a refusal instead
-    of an allocation. Member data is read in chunks below the cap.
-    """
-
-    def __init__(self, raw: io.BufferedIOBase, cap: int, archive: Path) -> None:
-        self._raw, self._cap, self._archive = raw, cap, archive
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self._cap:
-            raise IntegrityError(
-                f"{self._archive}: an archive header declares more than {self._cap} bytes"
-            )
-        return self._raw.read(size)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-
-def _check_room(archive: Path, staging: Path, name: str, size: int) -> None:
-    free = shutil.disk_usage(staging).free
-    if size + RESTORE_HEADROOM_BYTES > free:
-        raise StoreError(
-            f"{archive}: member {name!r} needs {size} bytes but {staging.parent} has {free} "
-            f"bytes free (restore keeps {RESTORE_HEADROOM_BYTES} bytes free)"
-        )
-
-
-def _member_limit(
-    archive: Path, member: tarfile.TarInfo, manifests: Mapping[str, Mapping[str, Any]]
-) -> int:
-    """The exact size a member may have, judged from its name and the manifests before it."""
-    name = member.name
-    if name in (MARKER_NAME, POINTER_NAME):
-        limit = MAX_METADATA_BYTES
-    elif not (match := _MEMBER_RE.fullmatch(name)):
-        raise StoreError(f"{archive}: unexpected archive member {name!r}")
-    elif match[2] == MANIFEST_NAME:
-        limit = MAX_METADATA_BYTES
-    elif match[1] in manifests and match[2] in manifests[match[1]]:
-        recorded: int = manifests[match[1]][match[2]]["size"]
-        if member.size != recorded:
-            raise IntegrityError(
-                f"{archive}: member {name!r} is {member.size} bytes, but its manifest "
-                f"records {recorded}"
-            )
-        return recorded
-    else:
-        raise StoreError(
-            f"{archive}: unexpected archive member {name!r} (not listed in a manifest before it)"
-        )
-    if member.size > limit:
-        raise IntegrityError(
-            f"{archive}: member {name!r} is {member.size} bytes, over the {limit}-byte limit"
-        )
-    return member.size
-
-
-_DIR_MEMBER_RE = re.compile(rf"{VERSIONS_DIR}(?:/{_VERSION_RE.pattern})?")
-_MEMBER_RE = re.compile(rf"{VERSIONS_DIR}/({_VERSION_RE.pattern})/({_FILE_NAME_RE.pattern})")
-
-
-def _unpack(archive: Path, staging: Path, root: Path) -> None:
-    """Extract a backup into ``staging``, checking each member before writing any of it.
-
-    See `ModelStore.restore` for the rules. Errors name the archive member, or
-    the file of ``root`` that could not be written.
-    """
-    try:
-        with gzip.open(archive, "rb") as raw:
-            capped: Any = _CappedReads(raw, _CHUNK, archive)
-            with tarfile.open(fileobj=capped, mode="r:") as tar:
-                _unpack_members(archive, tar, staging, root)
-            _check_trailer(archive, raw)
-    except CorruptFileError as exc:
-        raise IntegrityError(f"{archive}: refusing to restore, {exc}") from None
-    except gzip.BadGzipFile as exc:
-        # Its message can quote the file's first bytes: the archive may be anything.
-        problem = "not a gzip file" if "gzipped" in str(exc) else "gzip data is damaged"
-        raise IntegrityError(f"{archive}: unreadable backup archive: {problem}") from None
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise IntegrityError(f"{archive}: unreadable backup archive: {exc}") from None
-
-
-def _check_trailer(archive: Path, raw: gzip.GzipFile) -> None:
-    """Read the archive to its end: only tar's zero padding may follow the last member.
-
-    `tarfile` stops at the first zero block, so a truncated archive, a wrong
-    gzip checksum or anything appended after the end (a second gzip stream,
-    gigabytes of compressed zeros) would otherwise go unnoticed. Reading to
-    the end makes gzip check its CRC and length; at most `_CHUNK` bytes are read.
-    """
-    tail = raw.read(_CHUNK + 1)
-    if len(tail) > _CHUNK or tail.count(0) != len(tail):
-        raise IntegrityError(f"{archive}: refusing to restore, data follows the end of the archive")
-
-
-def _unpack_members(archive: Path, tar: tarfile.TarFile, staging: Path, root: Path) -> None:
-    manifests: dict[str, dict[str, Any]] = {}
-    seen: set[str] = set()
-    with _writing(root):
-        staging.mkdir()
-        (staging / VERSIONS_DIR).mkdir()
-    for member in tar:
-        name = member.name
-        if member.isdir() and _DIR_MEMBER_RE.fullmatch(name):
-            with _writing(root / name):
-                (staging / name).mkdir(exist_ok=True)
-            continue
-        if kind := _member_kind(member):
-            raise StoreError(
-                f"{archive}: archive member {name!r} is {kind}; only regular files "
-                "and directories are restored"
-            )
-        if name in seen:
-            raise StoreError(f"{archive}: duplicate archive member {name!r}")
-        seen.add(name)
-        size = _member_limit(archive, member, manifests)
-        _check_room(archive, staging, name, size)
-        source = tar.extractfile(member)
-        if source is None:
-            raise StoreError(f"{archive}: cannot read archive member {name!r}")
-        with source, _writing(root / name):
-            (staging / name).parent.mkdir(exist_ok=True)
-            _copy_hashing(source, staging / name, limit=size)
-        match = _MEMBER_RE.fullmatch(name)
-        if match and match[2] == MANIFEST_NAME:
-            raw = _read_store_file(staging, name)
-            data = _parse_sealed(Path(name), raw, _MANIFEST_FORMAT)
-            manifests[match[1]] = _check_manifest(Path(name), data, match[1])

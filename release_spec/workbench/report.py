@@ -60,7 +60,7 @@
 * ``data`` (sha256 ``hashes`` and ``sizes`` of every split), ``plan`` (the
   plan used), ``versions`` and ``figures`` (file names, next to the report).
 
-Every file is written with `release_spec.store.registry.atomic_write` (temporary file, fsync,
+Every file is written with `release_spec.store.atomic_write` (temporary file, fsync,
 ``os.replace``, fsync of the directory).
 Matplotlib is used with the Agg backend and imported only when drawing.
 """
@@ -77,7 +77,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from release_spec.store.registry import atomic_write
+from release_spec.store import atomic_write
 from release_spec.strategy.stages import TrainingCurves
 
 __all__ = [

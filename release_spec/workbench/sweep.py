@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def save(result: dict[str, Any], path: Path | None) -> None:
         if path is not None:
-            from release_spec.store.registry import atomic_write
+            from release_spec.store import atomic_write
 
             text = json.dumps({"generated": command, **result}, indent=1) + "\n"
             atomic_write(path, text.encode("utf-8"))
