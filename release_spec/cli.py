@@ -204,11 +204,36 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--plan", type=Path, help="TOML release plan (default: the embedded plan)")
-    p.add_argument("--out", type=Path, default=Path("build/release"), help="output directory")
-    p.add_argument("--seed", type=_seed, help="override the plan's seed")
-    p.add_argument("--scenario", choices=SCENARIOS, default="default", help="what to release")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar for the soak")
+    p.add_argument(
+        "--plan",
+        type=Path,
+        help="TOML release plan (default: the embedded plan, release_spec/strategy/"
+        "default_plan.toml)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/release"),
+        help="output directory: report, figures and the model store (default: build/release)",
+    )
+    p.add_argument(
+        "--seed", type=_seed, help="override the plan's seed (default: the plan's; 0 embedded)"
+    )
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="default",
+        help="which candidate the run fine-tunes (default: default). default: clean target "
+        "data, expected released; regression: class 3 relabelled 4 in the fine-tuning data, "
+        "expected stopped by an offline gate; live-regression: a mislabelled batch from a new "
+        "intake channel the offline sets barely contain, expected rolled back during the "
+        "rollout",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar for the soak (default: a bar on stderr)",
+    )
     p.set_defaults(handler=_cmd_run)
 
 
@@ -253,13 +278,22 @@ def _store_action(args: argparse.Namespace) -> int:
     store = ModelStore(args.store)
     if args.action == "list":
         prod = store.production()
-        for info in store.versions():
-            mark = "*" if prod is not None and info.version == prod.version else " "
-            print(
-                f"{mark} {info.version}  {info.sha256[:16]}  {_shown(info.created)}  "
-                f"parent {info.parent or '-'}"
+        rows = [
+            (
+                "*" if prod is not None and info.version == prod.version else " ",
+                info.version,
+                info.sha256[:16],
+                _shown(info.created),
+                info.parent or "-",
             )
-        print(f"production: {_name(prod)}")
+            for info in store.versions()
+        ]
+        width = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in _LIST_HEADER]
+        head = ("", *(h for _, h in _LIST_HEADER))
+        for row in [head, *rows] if rows else []:
+            cells = [f"{c:<{w}}" for c, w in zip(row[1:], width, strict=True)]
+            print(f"{row[0]:1} " + "  ".join(cells).rstrip())
+        print(f"production: {_name(prod)}" + (" (marked *)" if prod is not None else ""))
         return EXIT_OK
     if args.action == "verify":
         report = store.verify()
@@ -282,6 +316,24 @@ def _store_action(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: ``store list``'s columns after the production mark: (row index, header).
+_LIST_HEADER = ((1, "version"), (2, "sha256 (first 16)"), (3, "created"), (4, "parent"))
+
+#: What each ``store`` action does (its --help).
+STORE_ACTIONS_HELP = """\
+actions:
+  list      the versions, oldest first, with a header; * marks production
+  verify    re-hash every version's files against its manifest and check the
+            production pointer; exit 3 when a problem is found
+  backup    write the whole store to one .tar.gz (--dest DIR or FILE.tar.gz)
+  restore   rebuild a store from a backup (--archive FILE; --overwrite to
+            replace an existing store)
+  rollback  put the previous production version back into production: the
+            version that was production before the current one was promoted
+            (the store keeps that history); fails if there is none
+"""
+
+
 def _name(info: object) -> str:
     version = getattr(info, "version", None)
     return str(version) if version else "none"
@@ -291,11 +343,15 @@ def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "store",
         help="list, verify, back up, restore or roll back a model store",
-        description="Manage a model store (see release_spec.store).",
+        description="Manage a model store (see release_spec.store).\n\n" + STORE_ACTIONS_HELP,
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", choices=("list", "verify", "backup", "restore", "rollback"))
+    p.add_argument(
+        "action",
+        choices=("list", "verify", "backup", "restore", "rollback"),
+        help="what to do with the store (each is described above)",
+    )
     p.add_argument("--store", type=Path, required=True, help="the store directory")
     p.add_argument("--dest", type=Path, help="backup: a directory or a .tar.gz path")
     p.add_argument("--archive", type=Path, help="restore: the backup archive")
@@ -473,7 +529,7 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--canary-per-look",
         type=_number(int, 1, None, open_lo=False),
         default=25,
-        help="canary requests between looks",
+        help="canary requests between looks (default 25)",
     )
     p.add_argument(
         "--within",
@@ -481,8 +537,13 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
         default=2500,
         help="also report detection with at most this many canary requests (default 2500)",
     )
-    p.add_argument("--alpha", type=_number(float, 0, 1, open_lo=True), default=0.05)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument(
+        "--alpha",
+        type=_number(float, 0, 1, open_lo=True),
+        default=0.05,
+        help="the judges' significance level (default 0.05)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument(
         "--rules",
         type=_rules,
@@ -613,16 +674,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from release_spec import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    # Not required: a bare `release-spec` prints the usage (main), not argparse's one line.
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
     return parser
 
 
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    return [
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            # The usage and the commands on stdout, the error as one line on stderr.
+            parser.print_help()
+            raise UsageError("give a command: " + ", ".join(_command_names(parser)))
         code: int = args.handler(args)
         return code
     except UsageError as exc:

@@ -581,3 +581,98 @@ def test_the_argument_parser_never_raises(tokens, prefix):
             assert len(lines) == 1, (argv, lines)
             assert lines[0].startswith("release-spec: error: ")
         assert os.listdir(empty) == []  # nothing written into the store directory
+
+
+# -- help texts (issue 10 item 4) ---------------------------------------------
+
+
+def _subparser(name):
+    import argparse
+
+    from release_spec.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["run", "simulate", "export"])
+def test_help_states_every_default(command):
+    """Every option with a default names it in its help line."""
+    import argparse
+
+    for action in _subparser(command)._actions:
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+            continue
+        shown = str(action.default)
+        assert action.help, (command, action.option_strings)
+        assert "default" in action.help, (command, action.option_strings)
+        assert shown in action.help, (command, action.option_strings, shown)
+
+
+def test_run_help_describes_each_scenario(capsys):
+    assert main(["run", "--help"]) == EXIT_OK
+    out = " ".join(capsys.readouterr().out.split())
+    assert "what to release" not in out
+    for scenario, fate in (
+        ("default:", "expected released"),
+        ("regression:", "expected stopped by an offline gate"),
+        ("live- regression:", "expected rolled back during the rollout"),
+    ):
+        assert scenario in out
+        assert fate in out
+    assert "(default: build/release)" in out
+
+
+def test_store_help_describes_every_action(capsys):
+    import re
+
+    assert main(["store", "--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for action in ("list", "verify", "backup", "restore", "rollback"):
+        assert re.search(rf"^  {action} +\S", out, re.MULTILINE), action
+    rollback = " ".join(out.split("rollback  ", 1)[1].split("\n\n")[0].split())
+    assert "the version that was production before the current one was promoted" in rollback
+
+
+def test_bare_command_prints_usage_and_one_error_line(capsys):
+    import re
+
+    assert main([]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: release-spec")
+    for name in ("run", "store", "simulate", "export", "judge"):
+        assert re.search(rf"^    {name} +\S", out, re.MULTILINE), name
+    assert err.strip().splitlines() == [
+        "release-spec: error: give a command: run, store, simulate, export, judge"
+    ]
+
+
+def test_version(capsys):
+    from release_spec import __version__
+
+    assert main(["--version"]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == f"release-spec {__version__}"
+
+
+def test_store_list_has_a_header_and_aligned_columns(store_dir, capsys):
+    assert main(["store", "list", "--store", str(store_dir)]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4  # header, two versions, production
+    header = lines[0]
+    assert header.split() == ["version", "sha256", "(first", "16)", "created", "parent"]
+    assert lines[1].startswith("  v0001")
+    assert lines[2].startswith("* v0002")
+    for column in ("sha256", "created", "parent"):
+        start = header.index(column)
+        assert lines[1][start - 2 : start] == "  "
+        assert lines[1][start] != " "
+        assert lines[2][start] != " "
+    assert lines[2].split()[-1] == "-"  # registered without a parent
+    assert lines[3] == "production: v0002 (marked *)"
+
+
+def test_store_list_of_an_empty_store_prints_no_header(tmp_path, capsys):
+    ModelStore(tmp_path / "store", create=True)
+    assert main(["store", "list", "--store", str(tmp_path / "store")]) == EXIT_OK
+    assert capsys.readouterr().out.splitlines() == ["production: none"]

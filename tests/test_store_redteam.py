@@ -275,7 +275,7 @@ def test_fuzz_hostile_names_give_one_line_per_problem(
         assert "refusing to back up" in one_line(err)
         code, out, err = cli(capsys, "store", "list", "--store", s)
         assert code == (0 if in_version else 2)
-        assert len(out.splitlines()) == (3 if in_version else 0)
+        assert len(out.splitlines()) == (4 if in_version else 0)  # header, 2 versions, production
         if code == 2:
             one_line(err)
     finally:
@@ -290,7 +290,7 @@ def test_forged_manifest_fields_cannot_forge_list_lines(
     reseal(manifest, lambda d: d.update(created="2026\n* v0009  forged"))
     code, out, _ = cli(capsys, "store", "list", "--store", str(store.root))
     assert code == 0
-    assert len(out.splitlines()) == 3  # two versions and the production line
+    assert len(out.splitlines()) == 4  # the header, two versions and the production line
     assert "2026\\n* v0009  forged" in out
     manifest.write_bytes(saved)
     reseal(manifest, lambda d: d["files"]["model.keras"].update(sha256="ab\n* v0009"))
