@@ -36,10 +36,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff."""
-    session.install("ruff>=0.6")
+    """Check style and formatting with ruff, and the layer contracts with import-linter."""
+    session.install("ruff>=0.6", "import-linter>=2")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # The contracts in pyproject.toml [tool.importlinter]; it reads the source
+    # from the working directory, so the package need not be installed.
+    session.run("lint-imports")
 
 
 @nox.session

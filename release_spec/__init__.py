@@ -7,8 +7,8 @@ The layers, lowest first (the contracts in ``pyproject.toml`` under
   NumPy (and SciPy for ``statistics``) only, and may be copied alone;
 * ``strategy``: gates, stages, rollout, monitoring, the canary judge, the plan;
 * ``store``: the versioned model store;
-* ``workbench``: the Keras example run through every stage (TensorFlow);
-* ``services``: the canary judge as an HTTP service;
+* ``services`` and ``workbench``, which never import each other: the canary
+  judge as an HTTP service; the Keras example run through every stage (TensorFlow);
 * ``cli``: the command line, on top.
 """
 

@@ -1,7 +1,9 @@
-"""The layer rules of the design, checked in fresh interpreters.
+"""The layer rules, checked in fresh interpreters against the contracts in pyproject.toml.
 
-Only the workbench (``data``, ``model``, ``pipeline``) may import TensorFlow or
-Keras; a formulas module works when copied alone into another project.
+``lint-imports`` checks the import graph statically; these tests check what
+importing a module really loads, and that a formula module works when copied
+alone. The module lists come from the contracts (tests/layer_map.py), never
+from a list of their own.
 """
 
 from __future__ import annotations
@@ -13,23 +15,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from layer_map import ROOT, contract, layers, loaded_by_each, submodules
 
-ROOT = Path(__file__).resolve().parents[1]
-
-TENSORFLOW_FREE = (
-    "losses",
-    "metrics",
-    "optimizers",
-    "statistics",
-    "strategy.gates",
-    "strategy.stages",
-    "strategy.plan",
-    "strategy.rollout",
-    "strategy.monitoring",
-    "strategy.simulation",
-    "strategy.judge",
-    "store.registry",
+HEAVY = tuple(contract("no-tensorflow")["forbidden_modules"])
+# Whatever the no-TensorFlow contract covers, and the store: it imports nothing of
+# the package and Keras only inside load/save, so importing it loads no TensorFlow.
+TENSORFLOW_FREE = sorted(
+    {
+        m.removeprefix("release_spec.")
+        for cid in ("no-tensorflow", "store-alone")
+        for m in contract(cid)["source_modules"]
+    }
 )
+FORMULAS = tuple(m.removeprefix("release_spec.") for m in contract("formulas")["modules"])
 
 # One worked value per formulas module, computed by the copied file alone.
 COPYABLE = {
@@ -40,22 +38,41 @@ COPYABLE = {
 }
 
 
-@pytest.mark.parametrize("module", TENSORFLOW_FREE)
-def test_module_does_not_import_tensorflow_or_keras(module: str) -> None:
-    code = (
-        f"import sys, release_spec.{module}\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+def test_every_module_of_the_package_is_in_a_layer() -> None:
+    placed = {m for layer in layers() for top in layer.modules for m in submodules(top)}
+    every = {
+        ".".join(p.relative_to(ROOT / "release_spec").with_suffix("").parts).removesuffix(
+            ".__init__"
+        )
+        for p in (ROOT / "release_spec").rglob("*.py")
+        if p.name != "__init__.py" or p.parent != ROOT / "release_spec"
+    }
+    assert every - placed == set()
 
 
-@pytest.mark.parametrize(("module", "check"), sorted(COPYABLE.items()))
-def test_formulas_module_is_copyable_alone(module: str, check: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("package", TENSORFLOW_FREE)
+def test_module_does_not_import_tensorflow_or_keras(package: str) -> None:
+    modules = submodules(package)
+    loaded = loaded_by_each(modules, HEAVY)
+    assert {m: tops for m, tops in loaded.items() if tops} == {}
+    assert list(loaded) == modules  # every module was imported and checked
+
+
+def test_the_check_sees_what_a_module_loads() -> None:
+    # The services load the web stack: the same check reports it, so it can fail.
+    assert loaded_by_each(["services.app"], ("fastapi",)) == {"services.app": ["fastapi"]}
+
+
+def test_every_formulas_module_has_a_copy_check() -> None:
+    assert sorted(COPYABLE) == sorted(FORMULAS)
+
+
+@pytest.mark.parametrize("module", FORMULAS)
+def test_formulas_module_is_copyable_alone(module: str, tmp_path: Path) -> None:
     shutil.copy(ROOT / "release_spec" / f"{module}.py", tmp_path / f"{module}.py")
     code = (
         f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from {module} import *\n"
-        f"assert {check}\n"
+        f"assert {COPYABLE[module]}\n"
         "assert not any(m.startswith('release_spec') for m in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -1,50 +1,35 @@
-"""Layer rules of the services: the web stack stays inside release_spec/services, TensorFlow out.
+"""The web stack stays inside release_spec/services: at import time and in the source.
 
-Checked in fresh interpreters (what a module imports at run time) and statically
-(which files name the web stack at all).
+The stack's packages and the modules that must not load it come from the
+``no-web-stack`` contract in pyproject.toml (tests/layer_map.py). ``lint-imports``
+checks the import graph; these tests check what importing a module really
+loads, and the command line, which reaches the services only inside the
+``judge`` command.
 """
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from layer_map import ROOT, contract, loaded_by_each, submodules
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "release_spec"
-WEB = ("fastapi", "starlette", "uvicorn", "httpx", "psycopg", "prometheus_client", "pydantic")
-HEAVY = ("tensorflow", "keras")
-
-
-def _imported(module: str) -> set[str]:
-    code = (
-        f"import sys, {module}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True
-    )
-    return set(out.stdout.split())
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "release_spec.services.app",
-        "release_spec.services.commands",
-        "release_spec.services.kayenta",
-        "release_spec.strategy.judge",
-    ],
+WEB_CONTRACT = contract("no-web-stack")
+WEB = tuple(WEB_CONTRACT["forbidden_modules"])
+# Importing the workbench loads no TensorFlow either (it is imported inside functions).
+WEB_FREE = sorted(
+    {m.removeprefix("release_spec.") for m in WEB_CONTRACT["source_modules"]} | {"cli"}
 )
-def test_service_modules_do_not_import_tensorflow(module: str) -> None:
-    assert not _imported(module) & set(HEAVY)
 
 
-@pytest.mark.parametrize("module", ["release_spec.strategy.judge", "release_spec.cli"])
-def test_judge_and_cli_do_not_import_the_web_stack(module: str) -> None:
-    assert not _imported(module) & set(WEB)
+@pytest.mark.parametrize("package", WEB_FREE)
+def test_module_does_not_import_the_web_stack(package: str) -> None:
+    modules = submodules(package)
+    loaded = loaded_by_each(modules, WEB)
+    assert {m: tops for m, tops in loaded.items() if tops} == {}
+    assert list(loaded) == modules
 
 
 def _names_web_stack(path: Path) -> list[str]:
@@ -59,7 +44,8 @@ def _names_web_stack(path: Path) -> list[str]:
     return found
 
 
-def test_only_the_services_package_imports_the_web_stack() -> None:
+def test_only_the_services_package_names_the_web_stack() -> None:
+    # Also the front: the CLI may import the services, never the stack itself.
     outside = {
         str(p.relative_to(ROOT)): names
         for p in PACKAGE.rglob("*.py")

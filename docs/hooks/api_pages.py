@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "release_spec"
 SECTION = "API reference"
 
-# Layer order of the design page; modules not listed follow alphabetically.
+# Layer order of pyproject.toml's import contracts (tests/layer_map.py reads them);
+# modules not listed follow alphabetically.
 LAYERS = {
     "Formulas": ("losses", "metrics", "optimizers", "statistics"),
     "Strategy": tuple(
