@@ -79,6 +79,7 @@ import numpy.typing as npt
 
 from release_spec.store import atomic_write
 from release_spec.strategy.stages import TrainingCurves
+from release_spec.workbench.gate_rules import gate_rule
 
 __all__ = [
     "OUTCOMES",
@@ -154,25 +155,35 @@ def plot_gate_summary(report: Mapping[str, Any]) -> bytes:
     """Every final gate of every stage as a pass/fail row."""
     plt = _pyplot()
     rows = [(st["name"], g) for st in report["stages"] for g in st["gates"]]
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * max(3, len(rows)) + 0.8))
+    fig, ax = plt.subplots(figsize=(9.0, 0.36 * max(3, len(rows)) + 1.2))
+    # Each bar is the gate's headroom: how far the compared figure lies from its
+    # threshold, on the passing side (right) or the failing side (left), relative
+    # to the threshold and clipped to +-1; the text gives the figure and the rule.
     for i, (_, g) in enumerate(rows):
+        rule = gate_rule(g)
         colour = "#2e7d32" if g["passed"] else "#c62828"
-        ax.barh(i, 1, color=colour)
+        ax.barh(i, rule.headroom, color=colour, height=0.6)
         ax.text(
-            0.02,
+            1.04,
             i,
-            f"{'PASS' if g['passed'] else 'FAIL'}  value {g['value']:.4g}  "
-            f"threshold {g['threshold']:.4g}",
+            f"{'pass' if g['passed'] else 'FAIL'}: {rule.text}",
             va="center",
-            color="white",
-            fontsize=8,
+            fontsize=9,
+            clip_on=False,
         )
+    ax.axvline(0, color="0.3", lw=0.8)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([g["name"] for _, g in rows], fontsize=8)
+    ax.set_yticklabels([g["name"] for _, g in rows], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xticks([])
-    ax.set_xlim(0, 1)
-    ax.set_title(f"gates: outcome {report['outcome']}")
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xticks([-1, -0.5, 0, 0.5, 1])
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_xlabel(
+        "headroom: (figure − threshold) / |threshold| on the passing side, clipped to ±1",
+        fontsize=9,
+    )
+    ax.set_title(f"gates: outcome {report['outcome']}", fontsize=10)
+    fig.subplots_adjust(left=0.34, right=0.62)
     return _figure_bytes(fig)
 
 
@@ -190,17 +201,34 @@ def plot_rollout(rollout: Mapping[str, Any]) -> bytes:
     a1.set_ylabel("traffic on the\ncandidate (%)")
     a1.set_ylim(-3, 103)
     a1.set_title(f"rollout of {rollout['candidate']}: {rollout['status']}")
-    a2.plot(t["minutes"], t["p_value"], color="#c62828", label="always-valid p-value")
+    # A look's p-value and bound hold until the next look: steps, not slopes.
+    a2.plot(
+        t["minutes"],
+        t["p_value"],
+        color="#c62828",
+        drawstyle="steps-post",
+        label="always-valid p-value",
+    )
     a2.axhline(rollout["alpha"], ls="--", color="0.5", label=f"alpha = {rollout['alpha']:g}")
     a2.set_yscale("log")
     a2.set_ylabel("judge p-value")
     a2.legend(fontsize=8)
     ub = np.asarray(t["upper_bound"], dtype=np.float64)
-    a3.plot(t["minutes"], ub, color="#2e7d32", label="upper bound, canary − baseline error")
+    a3.plot(
+        t["minutes"],
+        ub,
+        color="#2e7d32",
+        drawstyle="steps-post",
+        label="upper bound, canary − baseline error",
+    )
     a3.axhline(rollout["margin"], ls="--", color="0.5", label=f"margin = {rollout['margin']:g}")
     finite = ub[np.isfinite(ub)]
     if finite.size:
-        a3.set_ylim(min(float(finite.min()), 0.0) - 0.01, min(float(finite.max()), 0.3) + 0.01)
+        # The whole bound and the margin in view, whatever their size.
+        lo = min(float(finite.min()), 0.0, rollout["margin"])
+        hi = max(float(finite.max()), rollout["margin"])
+        pad = 0.05 * (hi - lo) or 0.01
+        a3.set_ylim(lo - pad, hi + pad)
     a3.set_ylabel("error-rate\ndifference")
     a3.set_xlabel("minutes of live traffic")
     a3.legend(fontsize=8)
@@ -233,15 +261,22 @@ def plot_drift(monitoring: Mapping[str, Any]) -> bytes:
         centre, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
         ax.bar(centre, h["reference"], width, alpha=0.5, label="training")
         ax.bar(centre, h["live"], width, alpha=0.5, label="live")
-        level = (
+        psi = (
             "alert"
             if d["psi"] >= th["psi_alert"]
             else "warning"
             if d["psi"] >= th["psi_warning"]
             else "ok"
         )
+        # The KS rule of release_spec.strategy.monitoring: significant and large enough.
+        ks_alert = (
+            d["ks_p_adjusted"] <= th["ks_alpha"] and d["ks_statistic"] >= th["ks_min_statistic"]
+        )
+        worst = "alert" if ks_alert or psi == "alert" else psi
         ax.set_title(
-            f"{d['feature']}\nPSI {d['psi']:.3f} ({level}), KS {d['ks_statistic']:.3f}", fontsize=8
+            f"{d['feature']}: {worst}\nPSI {d['psi']:.3f} ({psi}), "
+            f"KS {d['ks_statistic']:.3f} ({'alert' if ks_alert else 'ok'})",
+            fontsize=9,
         )
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
@@ -323,7 +358,18 @@ def _monitoring_markdown(m: Mapping[str, Any]) -> list[str]:
         f"| {d['feature']} | {d['psi']:.4f} | {d['ks_statistic']:.4f} | {d['ks_p_adjusted']:.3g} |"
         for d in m["drift"]
     ]
-    lines += ["", f"Alerts: {len(m['alerts'])}", ""]
+    th = m["thresholds"]
+    lines += [
+        "",
+        f"A feature alerts on PSI at or above {th['psi_alert']:g} (a warning from "
+        f"{th['psi_warning']:g}), or on a KS test whose Holm-adjusted p is at most "
+        f"{th['ks_alpha']:g} *and* whose distance is at least {th['ks_min_statistic']:g}: "
+        "with thousands of live requests even a negligible shift has a tiny p-value, so "
+        "the distance decides.",
+        "",
+        f"Alerts: {len(m['alerts'])}",
+        "",
+    ]
     lines += [f"- **{a['severity']}** ({a['kind']}): {a['message']}" for a in m["alerts"]]
     return lines
 
@@ -361,6 +407,9 @@ def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     if isinstance(v, float):
+        # A count stored as a float (soak_size 10000.0) reads as an integer, not 1e+04.
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
         return f"{v:.4g}"
     return str(v)
 
@@ -437,12 +486,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "",
             f"### {st['name']}: {st['state']}",
             "",
-            "| gate | result | value | threshold | interval | split read |",
+            "| gate | result | value | passes when | interval | split read |",
             "|---|---|---|---|---|---|",
         ]
         lines += [
             f"| `{g['name']}` | {'pass' if g['passed'] else '**FAIL**'} | {_fmt(g['value'])} "
-            f"| {_fmt(g['threshold'])} | {_interval(g['interval'])} "
+            f"| {gate_rule(g).rule} | {_interval(g['interval'])} "
             f"| {g.get('split') or '–'} |"
             for g in st["gates"]
         ]
