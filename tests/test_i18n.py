@@ -50,15 +50,7 @@ PENDING_ZH: frozenset[str] = frozenset(
         "integrations/index.md",
         "notebooks/index.md",
         "release/reference-release.md",
-        "strategy/challenges.md",
-        "strategy/foundation-models.md",
-        "strategy/index.md",
-        "strategy/iterative-optimisation.md",
         "strategy/phased-rollout.md",
-        "strategy/prompt-engineering.md",
-        "strategy/risk-management.md",
-        "strategy/scenarios.md",
-        "strategy/stages.md",
     }
 )
 

@@ -14,6 +14,16 @@ language's directory (``zh/api/...``) in the other builds, so that the Chinese
 edition has its own copy of each generated page, in English (there is no
 Chinese source to prefer), with the Chinese navigation and a working language
 switcher. The pages are generated once per language build, like every page.
+
+Notebooks need the same care: the i18n plugin rebuilds every file as a plain
+``File``, which undoes mkdocs-jupyter's ``NotebookFile`` wrapper, so a notebook
+would be copied to the site as raw JSON (and, in the Chinese build, over the
+English page). At priority -110 each ``.ipynb`` is wrapped again, under
+``zh/`` in the Chinese build. mkdocs-jupyter's cache is keyed on the notebook
+and the plugin options, not on the page's URL, so the Chinese build renders
+each notebook from the cache the English build has just written: a notebook
+is executed once per build, not once per language, and shown in English in
+both editions.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from typing import Any
 
 from mkdocs.plugins import CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
+from mkdocs_jupyter.plugin import NotebookFile
 
 _stash: list[File] = []
 
@@ -79,7 +90,36 @@ def _put_back(files: Files, config: Any) -> Files:
             version.alternates = versions
         files.append(versions.get(current, file))
     _stash.clear()
+    _rewrap_notebooks(files, config, current, default, languages)
     return files
+
+
+def _notebook(file: File, config: Any, lang: str, default: str) -> NotebookFile:
+    page = NotebookFile(
+        file, use_directory_urls=config.use_directory_urls, site_dir=config.site_dir
+    )
+    if lang != default:
+        page.dest_uri = f"{lang}/{page.dest_uri}"
+        page.abs_dest_path = os.path.normpath(os.path.join(config.site_dir, page.dest_uri))
+        page.url = page._get_url(config.use_directory_urls)
+    return page
+
+
+def _rewrap_notebooks(
+    files: Files, config: Any, current: str, default: str, languages: list[str]
+) -> None:
+    if "mkdocs-jupyter" not in config.plugins:
+        return
+    for file in list(files):
+        if not file.src_uri.endswith(".ipynb") or isinstance(file, NotebookFile):
+            continue
+        versions = {lang: _notebook(file, config, lang, default) for lang in languages}
+        for version in versions.values():
+            version.locale = current
+            version.locale_alternate_of = current
+            version.alternates = versions
+        files.remove(file)
+        files.append(versions[current])
 
 
 on_files = CombinedEvent(_take_out, _put_back)
