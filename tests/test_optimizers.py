@@ -392,6 +392,86 @@ def test_adam_worked_example_in_keras_float32(keras: Any) -> None:
     assert abs(1 - math.sqrt(f32(1 - f32(0.999)) / 0.001) / f32(1 - f32(0.9)) * 0.1 - 6.7e-6) < 1e-7
 
 
+@pytest.fixture(scope="module")
+def torch() -> Any:
+    """PyTorch (the test extra pins the CPU build 2.13.0)."""
+    import torch
+
+    return torch
+
+
+def torch_run(torch: Any, theta0: np.ndarray, grads: np.ndarray, **kw: Any) -> np.ndarray:
+    param = torch.nn.Parameter(torch.tensor(theta0, dtype=torch.float32))
+    optimizer = torch.optim.Adam([param], **kw)
+    for g in grads:
+        param.grad = torch.tensor(g, dtype=torch.float32)
+        optimizer.step()
+    return param.detach().numpy().astype(np.float64)
+
+
+@pytest.mark.spec("eq-adam", kind="parity")
+@settings(max_examples=KERAS_EXAMPLES)
+@given(runs(), learning_rates, betas_1, betas_2, epsilons)
+def test_torch_adam_is_the_paper_form(
+    torch: Any,
+    run: tuple[np.ndarray, np.ndarray],
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+) -> None:
+    theta0, grads = run
+    theirs = torch_run(torch, theta0, grads, lr=lr, betas=(b1, b2), eps=eps)
+    ours32 = run_adam(
+        theta0.astype(np.float32),
+        grads.astype(np.float32),
+        learning_rate=lr,
+        beta_1=b1,
+        beta_2=b2,
+        epsilon=eps,
+        form="paper",
+    )
+    literal = literal_adam(theta0, grads, lr, b1, b2, eps, "paper")
+    step_bound = lr * max(1.0, 1.0 / math.sqrt(1.0 - b2))
+    tol = float32_tolerance(len(grads), np.asarray(literal), step_bound)
+    np.testing.assert_allclose(ours32, theirs, rtol=0, atol=tol)
+    np.testing.assert_allclose(theirs, literal, rtol=0, atol=tol)
+
+
+@pytest.mark.spec("eq-adam", kind="parity")
+def test_torch_and_keras_adam_first_steps_on_the_page(torch: Any, keras: Any) -> None:
+    """The optimisation page's table: one step from (1, 1) at lr 0.1, float32."""
+    theta0 = np.array([1.0, 1.0])
+    table = {
+        (0.5, -2.0): (["0.90000004", "1.1"], ["0.9000013", "1.0999992"]),
+        (1e-7, -1e-6): (["0.90909094", "1.0990099"], ["0.99693465", "1.0240252"]),
+    }
+    for g, (torch_row, keras_row) in table.items():
+        grads = np.array([g])
+        t = torch_run(torch, theta0, grads, lr=0.1)
+        k = keras_run(keras, keras.optimizers.Adam(learning_rate=0.1), theta0, grads)
+        assert [str(x) for x in np.float32(t)] == torch_row
+        assert [str(x) for x in np.float32(k)] == keras_row
+        paper, _ = adam_step(
+            np.float32(theta0),
+            np.float32(g),
+            adam_init(np.float32(theta0)),
+            learning_rate=0.1,
+            epsilon=1e-8,
+            form="paper",
+        )
+        np.testing.assert_allclose(paper, t, rtol=0, atol=1e-7)
+    # eps = 1e-7 / sqrt(1 - beta_2) gives Keras's first step, as the identity says.
+    matched = torch_run(
+        torch, theta0, np.array([[1e-7, -1e-6]]), lr=0.1, eps=1e-7 / math.sqrt(1e-3)
+    )
+    assert [str(x) for x in np.float32(matched)] == ["0.99693465", "1.0240253"]
+    # Keras's equivalent paper epsilon: 316x PyTorch's at t = 1, > 10x until ~3,900 steps.
+    assert 1e-7 / math.sqrt(1 - 0.999) / 1e-8 == pytest.approx(316.2, abs=0.1)
+    crossing = math.ceil(math.log(1 - 0.99**2) / math.log(0.999))
+    assert 3900 <= crossing <= 3920
+
+
 @pytest.mark.spec("eq-adam", kind="property")
 @given(runs(), st.integers(0, 20), learning_rates, betas_1, betas_2, st.floats(1e-9, 1e-2))
 def test_adam_step_keras_paper_identity(
