@@ -40,17 +40,13 @@ PENDING_ZH: frozenset[str] = frozenset(
     {
         "benchmarks.md",
         "coverage.md",
-        "faq.md",
         "formulas/index.md",
         "formulas/losses.md",
         "formulas/metrics.md",
         "formulas/optimization.md",
         "formulas/statistics.md",
-        "further-reading.md",
         "integrations/index.md",
-        "notebooks/index.md",
         "release/reference-release.md",
-        "strategy/phased-rollout.md",
     }
 )
 
@@ -129,13 +125,32 @@ def heading_ids(text: str) -> list[str]:
     return sorted(ids)
 
 
+# The build markers the hooks replaced, as the macros that replace them (docs-site's
+# mkdocs-macros-plugin): a page and its translation may sit on either side of the change.
+_MARKER_AS_MACRO = {
+    "spec:coverage": "coverage_table()",
+    "bench:results": "bench_results()",
+    "rules:results": "rules_results()",
+    "seeds:results": 'seeds_table("seeds.json")',
+}
+
+
+def _as_macro(marker: str) -> str:
+    name, _, arg = marker.partition(" ")
+    if name == "spec:verified-by":
+        return f'verified_by("{arg.strip()}")'
+    return _MARKER_AS_MACRO.get(marker, marker)
+
+
 def includes(text: str) -> dict[str, list[str]]:
     """Sources, figures and macros a page pulls in: the same on both editions."""
+    body = _fence_free(text)
+    macros = [a or b for a, b in _MACRO.findall(body)]
+    macros += [_as_macro(m) for m in _MARKER.findall(body)]
     return {
         "snippets": sorted(_SNIPPET.findall(text)),
-        "images": sorted(_IMAGE.findall(_fence_free(text))),
-        "macros": sorted(a or b for a, b in _MACRO.findall(_fence_free(text)))
-        + sorted(_MARKER.findall(_fence_free(text))),
+        "images": sorted(_IMAGE.findall(body)),
+        "macros": sorted(re.sub(r"\s+", "", m).replace("'", '"') for m in macros),
     }
 
 
@@ -178,8 +193,23 @@ def prose_paragraphs(text: str) -> list[str]:
     return [b for b in blocks if b.strip()]
 
 
+_TITLE = re.compile(r"\"[^\"\n]+\"|\*{2,3}[^*\n]+\*{2,3}")
+_CITATION_END = re.compile(
+    r".*(?:\b(?:19|20)\d\d\b[a-z]?|arXiv:\s?\S+|doi:\s?\S+)[.,;)]*", re.DOTALL
+)
+
+
+def _outside_citation(paragraph: str) -> str:
+    """A bibliographic entry (a quoted or bold title and a year or identifier) is not
+    translated: only what follows its last year, arXiv id or DOI is prose."""
+    if not _TITLE.search(paragraph):
+        return paragraph
+    end = _CITATION_END.match(paragraph)
+    return paragraph[end.end() :] if end else paragraph
+
+
 def untranslated(paragraph: str) -> bool:
-    stripped = paragraph
+    stripped = _outside_citation(paragraph)
     for pattern in _STRIP[3:]:
         stripped = pattern.sub(" ", stripped)
     letters = len(_ASCII_LETTER.findall(stripped))
@@ -240,6 +270,16 @@ def test_untranslated_paragraph_is_found() -> None:
     assert [p for p in prose_paragraphs(f"{chinese}\n\n{english}\n") if untranslated(p)] == [
         english
     ]
+
+
+def test_citations_are_not_prose_but_notes_after_them_are() -> None:
+    citation = (
+        '- Eric Breck, Shanqing Cai, Eric Nielsen, Michael Salib, D. Sculley, "The ML Test '
+        'Score: A Rubric for ML Production Readiness", IEEE Big Data 2017.'
+    )
+    assert not untranslated(citation)
+    assert not untranslated(citation + " 生产就绪程度的评分表，门禁清单可以从这里开始。")
+    assert untranslated(citation + " The rubric is where a list of gates for a release can start.")
 
 
 def test_code_math_and_tables_are_not_prose() -> None:
