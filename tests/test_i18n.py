@@ -40,10 +40,6 @@ PENDING_ZH: frozenset[str] = frozenset(
     {
         "benchmarks.md",
         "coverage.md",
-        "formulas/index.md",
-        "formulas/losses.md",
-        "formulas/metrics.md",
-        "formulas/optimization.md",
         "formulas/statistics.md",
         "integrations/index.md",
         "release/reference-release.md",
