@@ -11,17 +11,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
+from fakes import CHILD_ENV, fake_keras_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE, main
 from release_spec.store.registry import ModelStore
-
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,7 +27,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
         [sys.executable, "-m", "release_spec", *args],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=CHILD_ENV,
         cwd=cwd,
         timeout=600,
     )
@@ -124,25 +122,16 @@ def test_console_script_and_module_both_answer_help():
     assert _cli("--help").returncode == 0
     script = shutil.which("release-spec", path=str(Path(sys.executable).parent))
     assert script is not None
-    proc = subprocess.run([script, "run", "--help"], capture_output=True, text=True, env=ENV)
+    proc = subprocess.run([script, "run", "--help"], capture_output=True, text=True, env=CHILD_ENV)
     assert proc.returncode == 0
     assert "--scenario" in proc.stdout
-
-
-def _fake_keras(path: Path, tag: str) -> Path:
-    # A structurally valid .keras zip; the store never deserialises it here.
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("config.json", '{"module": "keras", "class_name": "Sequential"}')
-        z.writestr("metadata.json", '{"keras_version": "3.15.1"}')
-        z.writestr("model.weights.h5", f"weights {tag}".encode())
-    return path
 
 
 @pytest.fixture
 def store_dir(tmp_path):
     store = ModelStore(tmp_path / "store", create=True)
     for tag in ("a", "b"):
-        info = store.register(_fake_keras(tmp_path / f"{tag}.keras", tag))
+        info = store.register(fake_keras_file(tmp_path / f"{tag}.keras", tag))
         store.promote(info.version)
     return tmp_path / "store"
 
@@ -262,30 +251,9 @@ def test_store_problems_exit_2_with_one_line_naming_the_file(store_dir, tmp_path
     assert str(pointer) in _one_line(capsys)
 
 
-_HOLD_LOCK = """
-import sys, time
-from release_spec.store.registry import ModelStore
-with ModelStore(sys.argv[1])._writer():
-    print("locked", flush=True)
-    time.sleep(120)
-"""
-
-
 @pytest.fixture
-def lock_holder(store_dir):
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(store_dir)],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "locked"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
+def lock_holder(store_dir, hold_lock):
+    return hold_lock(store_dir)
 
 
 def test_store_locked_by_another_writer_exits_2_naming_the_holder(store_dir, lock_holder, capsys):
@@ -388,7 +356,11 @@ sys.exit(code)
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=ENV, timeout=600
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=CHILD_ENV,
+        timeout=600,
     )
 
 

@@ -14,13 +14,14 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pytest
+from fakes import fake_keras_file, reseal
 
 from release_spec.store import (
     CorruptFileError,
@@ -33,9 +34,6 @@ from release_spec.store import (
     check_model_file,
     safe_load_model,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +56,6 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
     return ModelStore(tmp_path / "store", create=True)
-
-
-def _reseal(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Edit a sealed JSON file and recompute its checksum the way the format defines it."""
-    data = json.loads(path.read_text())
-    del data["checksum"]
-    change(data)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    data["checksum"] = hashlib.sha256(canonical).hexdigest()
-    path.write_text(json.dumps(data))
 
 
 def _flip_byte(path: Path, offset: int) -> None:
@@ -451,7 +439,7 @@ def test_pointer_naming_a_missing_version_is_an_error(
 ) -> None:
     store.promote(store.register(model_files["a"]).version)
     pointer = store.root / "production.json"
-    _reseal(pointer, lambda d: d.update(version="v0042"))
+    reseal(pointer, lambda d: d.update(version="v0042"))
     with pytest.raises(CorruptFileError, match=r"names version 'v0042', which is not in the store"):
         store.production()
 
@@ -571,7 +559,7 @@ def test_lambda_model_is_refused_and_its_code_never_runs(
     (vdir / "model.keras").write_bytes(evil.read_bytes())
     digest = hashlib.sha256(evil.read_bytes()).hexdigest()
     size = evil.stat().st_size
-    _reseal(
+    reseal(
         vdir / "manifest.json",
         lambda d: d["files"].update({"model.keras": {"sha256": digest, "size": size}}),
     )
@@ -591,14 +579,6 @@ def test_keras_own_safe_mode_also_blocks_the_lambda(tmp_path: Path) -> None:
     # The file is a real threat: with safe_mode off, loading runs its code.
     keras.saving.load_model(evil, safe_mode=False)
     assert marker.read_text() == "model code ran"
-
-
-def _keras_zip(path: Path, config: dict[str, Any]) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("config.json", json.dumps(config))
-        zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-        zf.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n")
-    return path
 
 
 @pytest.mark.parametrize(
@@ -630,11 +610,11 @@ def test_configs_that_would_run_code_are_refused(
     tmp_path: Path, config: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(UnsafeModelError, match=message):
-        check_model_file(_keras_zip(tmp_path / "m.keras", config))
+        check_model_file(fake_keras_file(tmp_path / "m.keras", config=config))
 
 
 def test_unexpected_zip_members_are_refused(tmp_path: Path) -> None:
-    path = _keras_zip(tmp_path / "m.keras", {"module": "keras", "class_name": "Sequential"})
+    path = fake_keras_file(tmp_path / "m.keras")
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("payload.pkl", pickle.dumps(1))
     with pytest.raises(UnsafeModelError, match=r"unexpected members .*payload\.pkl"):
@@ -657,30 +637,12 @@ def test_loading_uses_safe_mode_and_a_minimum_keras_version(
 
 # ------------------------------------------------------------------ locking
 
-_HOLD_LOCK = """
-import sys, time
-from release_spec.store.registry import ModelStore
-with ModelStore(sys.argv[1])._writer():
-    print("locked", flush=True)
-    time.sleep(60)
-"""
-
 
 @pytest.fixture
-def lock_holder(store: ModelStore) -> Iterator[subprocess.Popen[str]]:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(store.root)],
-        env=CHILD_ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "locked"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
+def lock_holder(
+    store: ModelStore, hold_lock: Callable[[Path], subprocess.Popen[str]]
+) -> subprocess.Popen[str]:
+    return hold_lock(store.root)
 
 
 def test_lock_held_by_a_live_process_names_the_holder(

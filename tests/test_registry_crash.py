@@ -10,25 +10,22 @@ leftovers, so every trial also exercises recovery from the previous crash.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
 import warnings
-import zipfile
 from collections import Counter
 from pathlib import Path
+
+from fakes import CHILD_ENV, fake_keras_file
 
 from release_spec.store import ModelStore, StaleLockWarning
 
 TRIALS = 30
 SEED = 20261129
-ROOT = Path(__file__).resolve().parents[1]
 CHILD = Path(__file__).with_name("_registry_child.py")
-CHILD_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def _fake_models(directory: Path, count: int = 3) -> list[Path]:
@@ -36,13 +33,9 @@ def _fake_models(directory: Path, count: int = 3) -> list[Path]:
     rng = random.Random(SEED)
     paths = []
     for i in range(count):
-        path = directory / f"m{i}.keras"
-        with zipfile.ZipFile(path, "w") as zf:
-            config = {"module": "keras", "class_name": "Sequential", "config": {"name": f"m{i}"}}
-            zf.writestr("config.json", json.dumps(config))
-            zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-            zf.writestr("model.weights.h5", rng.randbytes(65536))
-        paths.append(path)
+        paths.append(
+            fake_keras_file(directory / f"m{i}.keras", f"m{i}", weights=rng.randbytes(65536))
+        )
     return paths
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import resource
 import shutil
@@ -23,12 +22,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import CHILD_ENV, fake_keras_file, reseal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,17 +36,6 @@ from release_spec.store import CorruptFileError, IntegrityError, ModelStore, Sto
 from release_spec.store.files import MAX_METADATA_BYTES
 
 SECRET = b"precious bytes outside the store\n" * 7
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
-
-
-def fake_model(path: Path, tag: str) -> Path:
-    """A structurally valid .keras zip (never loaded by Keras here)."""
-    with zipfile.ZipFile(path, "w") as zf:
-        config = {"module": "keras", "class_name": "Sequential", "config": {"name": tag}}
-        zf.writestr("config.json", json.dumps(config))
-        zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-        zf.writestr("model.weights.h5", tag.encode() * 50)
-    return path
 
 
 def make_store(root: Path, models: Path) -> ModelStore:
@@ -55,18 +43,8 @@ def make_store(root: Path, models: Path) -> ModelStore:
     models.mkdir(exist_ok=True)
     store = ModelStore(root, create=True)
     for tag in ("a", "b"):
-        store.promote(store.register(fake_model(models / f"{tag}.keras", tag)).version)
+        store.promote(store.register(fake_keras_file(models / f"{tag}.keras", tag)).version)
     return store
-
-
-def reseal(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Edit a sealed JSON file and recompute its public checksum, as an attacker can."""
-    data = json.loads(path.read_text())
-    del data["checksum"]
-    change(data)
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    data["checksum"] = hashlib.sha256(canonical).hexdigest()
-    path.write_text(json.dumps(data))
 
 
 def snapshot(top: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, bytes]]:
@@ -294,7 +272,7 @@ def cli_child(*args: str, limit_memory: bool = True) -> subprocess.CompletedProc
             [sys.executable, "-m", "release_spec", *args],
             capture_output=True,
             text=True,
-            env=ENV,
+            env=CHILD_ENV,
             timeout=300,
             preexec_fn=limits,
         )
@@ -370,7 +348,7 @@ def test_restore_of_a_sparse_2_gib_member_writes_nothing(tmp_path: Path) -> None
         [sys.executable, "-m", "release_spec", *args],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=CHILD_ENV,
         timeout=300,
         preexec_fn=limits,
     )
@@ -489,7 +467,7 @@ def test_write_error_names_the_file_and_keeps_the_old_state(store: ModelStore) -
         [sys.executable, "-m", "release_spec", "store", "rollback", "--store", str(store.root)],
         capture_output=True,
         text=True,
-        env=ENV,
+        env=CHILD_ENV,
         timeout=300,
         preexec_fn=limits,
     )
@@ -580,7 +558,7 @@ def _run(op: str, root: Path, work: Path, good: Path) -> None:
     elif op == "rollback":
         store.rollback()
     elif op == "register":
-        store.register(fake_model(work / "models" / "c.keras", "c"))
+        store.register(fake_keras_file(work / "models" / "c.keras", "c"))
     else:
         store.backup(work / "backups")
 

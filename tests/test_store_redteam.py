@@ -25,16 +25,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakes import CHILD_ENV, reseal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_store_hostile import (
-    ENV,
     SECRET,
     cli,
-    fake_model,
     make_store,
     one_line,
-    reseal,
     snapshot,
 )
 
@@ -71,7 +69,7 @@ def _state(store: ModelStore) -> tuple[str | None, list[str], list[str]]:
 
 
 def test_versions_swapped_for_a_link_after_open_writes_and_deletes_nothing_outside(
-    store: ModelStore, outside: Path, tmp_path: Path
+    store: ModelStore, outside: Path, tmp_path: Path, fake_keras: Callable[..., Path]
 ) -> None:
     """The store object outlives a check of versions/: a writer must not follow a later link."""
     before = snapshot(outside)
@@ -79,7 +77,7 @@ def test_versions_swapped_for_a_link_after_open_writes_and_deletes_nothing_outsi
     versions = store.root / "versions"
     os.rename(versions, tmp_path / "real-versions")
     versions.symlink_to(outside)
-    model = fake_model(tmp_path / "models" / "c.keras", "c")
+    model = fake_keras("c")
     attempts: list[Callable[[], object]] = [
         lambda: store.register(model),
         store.rollback,
@@ -113,7 +111,12 @@ def _swapper(path: Path, target: Path, stop: threading.Event) -> None:
     [("versions", "."), ("versions/v0001", "v0001"), ("versions/v0001/model.keras", "secret.txt")],
 )
 def test_race_links_swapped_in_during_every_operation(
-    store: ModelStore, outside: Path, tmp_path: Path, rel: str, target: str
+    store: ModelStore,
+    outside: Path,
+    tmp_path: Path,
+    fake_keras: Callable[..., Path],
+    rel: str,
+    target: str,
 ) -> None:
     """A thread swaps a store directory or file for a link while every operation runs.
 
@@ -136,9 +139,7 @@ def test_race_links_swapped_in_during_every_operation(
         "verify": lambda i: ModelStore(store.root).verify(),
         "versions": lambda i: ModelStore(store.root).versions(),
         "backup": lambda i: ModelStore(store.root).backup(tmp_path / "backups" / f"{i}.tar.gz"),
-        "register": lambda i: ModelStore(store.root).register(
-            fake_model(tmp_path / "models" / f"r{i}.keras", f"r{i}")
-        ),
+        "register": lambda i: ModelStore(store.root).register(fake_keras(f"r{i}")),
         "rollback": lambda i: ModelStore(store.root).rollback(),
         "promote": lambda i: ModelStore(store.root).promote("v0002"),
     }
@@ -226,20 +227,22 @@ def test_backup_into_the_store_is_refused(store: ModelStore, tmp_path: Path, whe
 
 
 def test_automatic_version_name_never_breaks_the_name_rules(
-    store: ModelStore, tmp_path: Path
+    store: ModelStore, fake_keras: Callable[..., Path]
 ) -> None:
     longest = "v" + "9" * 127  # a valid name; the next number has 129 characters
-    store.register(fake_model(tmp_path / "models" / "n.keras", "n"), version=longest)
+    store.register(fake_keras("n"), version=longest)
     names = store._version_names()
     with pytest.raises(StoreError, match="no automatic version name after v9999"):
-        store.register(fake_model(tmp_path / "models" / "m.keras", "m"))
+        store.register(fake_keras("m"))
     assert store._version_names() == names
     assert store.verify().ok
 
 
-def test_automatic_version_numbers_are_ascii_digits(store: ModelStore, tmp_path: Path) -> None:
+def test_automatic_version_numbers_are_ascii_digits(
+    store: ModelStore, fake_keras: Callable[..., Path]
+) -> None:
     (store.root / "versions" / "v\u0661\u0662\u0663").mkdir()  # Arabic-Indic 123
-    info = store.register(fake_model(tmp_path / "models" / "m.keras", "m"))
+    info = store.register(fake_keras("m"))
     assert info.version == "v0003"
 
 
@@ -338,7 +341,7 @@ def _without_root_privilege(*args: str) -> subprocess.CompletedProcess[str]:
             pytest.skip("running as root without setpriv: cannot meet EACCES")
         drop = "--bounding-set=-dac_override,-dac_read_search,-fowner"
         command = [setpriv, drop, "--", *command]
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, env=CHILD_ENV, timeout=300)
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import os
 import shutil
 import stat
 import subprocess
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_store_hostile import cli, cli_child, fake_model, make_store, one_line
+from fakes import fake_keras_file
+from test_store_hostile import cli, cli_child, make_store, one_line
 
 from release_spec.cli import EXIT_OK, EXIT_STOPPED, EXIT_USAGE
 from release_spec.store import ModelStore, StoreError, StoreWriteError
@@ -117,7 +117,7 @@ def test_full_disk_rollback_names_the_pointer_and_keeps_the_old_state(
 def test_full_disk_register_leaves_no_half_written_version(tmpfs: Callable[[str], Path]) -> None:
     disk = tmpfs("2m")
     store = make_store(disk / "store", disk / "models")
-    model = fake_model(disk / "models" / "c.keras", "c")
+    model = fake_keras_file(disk / "models" / "c.keras", "c")
     _fill(disk, pages_free=1)
     with pytest.raises(StoreWriteError) as caught:
         store.register(model)
@@ -133,11 +133,7 @@ def test_full_disk_register_leaves_no_half_written_version(tmpfs: Callable[[str]
 
 def _big_store(root: Path, models: Path, weights: int) -> ModelStore:
     models.mkdir()
-    path = models / "big.keras"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("config.json", '{"module": "keras", "class_name": "Sequential"}')
-        zf.writestr("metadata.json", '{"keras_version": "3.15.1"}')
-        zf.writestr("model.weights.h5", os.urandom(weights))
+    path = fake_keras_file(models / "big.keras", "big", weights=os.urandom(weights))
     store = ModelStore(root, create=True)
     store.promote(store.register(path).version)
     return store
@@ -189,7 +185,7 @@ def test_read_only_store_refuses_writes_naming_the_lock(
             )
         else:
             assert code == EXIT_OK, err
-    assert out.endswith("production: v0002\n")
+    assert out.endswith("production: v0002 (marked *)\n")
     with pytest.raises(StoreWriteError, match=r"cannot write .*\.lock: Read-only file system"):
         read_only_store.register(tmp_path / "models" / "a.keras")
     assert read_only_store.verify().ok
