@@ -500,8 +500,9 @@ def load_suite(
 
 
 def _toml_string(text: str) -> str:
-    # JSON's escapes (ASCII only) are all valid in a TOML basic string.
-    return json.dumps(text, ensure_ascii=True)
+    # JSON escapes the quote, the backslash and U+0000-U+001F as TOML does; TOML also
+    # requires DEL escaped. (ASCII-only JSON would write surrogate pairs, which TOML refuses.)
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def dump_suite(suite: PromptSuite) -> str:
