@@ -46,6 +46,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from release_spec.strategy.plan import SCENARIOS
+from release_spec.workbench.language.plan import LANGUAGE_SCENARIOS
+
+#: ``run --scenario``'s choices: the classic example's and the language model's.
+_RUN_SCENARIOS = tuple(dict.fromkeys((*SCENARIOS, *LANGUAGE_SCENARIOS)))
 
 __all__ = [
     "EXIT_ERROR",
@@ -159,6 +163,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"run needs the workbench extra, which is not installed (missing: "
             f"{', '.join(missing)}); install it with: {WORKBENCH_INSTALL}"
         )
+    if args.example == "language-model":
+        return _run_language_model(args)
+    if args.scenario not in SCENARIOS:
+        raise UsageError(
+            f"--scenario {args.scenario} is a language-model scenario; the classic example's "
+            f"are {', '.join(SCENARIOS)} (or pass --example language-model)"
+        )
     from release_spec.strategy.plan import load_plan
 
     try:
@@ -193,6 +204,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return RUN_EXIT_CODES[result.outcome]
 
 
+def _run_language_model(args: argparse.Namespace) -> int:
+    """``run --example language-model``: `release_spec.workbench.language.run`."""
+    from release_spec.workbench.language.plan import load_language_plan
+
+    if args.scenario not in LANGUAGE_SCENARIOS:
+        raise UsageError(
+            f"--scenario {args.scenario} is not a language-model scenario; choose from "
+            f"{', '.join(LANGUAGE_SCENARIOS)}"
+        )
+    try:
+        plan = load_language_plan(args.plan)
+        if args.seed is not None:
+            plan = replace(plan, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _output_dir(args.out)
+    import os
+
+    from release_spec.store import StoreError
+
+    # Before TensorFlow is imported (it reads them once); a value the user set wins.
+    for name, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("TF_ENABLE_ONEDNN_OPTS", "0")):
+        os.environ.setdefault(name, value)
+    from release_spec.workbench.language.run import OUTCOME_TEXT, run_language_model
+
+    try:
+        result = run_language_model(plan, args.out, scenario=args.scenario)
+    except StoreError as exc:
+        raise UsageError(f"run stopped: {exc}") from None
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
+    prod = result.report["production"] or {}
+    summary = f"outcome: {result.outcome}; production {prod.get('version')}"
+    if result.report["failed_gates"]:
+        summary += "; failed gate(s): " + ", ".join(result.report["failed_gates"])
+    print(summary)
+    print(f"{result.outcome}: {OUTCOME_TEXT[result.outcome]}")
+    return RUN_EXIT_CODES[result.outcome]
+
+
 def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "run",
@@ -220,8 +273,16 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--seed", type=_seed, help="override the plan's seed (default: the plan's; 0 embedded)"
     )
     p.add_argument(
+        "--example",
+        choices=("classic", "language-model"),
+        default="classic",
+        help="what to release (default: classic): the classic digits network, or the small "
+        "language model (--plan: a file, or quick / default for a built-in plan; scenarios "
+        "default, forgetting, jailbreak-regression, live-prompt-regression)",
+    )
+    p.add_argument(
         "--scenario",
-        choices=SCENARIOS,
+        choices=_RUN_SCENARIOS,
         default="default",
         help="which candidate the run fine-tunes (default: default). default: clean target "
         "data, expected released; regression: class 3 relabelled 4 in the fine-tuning data, "

@@ -37,6 +37,8 @@ __all__ = [
     "ClusteredPairedNoninferiority",
     "ErrorRateConfidenceSequence",
     "HolmResult",
+    "Interval",
+    "IntervalArray",
     "KSResult",
     "PairedNoninferiority",
     "PerplexityInterval",
@@ -80,6 +82,23 @@ measures noise; NumPy's quantiles also slow down sharply past a few thousand.
 
 MAX_COUNT = 2**53
 """Largest count accepted: float64 represents every whole number up to 2**53 exactly."""
+
+#: statsmodels' words for a one-sided alternative, refused with SciPy's word instead.
+_STATSMODELS_ALTERNATIVES = {"larger": "greater", "smaller": "less"}
+
+
+class Interval(NamedTuple):
+    """An interval's ends, ``low <= high``; unpacks like the ``(low, high)`` tuple it is."""
+
+    low: float
+    high: float
+
+
+class IntervalArray(NamedTuple):
+    """The ends of many intervals at once: two arrays of one (broadcast) shape."""
+
+    low: FloatArray
+    high: FloatArray
 
 
 def _real(name: str, value: object) -> float:
@@ -132,6 +151,11 @@ def _integer(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if name == "alternative" and isinstance(value, str) and value in _STATSMODELS_ALTERNATIVES:
+        raise ValueError(
+            f"alternative {value!r} is statsmodels' word; use SciPy's "
+            f"{_STATSMODELS_ALTERNATIVES[value]!r}"
+        )
     if not (isinstance(value, str) and value in allowed):
         options = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name} must be one of {options}, got {value!r}")
@@ -472,14 +496,14 @@ def two_proportion_z_test(
     baseline_errors: ArrayLike,
     baseline_requests: ArrayLike,
     *,
-    alternative: Literal["larger", "two-sided"] = "larger",
+    alternative: Literal["greater", "two-sided"] = "greater",
 ) -> FloatArray:
     r"""Pooled two-proportion z-test: valid at one pre-planned look, not at every look.
 
     $$
     \hat p = \frac{x_c + x_b}{m_c + m_b},\qquad
     z = \frac{x_c/m_c - x_b/m_b}{\sqrt{\hat p(1-\hat p)(1/m_c + 1/m_b)}},\qquad
-    p = 1 - \Phi(z)\ \text{(larger)}\ \text{or}\ 2(1 - \Phi(|z|)).
+    p = 1 - \Phi(z)\ \text{(greater)}\ \text{or}\ 2(1 - \Phi(|z|)).
     $$
 
     Repeating it on the cumulative counts at every look and stopping at the first
@@ -489,7 +513,8 @@ def two_proportion_z_test(
     Spec: eq-two-proportion-z
 
     Matches: ``statsmodels.stats.proportion.proportions_ztest(count, nobs,
-    alternative="larger")`` with the canary first (pooled variance).
+    alternative="larger")`` with the canary first (pooled variance); the alternative
+    is named with SciPy's word, ``"greater"`` (statsmodels' ``"larger"`` is refused).
 
     References:
         Agresti, "Categorical Data Analysis", 3rd ed., 2013, Section 3.1.
@@ -499,7 +524,7 @@ def two_proportion_z_test(
         canary_requests: canary requests, at least 1.
         baseline_errors: baseline errors.
         baseline_requests: baseline requests, at least 1.
-        alternative: ``"larger"`` (canary errs more, the default) or ``"two-sided"``.
+        alternative: ``"greater"`` (canary errs more, the default) or ``"two-sided"``.
 
     Returns:
         The p-value(s), a NumPy array of the broadcast shape (0-d for scalars).
@@ -515,12 +540,12 @@ def two_proportion_z_test(
     x_b, m_b = _errors_and_requests("baseline", baseline_errors, baseline_requests)
     if np.any(m_c == 0) or np.any(m_b == 0):
         raise ValueError("canary_requests and baseline_requests must be at least 1")
-    _choice("alternative", alternative, ("larger", "two-sided"))
+    _choice("alternative", alternative, ("greater", "two-sided"))
     pooled = (x_c + x_b) / (m_c + m_b)
     var = pooled * (1.0 - pooled) * (1.0 / m_c + 1.0 / m_b)
     diff = x_c / m_c - x_b / m_b
     z = np.divide(diff, np.sqrt(var), out=np.zeros_like(var), where=var > 0)
-    p = stats.norm.sf(z) if alternative == "larger" else 2.0 * stats.norm.sf(np.abs(z))
+    p = stats.norm.sf(z) if alternative == "greater" else 2.0 * stats.norm.sf(np.abs(z))
     return np.where(var > 0, p, 1.0)
 
 
@@ -542,7 +567,7 @@ def bernoulli_confidence_sequence(
     alpha: float = 0.05,
     prior_a: float = 0.5,
     prior_b: float = 0.5,
-) -> tuple[FloatArray, FloatArray]:
+) -> IntervalArray:
     r"""Beta-binomial confidence sequence for one error rate, valid at every look.
 
     With $x$ errors in $n$ Bernoulli($p$) requests and a Beta($a$, $b$) mixture over the
@@ -580,7 +605,8 @@ def bernoulli_confidence_sequence(
         prior_b: Beta mixing parameter $b > 0$.
 
     Returns:
-        ``(lower, upper)`` arrays of the broadcast shape; no requests give ``[0, 1]``.
+        An `IntervalArray` ``(low, high)`` of the broadcast shape; no requests give
+        ``[0, 1]``.
 
     Raises:
         ValueError: bad counts, alpha outside (0, 1), nonpositive prior parameters.
@@ -598,7 +624,7 @@ def bernoulli_confidence_sequence(
     threshold = threshold - log_inv_alpha
     if x.ndim == 0:
         lo, hi = _beta_binomial_interval(float(x), float(n), float(threshold))
-        return np.asarray(lo), np.asarray(hi)
+        return IntervalArray(np.asarray(lo), np.asarray(hi))
     p_hat = np.divide(x, n, out=np.full(x.shape, 0.5), where=n > 0)
 
     def inside(p: FloatArray) -> NDArray[np.bool_]:
@@ -607,7 +633,7 @@ def bernoulli_confidence_sequence(
     zeros, ones = np.zeros(x.shape), np.ones(x.shape)
     lower = np.where(inside(zeros), 0.0, _bisect(inside, zeros, p_hat, inside_is_high=True))
     upper = np.where(inside(ones), 1.0, _bisect(inside, p_hat, ones, inside_is_high=False))
-    return lower, upper
+    return IntervalArray(lower, upper)
 
 
 def _beta_binomial_interval(x: float, n: float, threshold: float) -> tuple[float, float]:
@@ -748,7 +774,7 @@ def error_rate_difference_bounds(
     alpha: float = 0.05,
     prior_a: float = 0.5,
     prior_b: float = 0.5,
-) -> tuple[FloatArray, FloatArray]:
+) -> IntervalArray:
     r"""Anytime-valid bounds for $p_c - p_b$, the canary's error rate minus the baseline's.
 
     Each arm gets a beta-binomial confidence sequence at level $\alpha/2$ (see
@@ -781,7 +807,7 @@ def error_rate_difference_bounds(
         prior_b: Beta mixing parameter $b$ for both arms.
 
     Returns:
-        ``(lower, upper)`` bounds on $p_c - p_b$.
+        An `IntervalArray` ``(low, high)`` of bounds on $p_c - p_b$.
 
     Raises:
         ValueError: bad counts, alpha outside (0, 1), bad prior parameters.
@@ -801,7 +827,7 @@ def error_rate_difference_bounds(
     lb, ub = bernoulli_confidence_sequence(
         baseline_errors, baseline_requests, alpha=half, prior_a=prior_a, prior_b=prior_b
     )
-    return lc - ub, uc - lb
+    return IntervalArray(lc - ub, uc - lb)
 
 
 # --8<-- [end:error_rate_difference_bounds]
@@ -915,13 +941,13 @@ def fixed_horizon_sample_size(
     *,
     alpha: float = 0.05,
     power: float = 0.8,
-    share: float = 0.5,
-    alternative: Literal["two-sided", "larger"] = "two-sided",
+    canary_fraction: float = 0.5,
+    alternative: Literal["two-sided", "greater"] = "two-sided",
     method: Literal["wald", "arcsine"] = "wald",
 ) -> SampleSize:
     r"""Fixed-horizon requests to detect a change of error rate from $p_0$ to $p_1$.
 
-    The canary gets a share $s$ of the traffic, so the baseline sees $k = (1-s)/s$ times
+    The canary gets a fraction $s$ of the traffic, so the baseline sees $k = (1-s)/s$ times
     as many requests. With $z_\alpha$ the normal quantile for the test
     ($z_{1-\alpha/2}$ two-sided, $z_{1-\alpha}$ one-sided) and $z_\beta = z_{\text{power}}$,
 
@@ -955,31 +981,37 @@ def fixed_horizon_sample_size(
         p1: error rate worth detecting, in (0, 1), different from ``p0``.
         alpha: significance level, in (0, 1).
         power: probability of detecting $p_1$, in (0, 1).
-        share: the canary's share of the traffic, in (0, 1).
-        alternative: ``"two-sided"`` or ``"larger"`` (one-sided).
+        canary_fraction: the canary's share of the traffic as a fraction, in (0, 1).
+        alternative: ``"two-sided"`` or ``"greater"`` (one-sided: the canary errs more;
+            statsmodels' ``"larger"`` is refused with SciPy's word).
         method: ``"wald"`` (variances at $p_0$ and $p_1$) or ``"arcsine"`` (Cohen's $h$).
 
     Returns:
         A `SampleSize` with both arms' requests.
 
     Raises:
-        ValueError: rates, alpha, power or share outside (0, 1); ``p0 == p1``; unknown
+        ValueError: rates, alpha, power or canary_fraction outside (0, 1); ``p0 == p1``; unknown
             alternative or method.
 
     Example:
-        >>> fixed_horizon_sample_size(0.02, 0.04, share=0.05)
+        >>> fixed_horizon_sample_size(0.02, 0.04, canary_fraction=0.05)
         SampleSize(canary_requests=774, baseline_requests=14701)
     """
-    p0, p1, power, share = (
+    p0, p1, power, fraction = (
         _in_range(name, v, 0.0, 1.0)
-        for name, v in (("p0", p0), ("p1", p1), ("power", power), ("share", share))
+        for name, v in (
+            ("p0", p0),
+            ("p1", p1),
+            ("power", power),
+            ("canary_fraction", canary_fraction),
+        )
     )
     alpha = _check_alpha(alpha)
     if p0 == p1:
         raise ValueError("p0 and p1 must differ: there is no effect to detect")
-    _choice("alternative", alternative, ("two-sided", "larger"))
+    _choice("alternative", alternative, ("two-sided", "greater"))
     _choice("method", method, ("wald", "arcsine"))
-    k = (1.0 - share) / share
+    k = (1.0 - fraction) / fraction
     z_a = stats.norm.isf(alpha / 2.0 if alternative == "two-sided" else alpha)
     z_b = stats.norm.ppf(power)
     if method == "wald":
@@ -998,7 +1030,7 @@ def fixed_horizon_sample_size(
 
 
 # --8<-- [start:wilson_interval]
-def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Interval:
     r"""Wilson score interval for a binomial proportion.
 
     With $\hat p = x/n$ and $z = z_{1-(1-\text{confidence})/2}$,
@@ -1028,7 +1060,7 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tupl
         confidence: two-sided confidence level, in (0, 1).
 
     Returns:
-        ``(lower, upper)``.
+        An `Interval` ``(low, high)``.
 
     Raises:
         ValueError: negative, fractional or non-finite counts, $x > n$, $n = 0$,
@@ -1054,7 +1086,7 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tupl
     # The ends at x = 0 and x = n are exactly 0 and 1; rounding would leave ~1e-19.
     lower = 0.0 if x == 0 else max(0.0, centre - half)
     upper = 1.0 if x == m else min(1.0, centre + half)
-    return lower, upper
+    return Interval(lower, upper)
 
 
 # --8<-- [end:wilson_interval]

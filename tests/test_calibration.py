@@ -28,7 +28,7 @@ from release_spec.strategy.simulation import (
     draw_slow,
     judge_rejections,
     monte_carlo_bound,
-    random_share_schedule,
+    random_fraction_schedule,
     simulate,
 )
 
@@ -51,14 +51,14 @@ def test_no_regression_false_rollbacks_at_most_alpha_any_schedule(
     error_rate: float, canary_per_look: int, looks: int, record_property: Record
 ) -> None:
     rng = np.random.default_rng(7)
-    shares = random_share_schedule(rng, RUNS, looks, low=0.01, high=0.5)
+    shares = random_fraction_schedule(rng, RUNS, looks, low=0.01, high=0.5)
     assert shares.min() >= 0.01
     assert shares.max() <= 0.5
     sim = simulate(
         runs=RUNS,
         baseline_error=error_rate,
         canary_error=error_rate,
-        shares=shares,
+        canary_fractions=shares,
         canary_per_look=canary_per_look,
         alpha=ALPHA,
         seed=11,
@@ -84,14 +84,14 @@ def test_regression_detected_fast_and_below_fixed_horizon(record_property: Recor
         runs=RUNS,
         baseline_error=0.02,
         canary_error=0.04,
-        shares=0.05,
+        canary_fractions=0.05,
         canary_per_look=25,
         looks=160,
         alpha=ALPHA,
         seed=5,
     )
     fixed = fixed_horizon_sample_size(
-        0.02, 0.04, alpha=ALPHA, power=0.8, share=0.05, alternative="larger"
+        0.02, 0.04, alpha=ALPHA, power=0.8, canary_fraction=0.05, alternative="greater"
     )
     within = sim.sequential.rolled_back_within(2500)
     median = sim.sequential.median_exposure
@@ -116,7 +116,7 @@ def _null_requests(
 ) -> tuple[np.random.Generator, Looks]:
     """Requests of RUNS rollouts, a random share schedule each, a look after every batch."""
     rng = np.random.default_rng(seed)
-    shares = random_share_schedule(rng, RUNS, looks, low=0.01, high=0.5)
+    shares = random_fraction_schedule(rng, RUNS, looks, low=0.01, high=0.5)
     return rng, draw_looks(
         rng, shares, baseline_error=0.0, canary_error=0.0, canary_per_look=canary_per_look
     )

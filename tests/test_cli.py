@@ -50,12 +50,18 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         ("[release\n", "invalid TOML"),
         ("[phased_rollout]\nmin_canary_requests = [1]\n", "phased_rollout.min_canary_requests"),
         (
-            "[phased_rollout]\nshares = [50.0, 25.0, 100.0]\nmin_canary_requests = [1, 1, 0]\n"
-            "max_bake_minutes = [1.0, 1.0, 1.0]\n",
-            "phased_rollout: step shares must increase",
+            "[[phased_rollout.steps]]\nshare_pct = 50.0\nmin_canary_requests = 1\n"
+            "max_bake_minutes = 1.0\n"
+            "[[phased_rollout.steps]]\nshare_pct = 25.0\nmin_canary_requests = 1\n"
+            "max_bake_minutes = 1.0\n",
+            "phased_rollout.steps: expected strictly increasing shares",
         ),
-        ("[phased_rollout]\nshares = 5.0\n", "phased_rollout.shares: expected a non-empty list"),
-        ("[monitoring]\npsi_warning = 0.5\n", "monitoring: need 0 < psi_warning <= psi_alert"),
+        (
+            "[phased_rollout]\nshares = [5.0, 100.0]\n",
+            "phased_rollout.shares: no longer a key; the steps are one [[phased_rollout.steps]]",
+        ),
+        ("[phased_rollout]\nsteps = 5.0\n", "phased_rollout.steps: expected a non-empty array"),
+        ("[monitoring]\npsi_warning = 0.5\n", "monitoring.psi_warning: expected at most psi_alert"),
     ],
 )
 def test_bad_plan_exits_2_with_one_line_naming_the_key(tmp_path, plan_text, names):
@@ -78,7 +84,11 @@ def test_bad_plan_exits_2_with_one_line_naming_the_key(tmp_path, plan_text, name
         (("run", "--seed", "-3"), "--seed"),
         (("run", "--plan", "/no/such/plan.toml"), "cannot read"),
         (("store", "list"), "--store"),
-        (("simulate", "--share", "1.5"), "--share: must be in (0, 1)"),
+        (("run", "--seed", "4294967296"), "--seed: expected an integer in [0, 4294967295]"),
+        (
+            ("simulate", "--canary-fraction", "1.5"),
+            "--canary-fraction: expected a number in (0, 1)",
+        ),
         (("simulate", "--runs", "0"), "--runs"),
         (("simulate", "--baseline-error", "0.6", "--regression", "0.5"), "below 1"),
     ],
@@ -465,12 +475,12 @@ def test_a_full_disk_while_writing_the_report_exits_2_naming_the_file(
 @pytest.mark.parametrize(
     ("args", "names"),
     [
-        (("--runs", "1000000000"), "--runs: must be in [1, 100000], got 1000000000"),
-        (("--looks", "1000000000"), "--looks: must be in [1, 100000], got 1000000000"),
+        (("--runs", "1000000000"), "--runs: expected an integer in [1, 100000], got 1000000000"),
+        (("--looks", "1000000000"), "--looks: expected an integer in [1, 100000], got 1000000000"),
         (("--runs", "100000", "--looks", "100000"), "--runs x --looks must be at most 4194304"),
         (
-            ("--canary-per-look", "1000000000000", "--share", "0.001"),
-            "--canary-per-look / --share must be at most 1099511627776",
+            ("--canary-per-look", "1000000000000", "--canary-fraction", "0.001"),
+            "--canary-per-look / --canary-fraction must be at most 1099511627776",
         ),
     ],
 )
@@ -502,7 +512,7 @@ _TOKENS = [
     "--runs",
     "--looks",
     "--canary-per-look",
-    "--share",
+    "--canary-fraction",
     "--alpha",
     "--seed",
     "--baseline-error",

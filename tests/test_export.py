@@ -213,9 +213,7 @@ def test_custom_options_and_plan_validate_against_the_crds():
     plan = parse_plan(
         {
             "phased_rollout": {
-                "shares": [2.0, 10.0, 30.0],
-                "min_canary_requests": [50, 100, 200],
-                "max_bake_minutes": [7.5, 3.0, 0.5],
+                "steps": _steps([2.0, 10.0, 30.0], [50, 100, 200], [7.5, 3.0, 0.5]),
                 "batch_size": 50,
                 "requests_per_minute": 90.0,
             }
@@ -415,6 +413,14 @@ def test_argo_metrics_pass_the_controllers_own_validation():
         assert re.fullmatch(r"[1-9][0-9]*s", metric["interval"])
 
 
+def _steps(shares: list[float], minimum: list[int], bakes: list[float]) -> list[dict[str, Any]]:
+    """``[[phased_rollout.steps]]`` tables from one list per key."""
+    return [
+        {"share_pct": s, "min_canary_requests": n, "max_bake_minutes": b}
+        for s, n, b in zip(shares, minimum, bakes, strict=True)
+    ]
+
+
 def _plan(**rollout: Any) -> Any:
     return parse_plan({"phased_rollout": rollout}).phased_rollout
 
@@ -422,16 +428,12 @@ def _plan(**rollout: Any) -> Any:
 PLANS = [
     {},  # the default plan
     {
-        "shares": [2.0, 10.0, 30.0],
-        "min_canary_requests": [50, 100, 200],
-        "max_bake_minutes": [7.5, 3.0, 0.5],
+        "steps": _steps([2.0, 10.0, 30.0], [50, 100, 200], [7.5, 3.0, 0.5]),
         "batch_size": 50,
         "requests_per_minute": 90.0,
     },
     {
-        "shares": [10.0, 100.0],
-        "min_canary_requests": [10, 0],
-        "max_bake_minutes": [0.1, 1.0],
+        "steps": _steps([10.0, 100.0], [10, 0], [0.1, 1.0]),
         "batch_size": 1,
         "requests_per_minute": 1_000_000.0,
     },
@@ -441,7 +443,9 @@ PLANS = [
 @pytest.mark.parametrize("raw", PLANS)
 def test_weights_are_the_shares_and_looks_cover_each_bake(raw):
     plan = _plan(**raw)
-    shares, minimum, bakes = plan.shares, plan.min_canary_requests, plan.max_bake_minutes
+    shares = [s.share_pct for s in plan.steps]
+    minimum = [s.min_canary_requests for s in plan.steps]
+    bakes = [s.max_bake_minutes for s in plan.steps]
     analysed = [int(s) for s in (shares[:-1] if shares[-1] == 100.0 else shares)]
     argo, flagger = _manifests("argo", plan), _manifests("flagger", plan)
     assert weights(argo[-1]) == analysed
@@ -575,11 +579,9 @@ def test_flagger_webhooks_call_the_judge():
     [
         (
             {
-                "shares": [1.0, 2.5, 100.0],
-                "min_canary_requests": [1, 1, 0],
-                "max_bake_minutes": [1.0, 1.0, 1.0],
+                "steps": _steps([1.0, 2.5, 100.0], [1, 1, 0], [1.0, 1.0, 1.0]),
             },
-            r"^phased_rollout\.shares\[1\]: .*whole-percent weights, got 2\.5$",
+            r"^phased_rollout\.steps\[1\]\.share_pct: .*whole-percent weights, got 2\.5$",
         ),
         ({"on_inconclusive": "rollback"}, r"^phased_rollout\.on_inconclusive: .*got 'rollback'$"),
         ({"margin": 0.0}, r"^phased_rollout\.margin: the judge needs a margin > 0, got 0$"),
@@ -765,8 +767,10 @@ def test_cli_writes_yaml_to_stdout_that_parses_back(capsys):
 def test_cli_writes_the_out_file_with_options(tmp_path, capsys):
     plan = tmp_path / "plan.toml"
     plan.write_text(
-        "[phased_rollout]\nshares = [5.0, 100.0]\nmin_canary_requests = [10, 0]\n"
-        "max_bake_minutes = [2.0, 1.0]\n"
+        "[[phased_rollout.steps]]\nshare_pct = 5.0\nmin_canary_requests = 10\n"
+        "max_bake_minutes = 2.0\n"
+        "[[phased_rollout.steps]]\nshare_pct = 100.0\nmin_canary_requests = 0\n"
+        "max_bake_minutes = 1.0\n"
     )
     out = tmp_path / "canary.yaml"
     code = main(
@@ -809,9 +813,11 @@ def test_cli_writes_the_out_file_with_options(tmp_path, capsys):
     [
         (
             ["export", "argo", "--plan", "{plan}"],
-            "[phased_rollout]\nshares = [1.5, 100.0]\nmin_canary_requests = [1, 0]\n"
-            "max_bake_minutes = [1.0, 1.0]\n",
-            "phased_rollout.shares[0]",
+            "[[phased_rollout.steps]]\nshare_pct = 1.5\nmin_canary_requests = 1\n"
+            "max_bake_minutes = 1.0\n"
+            "[[phased_rollout.steps]]\nshare_pct = 100.0\nmin_canary_requests = 0\n"
+            "max_bake_minutes = 1.0\n",
+            "phased_rollout.steps[0].share_pct",
         ),
         (
             ["export", "argo", "--plan", "{plan}"],

@@ -266,7 +266,9 @@ def test_forgetting_gate_names_the_pretrained_reference():
     ("call", "match"),
     [
         (lambda: accuracy_gate("a", [0, 1], [0], min_lower=0.5), "length mismatch"),
-        (lambda: accuracy_gate("a", [], [], min_lower=0.5), "y_true must be a non-empty"),
+        (lambda: accuracy_gate("a", [], [], min_lower=0.5), "y_true: expected a non-empty 1-D"),
+        (lambda: accuracy_gate("a", [0, 1.5], [0, 1], min_lower=0.5), "y_true: expected integer"),
+        (lambda: improvement_gate("i", [0, 1], [0, 1], ["a", "b"]), "baseline_pred: expected int"),
         (lambda: improvement_gate("i", [0, 1], [0, 1], [0]), "length mismatch"),
         (lambda: noninferiority_gate("n", [[0]], [0], [0], margin=0.1), "y_true"),
         (lambda: macro_f1_gate("f", [0, 1], [0], min_lower=0.5), "length mismatch"),

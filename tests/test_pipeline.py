@@ -49,9 +49,26 @@ max_rss_slope_mb_per_min = 1000.0
 # production, so a first step at 1 % would need about 70,000 live requests to promote.
 [phased_rollout]
 live_requests = 25000
-shares = [5.0, 25.0, 50.0, 100.0]
-min_canary_requests = [500, 1000, 1000, 0]
-max_bake_minutes = [50.0, 12.0, 10.0, 1.0]
+
+[[phased_rollout.steps]]
+share_pct = 5.0
+min_canary_requests = 500
+max_bake_minutes = 50.0
+
+[[phased_rollout.steps]]
+share_pct = 25.0
+min_canary_requests = 1000
+max_bake_minutes = 12.0
+
+[[phased_rollout.steps]]
+share_pct = 50.0
+min_canary_requests = 1000
+max_bake_minutes = 10.0
+
+[[phased_rollout.steps]]
+share_pct = 100.0
+min_canary_requests = 0
+max_bake_minutes = 1.0
 """
 
 # Full training (the offline gates must pass with room to spare); a short soak and live pool.

@@ -19,6 +19,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def _step(share_pct: float) -> dict[str, float]:
+    return {"share_pct": share_pct, "min_canary_requests": 10, "max_bake_minutes": 1.0}
+
+
 def _sections():
     return [f for f in dataclasses.fields(Plan) if dataclasses.is_dataclass(f.default_factory)]
 
@@ -42,12 +46,12 @@ def test_default_rollout_is_the_issue_steps_and_the_planner_does_not_warn(baseli
     from release_spec.strategy.rollout import forecast_steps
 
     rp = Plan().phased_rollout
-    assert rp.shares == (1.0, 5.0, 25.0, 50.0, 100.0)
+    assert [s.share_pct for s in rp.steps] == [1.0, 5.0, 25.0, 50.0, 100.0]
     plan = rp.rollout_plan()
     forecast = forecast_steps(plan, baseline_error=baseline_error, regression=plan.margin)
     assert [f.warning for f in forecast] == [None] * 4
     # The pool covers every step's minimum at its share (46,000 requests) with room to spare.
-    needed = sum(n * 100 / s for s, n in zip(rp.shares, rp.min_canary_requests, strict=True))
+    needed = sum(s.min_canary_requests * 100 / s.share_pct for s in rp.steps)
     assert needed == 46_000
     assert rp.live_requests >= 1.1 * needed
 
@@ -116,6 +120,26 @@ def test_quick_plan_soaks_a_few_seconds_with_the_default_drift_bound():
         ({"release": {"max_rss_slope_mb_per_min": float("nan")}}, "release.max_rss_slope_mb"),
         ({"release": {"soak_batch_size": False}}, "release.soak_batch_size: expected an integer"),
         ({"regression": {"corrupt_class": 10}}, "regression.corrupt_class"),
+        (
+            {"phased_rollout": {"steps": [{"share_pct": 0, "min_canary_requests": 1}]}},
+            "phased_rollout.steps[0].max_bake_minutes: missing",
+        ),
+        (
+            {"phased_rollout": {"steps": [_step(5.0), _step(200.0)]}},
+            "phased_rollout.steps[1].share_pct: expected a number in (0, 100], got 200",
+        ),
+        (
+            {"phased_rollout": {"steps": [_step(25.0), _step(5.0)]}},
+            "phased_rollout.steps: expected strictly increasing shares, got [25.0, 5.0] %",
+        ),
+        ({"phased_rollout": {"steps": []}}, "phased_rollout.steps: expected a non-empty array"),
+        ({"phased_rollout": {"steps": [3]}}, "phased_rollout.steps[0]: expected a table"),
+        ({"phased_rollout": {"margin": 0.9}}, "phased_rollout.margin: expected a number in [0,"),
+        (
+            {"phased_rollout": {"on_inconclusive": "wait"}},
+            "phased_rollout.on_inconclusive: expected one of 'hold', 'rollback', got 'wait'",
+        ),
+        ({"monitoring": {"psi_warning": 0.5}}, "monitoring.psi_warning: expected at most"),
     ],
 )
 def test_bad_plans_are_rejected_naming_the_key(data, message):
@@ -160,3 +184,60 @@ def test_plan_valid_values_round_trip(epochs, replay, margin, seed):
 def test_plan_out_of_range_epochs_always_rejected(epochs):
     with pytest.raises(ValueError, match=r"finetune\.epochs"):
         parse_plan({"finetune": {"epochs": epochs}})
+
+
+@pytest.mark.parametrize(
+    "old",
+    [
+        {"shares": [5.0, 100.0], "min_canary_requests": [10, 0], "max_bake_minutes": [2.0, 1.0]},
+        {"shares": [5.0, 100.0]},
+    ],
+)
+def test_old_parallel_step_lists_are_refused_showing_the_tables(old):
+    refused = r"^phased_rollout\.shares.*: no longer a key.*\[\[phased_rollout\.steps\]\]"
+    with pytest.raises(ValueError, match=refused) as err:
+        parse_plan({"phased_rollout": old})
+    message = str(err.value)
+    # What it shows is a plan that parses.
+    assert "\n" not in message
+    shown = "[phased_rollout]\n" + message.split(" write", 1)[1].split(": ", 1)[1]
+    steps = parse_plan(tomllib.loads(shown)).phased_rollout.steps
+    if len(old) == 3:
+        assert [(s.share_pct, s.min_canary_requests) for s in steps] == [(5.0, 10), (100.0, 0)]
+    else:
+        assert steps == Plan().phased_rollout.steps
+
+
+def test_steps_tables_parse_in_order():
+    plan = parse_plan({"phased_rollout": {"steps": [_step(2.0), _step(10.0), _step(100.0)]}})
+    assert [s.share_pct for s in plan.phased_rollout.steps] == [2.0, 10.0, 100.0]
+    assert [s.basis_points for s in plan.phased_rollout.rollout_plan().steps] == [200, 1000, 10_000]
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "message"),
+    [
+        (None, {"seed": 2**32}, "seed: expected an integer in [0, 4294967295], got 4294967296"),
+        ("finetune", {"epochs": 0}, "epochs: expected an integer in [1, 1000], got 0"),
+        ("release", {"soak_callers": 3}, "soak_callers: expected an integer in [4, 64], got 3"),
+        ("phased_rollout", {"alpha": 0.7}, "alpha: expected a number in (0, 0.5], got 0.7"),
+        ("phased_rollout", {"on_inconclusive": "wait"}, "on_inconclusive: expected one of"),
+        ("monitoring", {"recall_window": 0}, "recall_window: expected an integer in [1, "),
+    ],
+)
+def test_replace_cannot_bypass_the_bounds(section, change, message):
+    plan = Plan()
+    target = plan if section is None else getattr(plan, section)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(target, **change)
+
+
+def test_one_default_per_knob():
+    from release_spec.strategy.monitoring import MonitoringThresholds
+    from release_spec.strategy.rollout import RolloutPlan
+
+    rp = Plan().phased_rollout
+    judged = RolloutPlan(steps=rp.steps)
+    for knob in ("alpha", "margin", "latency_slo_ms", "slow_margin", "requests_per_minute"):
+        assert getattr(rp, knob) == getattr(judged, knob), knob
+    assert Plan().monitoring.thresholds() == MonitoringThresholds()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 from dataclasses import dataclass, field, replace
@@ -19,21 +20,26 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from release_spec.statistics import fixed_horizon_sample_size
-from release_spec.strategy.judge import ArmCounts, Decision, Interval, MetricVerdict, Verdict
+from release_spec.statistics import Interval, fixed_horizon_sample_size
+from release_spec.strategy.judge import ArmCounts, Decision, MetricVerdict, Verdict
 from release_spec.strategy.plan import load_plan, parse_plan
 from release_spec.strategy.rollout import (
+    ROLLOUT_TRANSITIONS,
     Counts,
     LiveRequest,
-    Outcome,
     RolloutController,
     RolloutPlan,
+    RolloutState,
+    RolloutStatus,
     RolloutStep,
+    ServedRequest,
     default_rollout_plan,
     forecast_steps,
     replay,
     route,
+    transition,
 )
+from release_spec.strategy.stages import IllegalTransitionError
 
 # A plan small enough to walk through by hand: 100 requests per minute, so a
 # 1-minute bake is 100 routed requests.
@@ -103,9 +109,9 @@ def controller(
 
 def batch(
     canary: int, baseline: int, canary_errors: int = 0, latency: float = 5.0
-) -> list[Outcome]:
-    return [Outcome("canary", i < canary_errors, latency) for i in range(canary)] + [
-        Outcome("baseline", False, latency) for _ in range(baseline)
+) -> list[ServedRequest]:
+    return [ServedRequest("canary", i < canary_errors, latency) for i in range(canary)] + [
+        ServedRequest("baseline", False, latency) for _ in range(baseline)
     ]
 
 
@@ -139,7 +145,7 @@ def test_route_rejects_share_out_of_range() -> None:
 
 def test_default_plan_weights_sum_to_100() -> None:
     plan = default_rollout_plan()
-    assert [s.share for s in plan.steps] == [1.0, 5.0, 25.0, 50.0, 100.0]
+    assert [s.share_pct for s in plan.steps] == [1.0, 5.0, 25.0, 50.0, 100.0]
     assert [s.basis_points for s in plan.steps] == [100, 500, 2500, 5000, 10_000]
 
 
@@ -147,7 +153,7 @@ def test_default_plan_weights_sum_to_100() -> None:
     ("kwargs", "message"),
     [
         ({"steps": ()}, "at least one step"),
-        ({"steps": (RolloutStep(5.0, 1, 1.0), RolloutStep(5.0, 1, 1.0))}, "increase strictly"),
+        ({"steps": (RolloutStep(5.0, 1, 1.0), RolloutStep(5.0, 1, 1.0))}, "strictly increasing"),
         ({"steps": (RolloutStep(100.0, 1, 1.0),)}, "first step"),
         ({"steps": SMALL.steps, "alpha": 1.0}, "alpha"),
         ({"steps": SMALL.steps, "on_inconclusive": "promote"}, "on_inconclusive"),
@@ -165,7 +171,7 @@ def test_plan_rejects_bad_values(kwargs: dict[str, object], message: str) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((0.0, 1, 1.0), "share"),
+        ((0.0, 1, 1.0), "share_pct"),
         ((0.005, 1, 1.0), "multiple of 0.01"),
         ((5.0, -1, 1.0), "min_canary"),
         ((5.0, 1, 0.0), "max_bake"),
@@ -202,13 +208,13 @@ def test_reject_aborts_at_once_with_evidence() -> None:
     judges[0].reject = True
     s = c.observe(batch(5, 45, canary_errors=4))
     assert s.status == "aborted"
-    assert s.canary_share == 0
+    assert s.canary_share_pct == 0
     assert s.weights == {"production": 100.0, "canary": 0.0}
     assert s.production == "v1"
     abort = s.events[-1]
     assert abort.kind == "abort"
     assert abort.step == 0
-    assert abort.share_before == 10.0
+    assert abort.share_pct_before == 10.0
     assert abort.counts == Counts(10, 5, 90, 0)
     assert abort.p_value == 0.001
     assert "p = 0.001" in abort.reason
@@ -233,7 +239,7 @@ def test_abort_wins_over_pending_promotion() -> None:
     c.abort("pager")
     s = c.promote()
     assert s.status == "aborted"
-    assert s.canary_share == 0
+    assert s.canary_share_pct == 0
     assert s.step == 0
     assert "promote" not in [e.kind for e in s.events]
 
@@ -266,14 +272,14 @@ def test_walks_all_steps_then_production_changes() -> None:
     c.observe(batch(20, 80))
     s = c.promote()
     assert s.step == 1
-    assert s.canary_share == 50.0
+    assert s.canary_share_pct == 50.0
     assert s.step_counts == Counts()
     assert s.production == "v1"
     c.observe(batch(20, 20))
     s = c.promote()
     assert s.status == "completed"
     assert s.production == "v2"
-    assert s.canary_share == 0
+    assert s.canary_share_pct == 0
     assert [e.kind for e in s.events] == [
         "start",
         "promotion_ready",
@@ -291,13 +297,13 @@ def test_inconclusive_step_holds_and_never_promotes_without_evidence() -> None:
     c.start("v2")
     s = c.observe(batch(30, 70))  # 100 requests = the 1-minute bake
     assert s.status == "holding"
-    assert s.canary_share == 10.0
+    assert s.canary_share_pct == 10.0
     assert s.events[-1].kind == "hold"
     assert "baked 1 min" in s.events[-1].reason
     for _ in range(5):
         s = c.observe(batch(10, 90))
         assert s.status == "holding"
-        assert s.canary_share == 10.0
+        assert s.canary_share_pct == 10.0
     assert c.promote().step == 0
     judges[0].promote = True
     assert c.observe(batch(10, 90)).status == "promotion_pending"
@@ -309,7 +315,7 @@ def test_inconclusive_step_rolls_back_when_plan_says_so() -> None:
     c.start("v2")
     s = c.observe(batch(30, 70))
     assert s.status == "aborted"
-    assert s.canary_share == 0
+    assert s.canary_share_pct == 0
     assert s.production == "v1"
     assert s.events[-1].reason.startswith("inconclusive")
 
@@ -317,8 +323,8 @@ def test_inconclusive_step_rolls_back_when_plan_says_so() -> None:
 def test_slow_requests_are_counted_per_arm_above_the_slo() -> None:
     c, judges = controller()
     c.start("v2")
-    out = [Outcome("canary", False, t) for t in (99.0, 100.0, 100.5, 400.0)]
-    out += [Outcome("baseline", True, t) for t in (1.0, 100.0, 101.0)]
+    out = [ServedRequest("canary", False, t) for t in (99.0, 100.0, 100.5, 400.0)]
+    out += [ServedRequest("baseline", True, t) for t in (1.0, 100.0, 101.0)]
     s = c.observe(out)
     # Strictly slower than the 100 ms SLO is slow; both arms are counted.
     assert judges[0].fed == [
@@ -354,7 +360,7 @@ def _latency_rollout(canary_slow: float, baseline_slow: float, seed: int) -> Rol
         for i in range(500):
             arm = c.route(f"r{b}-{i}")
             slow = rng.random() < (canary_slow if arm == "canary" else baseline_slow)
-            out.append(Outcome(arm, rng.random() < 0.02, 150.0 if slow else 20.0))
+            out.append(ServedRequest(arm, rng.random() < 0.02, 150.0 if slow else 20.0))
         if c.observe(out).status == "aborted":
             break
     return c
@@ -384,7 +390,7 @@ def test_new_candidate_mid_analysis_restarts() -> None:
     s = c.start("v3")
     assert s.status == "analysing"
     assert s.step == 0
-    assert s.canary_share == 10.0
+    assert s.canary_share_pct == 10.0
     assert s.candidate == "v3"
     assert s.counts == Counts()
     assert s.step_counts == Counts()
@@ -401,8 +407,51 @@ def test_history_records_share_and_p_value_per_look() -> None:
     c.promote()
     c.observe(batch(10, 10))
     h = c.state.history
-    assert [(r.look, r.share, r.canary_requests) for r in h] == [(1, 10.0, 20), (2, 50.0, 30)]
+    assert [(r.look, r.share_pct, r.canary_requests) for r in h] == [(1, 10.0, 20), (2, 50.0, 30)]
     assert h[-1].minutes == pytest.approx(1.2)
+
+
+# --- status: an Enum, a table, one transition() ---------------------------------------------
+
+
+@pytest.mark.parametrize("source", list(RolloutStatus))
+@pytest.mark.parametrize("target", list(RolloutStatus))
+def test_transition_moves_exactly_along_the_table(
+    source: RolloutStatus, target: RolloutStatus
+) -> None:
+    state = RolloutState(production="v1", status=source)
+    if target in ROLLOUT_TRANSITIONS[source]:
+        assert transition(state, target).status is target
+    else:
+        with pytest.raises(IllegalTransitionError, match=f"{source.value} -> {target.value}"):
+            transition(state, target)
+
+
+def test_nothing_but_a_new_candidate_leaves_a_finished_rollout() -> None:
+    for done in (RolloutStatus.ABORTED, RolloutStatus.COMPLETED):
+        assert ROLLOUT_TRANSITIONS[done] == {RolloutStatus.ANALYSING}
+    # Only a pending promotion completes; only an active rollout aborts.
+    assert {s for s in RolloutStatus if RolloutStatus.COMPLETED in ROLLOUT_TRANSITIONS[s]} == {
+        RolloutStatus.PROMOTION_PENDING
+    }
+    assert {s for s in RolloutStatus if RolloutStatus.ABORTED in ROLLOUT_TRANSITIONS[s]} == {
+        s for s in RolloutStatus if s.active
+    }
+
+
+def test_status_properties_and_its_value_in_the_report() -> None:
+    assert {s.value for s in RolloutStatus if s.active} == {
+        "analysing",
+        "promotion_pending",
+        "holding",
+    }
+    assert {s.value for s in RolloutStatus if s.terminal} == {"aborted", "completed"}
+    assert not RolloutStatus.IDLE.active
+    assert not RolloutStatus.IDLE.terminal
+    # A str Enum: equal to its value, written as its value.
+    assert RolloutStatus.ABORTED == "aborted"
+    assert f"{RolloutStatus.ABORTED}" == "aborted"
+    assert json.dumps({"status": RolloutStatus.HOLDING}) == '{"status": "holding"}'
 
 
 # --- with the real judge -------------------------------------------------------------------
@@ -428,7 +477,7 @@ def _simulate(p_canary: float, p_baseline: float, seed: int) -> RolloutControlle
             n += 1
             arm = c.route(f"r{n}")
             p = p_canary if arm == "canary" else p_baseline
-            out.append(Outcome(arm, rng.random() < p, 1.0))
+            out.append(ServedRequest(arm, rng.random() < p, 1.0))
         c.observe(out)
         c.promote()
     return c
@@ -459,10 +508,10 @@ def test_forecast_warns_when_bake_is_too_short() -> None:
     )
     quiet = replace(default_rollout_plan(), requests_per_minute=1000.0)
     fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
-    assert [f.share for f in fc] == [1.0, 5.0, 25.0, 50.0]
+    assert [f.share_pct for f in fc] == [1.0, 5.0, 25.0, 50.0]
     # 1 % of 1000 requests/min for 60 min = 600 canary requests, fewer than needed.
     assert fc[0].expected_canary_requests == pytest.approx(600)
-    needed = fixed_horizon_sample_size(0.02, 0.04, alpha=0.05, power=0.8, share=0.01)
+    needed = fixed_horizon_sample_size(0.02, 0.04, alpha=0.05, power=0.8, canary_fraction=0.01)
     assert fc[0].required_canary_requests == needed.canary_requests
     assert fc[0].warning is not None
     minutes = math.ceil(needed.canary_requests / 10)
@@ -555,7 +604,7 @@ class RolloutMachine(RuleBasedStateMachine):
         assert 0 <= w["canary"] <= 100
         assert 0 <= w["production"] <= 100
         assert self.ctl.state.canary_basis_points + round(w["production"] * 100) == 10_000
-        assert w["canary"] in {0.0, *(s.share for s in self.plan.steps)}
+        assert w["canary"] in {0.0, *(s.share_pct for s in self.plan.steps)}
 
     @invariant()
     def aborted_means_zero_share(self) -> None:

@@ -32,7 +32,7 @@ from release_spec.strategy.simulation import (
     mann_whitney_classification,
     monte_carlo_bound,
     parse_rules,
-    random_share_schedule,
+    random_fraction_schedule,
     simulate,
     simulate_rollout,
 )
@@ -46,16 +46,18 @@ def test_monte_carlo_bound_value() -> None:
         monte_carlo_bound(0.05, 0)
 
 
-def test_random_share_schedule_is_piecewise_constant_in_range() -> None:
+def test_random_fraction_schedule_is_piecewise_constant_in_range() -> None:
     rng = np.random.default_rng(0)
-    s = random_share_schedule(rng, 300, 50, low=0.01, high=0.5, max_steps=4)
+    s = random_fraction_schedule(rng, 300, 50, low=0.01, high=0.5, max_steps=4)
     assert s.shape == (300, 50)
     assert s.min() >= 0.01
     assert s.max() <= 0.5
     changes = (np.diff(s, axis=1) != 0).sum(axis=1)
     assert changes.max() <= 3
     assert changes.min() == 0
-    assert np.array_equal(s, random_share_schedule(np.random.default_rng(0), 300, 50, max_steps=4))
+    assert np.array_equal(
+        s, random_fraction_schedule(np.random.default_rng(0), 300, 50, max_steps=4)
+    )
 
 
 def test_draw_looks_routes_by_share() -> None:
@@ -83,8 +85,8 @@ def test_sequential_run_matches_the_judge_look_by_look() -> None:
         "seed": 3,
     }
     rng = np.random.default_rng(9)
-    shares = random_share_schedule(rng, 40, 60)
-    sim = simulate(shares=shares, **sim_args)  # type: ignore[arg-type]
+    shares = random_fraction_schedule(rng, 40, 60)
+    sim = simulate(canary_fractions=shares, **sim_args)  # type: ignore[arg-type]
     looks = draw_looks(
         np.random.default_rng(3), shares, baseline_error=0.02, canary_error=0.05, canary_per_look=20
     )
@@ -112,7 +114,7 @@ def test_naive_run_matches_statsmodels_at_every_look() -> None:
         runs=20,
         baseline_error=0.05,
         canary_error=0.05,
-        shares=0.2,
+        canary_fractions=0.2,
         canary_per_look=30,
         looks=40,
         seed=4,
@@ -144,7 +146,7 @@ def test_exposure_is_horizon_when_never_rolled_back() -> None:
         runs=50,
         baseline_error=0.0,
         canary_error=0.0,
-        shares=0.1,
+        canary_fractions=0.1,
         canary_per_look=10,
         looks=5,
         seed=0,
@@ -159,12 +161,12 @@ def test_exposure_is_horizon_when_never_rolled_back() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"shares": 0.0, "looks": 3}, "shares must lie"),
-        ({"shares": 0.1}, "looks must be"),
-        ({"shares": np.full((2, 3), 0.1), "looks": 3}, "rows"),
-        ({"shares": 0.1, "looks": 3, "canary_per_look": 0}, "canary_per_look"),
-        ({"shares": 0.1, "looks": 3, "canary_error": 1.5}, "canary_error"),
-        ({"shares": 0.1, "looks": 3, "alpha": 1.0}, "alpha"),
+        ({"canary_fractions": 0.0, "looks": 3}, "canary_fractions must lie"),
+        ({"canary_fractions": 0.1}, "looks must be"),
+        ({"canary_fractions": np.full((2, 3), 0.1), "looks": 3}, "rows"),
+        ({"canary_fractions": 0.1, "looks": 3, "canary_per_look": 0}, "canary_per_look"),
+        ({"canary_fractions": 0.1, "looks": 3, "canary_error": 1.5}, "canary_error"),
+        ({"canary_fractions": 0.1, "looks": 3, "alpha": 1.0}, "alpha"),
     ],
 )
 def test_simulate_rejects_bad_arguments(kwargs: dict[str, object], message: str) -> None:
@@ -189,7 +191,7 @@ def test_simulate_rollout_walks_the_default_plan_when_healthy() -> None:
         "promote",
         "complete",
     ]
-    shares = [r.share for r in s.history]
+    shares = [r.share_pct for r in s.history]
     assert shares == sorted(shares)
     assert set(shares) == {1.0, 5.0, 25.0, 50.0}
     p = [r.p_value for r in s.history]
@@ -200,7 +202,7 @@ def test_simulate_rollout_rolls_back_a_regression_early() -> None:
     s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.04, seed=1)
     assert s.status == "aborted"
     assert s.production == "production"
-    assert s.canary_share == 0.0
+    assert s.canary_share_pct == 0.0
     abort = s.events[-1]
     assert abort.kind == "abort"
     assert abort.p_value <= 0.05
@@ -217,8 +219,8 @@ def test_compare_judges_reports_both_judges() -> None:
     assert f"{c.regression.sequential.median_exposure:.0f}" in text
     assert f"{c.regression.sequential.rolled_back_within(1000):.4f}" in "\n".join(c.lines(1000))
     assert "fixed-horizon canary requests at 80% power (one-sided): 610" in text
-    with pytest.raises(ValueError, match="share"):
-        compare_judges(share=1.0)
+    with pytest.raises(ValueError, match="canary_fraction"):
+        compare_judges(canary_fraction=1.0)
 
 
 # --- several metrics: the slow-request metric judged like errors ---------------------------
@@ -227,7 +229,7 @@ def test_compare_judges_reports_both_judges() -> None:
 def test_judge_rejections_match_canary_judge_look_by_look() -> None:
     """The vectorised rule stops exactly where CanaryJudge (errors + slow) rejects."""
     rng = np.random.default_rng(12)
-    shares = random_share_schedule(rng, 30, 40)
+    shares = random_fraction_schedule(rng, 30, 40)
     errors = draw_looks(rng, shares, baseline_error=0.02, canary_error=0.03, canary_per_look=20)
     # Half the rollouts have a slower canary.
     canary_slow = np.where(np.arange(30)[:, None] < 15, 0.12, 0.03)
@@ -444,7 +446,7 @@ def _sim_module():  # type: ignore[no-untyped-def]
 SIM_ARGS: dict[str, object] = {
     "baseline_error": 0.02,
     "canary_error": 0.02,
-    "shares": 0.05,
+    "canary_fractions": 0.05,
     "canary_per_look": 10,
 }
 
@@ -457,8 +459,8 @@ SIM_ARGS: dict[str, object] = {
         ({"runs": 100_000, "looks": 100_000}, "runs x looks must be at most MAX_CELLS = 4194304"),
         ({"runs": 10, "looks": 10, "canary_per_look": 10**15}, "canary_per_look must be at most"),
         (
-            {"runs": 10, "looks": 10, "canary_per_look": 10**6, "shares": 1e-9},
-            "canary_per_look / share must be at most MAX_LOOK_REQUESTS",
+            {"runs": 10, "looks": 10, "canary_per_look": 10**6, "canary_fractions": 1e-9},
+            "canary_per_look / canary_fraction must be at most MAX_LOOK_REQUESTS",
         ),
         ({"runs": "10", "looks": 10}, "runs must be an integer"),
         ({"runs": True, "looks": 10}, "runs must be an integer"),
@@ -478,9 +480,9 @@ def test_size_caps_of_the_other_entry_points() -> None:
     sim = _sim_module()
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="runs x looks must be at most MAX_CELLS"):
-        random_share_schedule(rng, 10**5, 10**5)
+        random_fraction_schedule(rng, 10**5, 10**5)
     with pytest.raises(ValueError, match="max_steps must be at most MAX_STEPS = 16"):
-        random_share_schedule(rng, 2, 3, max_steps=10**9)
+        random_fraction_schedule(rng, 2, 3, max_steps=10**9)
     with pytest.raises(ValueError, match="batch_requests must be at most MAX_BATCH_REQUESTS"):
         simulate_rollout(
             default_rollout_plan(), baseline_error=0.02, canary_error=0.02, batch_requests=10**12
@@ -488,7 +490,7 @@ def test_size_caps_of_the_other_entry_points() -> None:
     with pytest.raises(ValueError, match="canary_per_look must be >= 1"):
         draw_looks(rng, np.full((1, 1), 0.5), baseline_error=0, canary_error=0, canary_per_look=0)
     # At the caps everything still works.
-    cells = random_share_schedule(rng, sim.MAX_CELLS // 4096, 4096, max_steps=sim.MAX_STEPS)
+    cells = random_fraction_schedule(rng, sim.MAX_CELLS // 4096, 4096, max_steps=sim.MAX_STEPS)
     assert cells.shape == (1024, 4096)
     at_cap = simulate(**(SIM_ARGS | {"runs": 1, "looks": 4, "canary_per_look": 2**20}))
     assert at_cap.looks == 4

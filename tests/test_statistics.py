@@ -165,7 +165,8 @@ def test_sequential_factor_is_supermartingale_under_bernoulli_null(
     # convex-order bound keeps E[M_1] <= 1 for every prior atom.
     n = int(frac * (m_c + m_b))
     rho = m_c / (m_c + m_b)
-    k = np.arange(n + 1)
+    # The support only: beyond it the pmf is 0 and the factor may overflow (0 x inf = NaN).
+    k = np.arange(max(0, n - m_b), min(n, m_c) + 1)
     pmf = sps.hypergeom.pmf(k, m_c + m_b, m_c, n)
     for uj in _prior()[0]:
         factor = np.exp(k * uj - n * math.log1p(rho * math.expm1(uj)))
@@ -481,19 +482,25 @@ def test_confidence_sequence_rejects_bad_input() -> None:
     st.sampled_from([0.01, 0.05, 0.1]),
     st.floats(0.5, 0.95),
     st.floats(0.01, 0.5),
-    st.sampled_from(["two-sided", "larger"]),
+    st.sampled_from(["two-sided", "greater"]),
 )
 def test_sample_size_matches_statsmodels_and_formula(
-    p0: float, rel: float, alpha: float, power: float, share: float, alternative: str
+    p0: float, rel: float, alpha: float, power: float, fraction: float, alternative: str
 ) -> None:
     p1 = p0 * (1 + rel)
-    k = (1 - share) / share
+    k = (1 - fraction) / fraction
     # statsmodels' two-sided solution also counts power from the opposite tail; the
     # textbook formula does not, and equals its one-sided solution at alpha / 2.
     sm_alpha = alpha / 2 if alternative == "two-sided" else alpha
     for method in ("wald", "arcsine"):
         ours = fixed_horizon_sample_size(
-            p0, p1, alpha=alpha, power=power, share=share, alternative=alternative, method=method
+            p0,
+            p1,
+            alpha=alpha,
+            power=power,
+            canary_fraction=fraction,
+            alternative=alternative,
+            method=method,
         )
         if method == "wald":
             var = p1 * (1 - p1) + p0 * (1 - p0) / k
@@ -519,14 +526,17 @@ def test_sample_size_matches_statsmodels_and_formula(
 
 @pytest.mark.spec("eq-sample-size", kind="property")
 def test_fixed_horizon_sample_size_two_to_four_percent_is_774_two_sided_610_one_sided() -> None:
-    plan = fixed_horizon_sample_size(0.02, 0.04, alpha=0.05, power=0.8, share=0.05)
+    plan = fixed_horizon_sample_size(0.02, 0.04, alpha=0.05, power=0.8, canary_fraction=0.05)
     assert plan == SampleSize(canary_requests=774, baseline_requests=14701)
     assert plan.total_requests == 15475
-    assert fixed_horizon_sample_size(0.02, 0.04, share=0.5).canary_requests == 1139
-    one_sided = fixed_horizon_sample_size(0.02, 0.04, share=0.05, alternative="larger")
+    assert fixed_horizon_sample_size(0.02, 0.04, canary_fraction=0.5).canary_requests == 1139
+    one_sided = fixed_horizon_sample_size(0.02, 0.04, canary_fraction=0.05, alternative="greater")
     assert one_sided.canary_requests == 610
     assert (
-        fixed_horizon_sample_size(0.02, 0.04, share=0.05, method="arcsine").canary_requests == 585
+        fixed_horizon_sample_size(
+            0.02, 0.04, canary_fraction=0.05, method="arcsine"
+        ).canary_requests
+        == 585
     )
 
 
@@ -534,12 +544,18 @@ def test_fixed_horizon_sample_size_two_to_four_percent_is_774_two_sided_610_one_
 @given(st.floats(0.005, 0.2), st.floats(0.2, 2.0), st.floats(0.5, 0.9), st.floats(0.02, 0.5))
 def test_fixed_horizon_sample_size_monotone(p0: float, rel: float, power: float, s: float) -> None:
     p1 = p0 * (1 + rel)
-    base = fixed_horizon_sample_size(p0, p1, power=power, share=s).canary_requests
-    assert fixed_horizon_sample_size(p0, p1 * 1.2, power=power, share=s).canary_requests <= base
-    assert fixed_horizon_sample_size(p0, p1, power=power + 0.05, share=s).canary_requests >= base
+    base = fixed_horizon_sample_size(p0, p1, power=power, canary_fraction=s).canary_requests
+    assert (
+        fixed_horizon_sample_size(p0, p1 * 1.2, power=power, canary_fraction=s).canary_requests
+        <= base
+    )
+    assert (
+        fixed_horizon_sample_size(p0, p1, power=power + 0.05, canary_fraction=s).canary_requests
+        >= base
+    )
     assert (
         fixed_horizon_sample_size(
-            p0, p1, power=power, share=s, alternative="larger"
+            p0, p1, power=power, canary_fraction=s, alternative="greater"
         ).canary_requests
         <= base
     )
@@ -550,7 +566,7 @@ def test_fixed_horizon_sample_size_reaches_its_power() -> None:
     # At the planned size a one-look z-test for 2 % -> 4 % detects it with the planned 80 %
     # when the variance is the one the formula assumes; the usual test with estimated
     # variances does at least as well.
-    plan = fixed_horizon_sample_size(0.02, 0.04, share=0.05)
+    plan = fixed_horizon_sample_size(0.02, 0.04, canary_fraction=0.05)
     rng = np.random.default_rng(11)
     x = rng.binomial(plan.canary_requests, 0.04, size=20000) / plan.canary_requests
     y = rng.binomial(plan.baseline_requests, 0.02, size=20000) / plan.baseline_requests
@@ -568,7 +584,8 @@ def test_fixed_horizon_sample_size_reaches_its_power() -> None:
         ({"p1": 1.0}, "p1 must be in"),
         ({"p1": 0.02}, "must differ"),
         ({"power": 1.0}, "power must be in"),
-        ({"share": 0.0}, "share must be in"),
+        ({"canary_fraction": 0.0}, "canary_fraction must be in"),
+        ({"alternative": "larger"}, "statsmodels' word; use SciPy's 'greater'"),
         ({"alpha": 0.0}, "alpha must be"),
         ({"alternative": "less"}, "alternative"),
         ({"method": "exact"}, "method"),
@@ -1068,7 +1085,7 @@ REAL_PARAMETERS: list[tuple[str, Callable[[Any], object]]] = [
     ("p1", lambda v: fixed_horizon_sample_size(0.02, v)),
     ("alpha", lambda v: fixed_horizon_sample_size(0.02, 0.04, alpha=v)),
     ("power", lambda v: fixed_horizon_sample_size(0.02, 0.04, power=v)),
-    ("share", lambda v: fixed_horizon_sample_size(0.02, 0.04, share=v)),
+    ("canary_fraction", lambda v: fixed_horizon_sample_size(0.02, 0.04, canary_fraction=v)),
     ("successes", lambda v: wilson_interval(v, 10)),
     ("n", lambda v: wilson_interval(3, v)),
     ("confidence", lambda v: wilson_interval(3, 10, confidence=v)),
@@ -1106,7 +1123,7 @@ def test_every_count_names_itself_when_refused(name: str, cls: type, value: obje
     ("call", "message"),
     [
         (
-            lambda: two_proportion_z_test(1, 10, 2, 20, alternative=np.array(["larger"])),
+            lambda: two_proportion_z_test(1, 10, 2, 20, alternative=np.array(["greater"])),
             "alternative",
         ),
         (lambda: mcnemar_exact(1, 2, alternative=None), "alternative"),
@@ -1184,8 +1201,8 @@ def test_numpy_scalars_give_the_python_scalars_results(x: float, k: int) -> None
             bernoulli_confidence_sequence(k, k + 5, alpha=same, prior_a=same),
         )
         if same != 0.02:
-            assert fixed_horizon_sample_size(0.02, v, share=v, power=v) == (
-                fixed_horizon_sample_size(0.02, same, share=same, power=same)
+            assert fixed_horizon_sample_size(0.02, v, canary_fraction=v, power=v) == (
+                fixed_horizon_sample_size(0.02, same, canary_fraction=same, power=same)
             )
         seq, ref = (
             SequentialErrorRateTest(v, grid_size=i + 1),
@@ -1328,7 +1345,10 @@ DOCUMENTED_RAISES: list[tuple[Callable[[], object], str]] = [
     (lambda: fixed_horizon_sample_size(0.0, 0.04), "p0 must be in"),
     (lambda: fixed_horizon_sample_size(0.02, 0.04, alpha=1.0), "alpha must be in"),
     (lambda: fixed_horizon_sample_size(0.02, 0.04, power=0.0), "power must be in"),
-    (lambda: fixed_horizon_sample_size(0.02, 0.04, share=1.0), "share must be in"),
+    (
+        lambda: fixed_horizon_sample_size(0.02, 0.04, canary_fraction=1.0),
+        "canary_fraction must be in",
+    ),
     (lambda: fixed_horizon_sample_size(0.02, 0.02), "must differ"),
     (lambda: fixed_horizon_sample_size(0.02, 0.04, method="exact"), "method"),
     # wilson_interval

@@ -45,7 +45,7 @@ whole rollout (one judge, one ``alpha`` for all looks, as in
 `release_spec.strategy.rollout`), and once it promotes it keeps promoting, so a later
 step would pass at its first look. Each later step therefore waits, before its
 first look, the time its ``min_canary_requests`` take at the plan's traffic
-(``share`` x ``requests_per_minute``): Argo's ``initialDelay``; Flagger's single
+(``share_pct`` / 100 x ``requests_per_minute``): Argo's ``initialDelay``; Flagger's single
 ``interval`` is the longest such wait (a Flagger step lasts one interval).
 
 Both controllers take whole-percent weights, and both promote the candidate to
@@ -248,7 +248,7 @@ def analysed_steps(plan: PhasedRolloutPlan) -> list[AnalysedStep]:
     """The plan's steps a controller analyses: whole-percent weights and waits.
 
     A final share of 100 % is the controller's promotion, not a step. A later
-    step's wait is ``60 * min_canary_requests / (share / 100 * requests_per_minute)``
+    step's wait is ``60 * min_canary_requests / (share_pct / 100 * requests_per_minute)``
     seconds, rounded up.
 
     Raises:
@@ -272,19 +272,18 @@ def analysed_steps(plan: PhasedRolloutPlan) -> list[AnalysedStep]:
                 f"phased_rollout.{key}: the judge needs a margin > 0, got {getattr(plan, key):g}"
             )
     steps: list[AnalysedStep] = []
-    last = len(plan.shares) - 1
-    for i, (share, n, bake) in enumerate(
-        zip(plan.shares, plan.min_canary_requests, plan.max_bake_minutes, strict=True)
-    ):
+    last = len(plan.steps) - 1
+    for i, step in enumerate(plan.steps):
+        share, n = step.share_pct, step.min_canary_requests
         if i == last and share == 100.0:
             break
         if share != round(share):
             raise ValueError(
-                f"phased_rollout.shares[{i}]: Argo Rollouts and Flagger take whole-percent "
-                f"weights, got {share:g}"
+                f"phased_rollout.steps[{i}].share_pct: Argo Rollouts and Flagger take "
+                f"whole-percent weights, got {share:g}"
             )
         wait = 0 if i == 0 else math.ceil(60.0 * n / (share / 100.0 * plan.requests_per_minute))
-        steps.append(AnalysedStep(i, int(share), n, bake, wait))
+        steps.append(AnalysedStep(i, int(share), n, step.max_bake_minutes, wait))
     return steps
 
 

@@ -18,7 +18,7 @@ Example:
     >>> import numpy as np
     >>> y = np.repeat(np.arange(10), 20)
     >>> g = accuracy_gate("pretrain.accuracy", y, y, min_lower=0.9)
-    >>> g.passed, g.value, round(g.interval[0], 4)
+    >>> g.passed, g.value, round(g.interval.low, 4)
     (True, 1.0, 0.9812)
 """
 
@@ -36,7 +36,13 @@ import numpy as np
 import numpy.typing as npt
 
 from release_spec.metrics import accuracy, f1_score
-from release_spec.statistics import mcnemar_exact, paired_noninferiority, wilson_interval
+from release_spec.statistics import (
+    Interval,
+    mcnemar_exact,
+    paired_noninferiority,
+    wilson_interval,
+)
+from release_spec.strategy._validate import class_labels
 
 __all__ = [
     "GateResult",
@@ -67,7 +73,8 @@ class GateResult:
         passed: the verdict.
         value: the measured figure the gate judged.
         threshold: the bar ``value`` was compared with (the rule is in ``detail``).
-        interval: a confidence interval for the measured quantity, or None.
+        interval: a confidence interval for the measured quantity, or None (a plain
+            ``(low, high)`` pair is stored as an `~release_spec.statistics.Interval`).
         detail: one line: the rule, the evidence, and what failed.
         split: the labelled data split the gate read (``"source.val"``), or None
             for a gate that reads none; see `is_test_split`.
@@ -77,9 +84,15 @@ class GateResult:
     passed: bool
     value: float
     threshold: float
+    # Annotated as the pair it unpacks to, so a caller may pass (low, high); it is
+    # stored as an Interval either way.
     interval: tuple[float, float] | None
     detail: str
     split: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.interval is not None and not isinstance(self.interval, Interval):
+            object.__setattr__(self, "interval", Interval(*self.interval))
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the interval as a two-element list or null)."""
@@ -107,13 +120,6 @@ def is_test_split(split: str | None) -> bool:
     return split is not None and (split == "test" or split.endswith(".test"))
 
 
-def _labels(name: str, y: npt.ArrayLike) -> npt.NDArray[np.int64]:
-    arr = np.asarray(y)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of class labels")
-    return arr.astype(np.int64)
-
-
 def _same_length(**arrays: npt.NDArray[np.int64]) -> None:
     sizes = {k: v.size for k, v in arrays.items()}
     if len(set(sizes.values())) > 1:
@@ -136,7 +142,7 @@ def accuracy_gate(
     >>> g.passed, g.value, [round(v, 3) for v in g.interval]
     (False, 0.75, [0.301, 0.954])
     """
-    t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    t, p = class_labels("y_true", y_true), class_labels("y_pred", y_pred)
     _same_length(y_true=t, y_pred=p)
     acc = accuracy(t, p)
     lo, hi = wilson_interval(int(np.sum(t == p)), int(t.size), confidence=confidence)
@@ -146,7 +152,7 @@ def accuracy_gate(
         passed,
         acc,
         min_lower,
-        (lo, hi),
+        Interval(lo, hi),
         f"accuracy {acc:.4f} on {t.size}, {confidence:.0%} Wilson interval [{lo:.4f}, {hi:.4f}]; "
         f"lower bound {'>=' if passed else '<'} {min_lower}",
         split,
@@ -193,7 +199,7 @@ def macro_f1_gate(
     >>> g.passed, round(g.value, 4), [round(v, 4) for v in g.interval]
     (False, 0.9467, [0.9035, 0.9831])
     """
-    t, p = _labels("y_true", y_true), _labels("y_pred", y_pred)
+    t, p = class_labels("y_true", y_true), class_labels("y_pred", y_pred)
     _same_length(y_true=t, y_pred=p)
     if t.size < 2:
         raise ValueError(f"macro-F1 interval needs at least 2 labelled items, got {t.size}")
@@ -236,7 +242,7 @@ def macro_f1_gate(
         passed,
         f1,
         min_lower,
-        (lo, hi),
+        Interval(lo, hi),
         f"macro-F1 {f1:.4f} on {t.size}, {confidence:.0%} bootstrap {method} interval "
         f"[{lo:.4f}, {hi:.4f}] ({n_resamples} paired resamples, seed {seed}); "
         f"lower bound {'>=' if passed else '<'} {min_lower} "
@@ -273,10 +279,10 @@ def improvement_gate(
     >>> g.passed, round(g.value, 4)
     (True, 0.001)
     """
-    t = _labels("y_true", y_true)
+    t = class_labels("y_true", y_true)
     c_pred, b_pred = (
-        _labels("candidate_pred", candidate_pred),
-        _labels("baseline_pred", baseline_pred),
+        class_labels("candidate_pred", candidate_pred),
+        class_labels("baseline_pred", baseline_pred),
     )
     _same_length(y_true=t, candidate_pred=c_pred, baseline_pred=b_pred)
     cand_ok, base_ok = c_pred == t, b_pred == t
@@ -326,10 +332,10 @@ def noninferiority_gate(
     >>> g.passed, g.threshold
     (True, -0.02)
     """
-    t = _labels("y_true", y_true)
+    t = class_labels("y_true", y_true)
     c_pred, r_pred = (
-        _labels("candidate_pred", candidate_pred),
-        _labels("reference_pred", reference_pred),
+        class_labels("candidate_pred", candidate_pred),
+        class_labels("reference_pred", reference_pred),
     )
     _same_length(y_true=t, candidate_pred=c_pred, reference_pred=r_pred)
     r = paired_noninferiority(c_pred == t, r_pred == t, margin=margin, alpha=alpha)
@@ -338,7 +344,7 @@ def noninferiority_gate(
         r.passed,
         r.lower_bound,
         -margin,
-        (r.lower_bound, 1.0),
+        Interval(r.lower_bound, 1.0),
         f"accuracy difference vs {reference} {r.difference:+.4f} on {r.n} paired items "
         f"(candidate only right {r.candidate_only}, {reference} only right "
         f"{r.production_only}); {1 - alpha:.0%} lower bound {r.lower_bound:+.4f} "

@@ -22,13 +22,14 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 from scipy import special
 
 from release_spec.statistics import (
     ErrorRateConfidenceSequence,
+    Interval,
     SequentialErrorRateTest,
     _beta_binomial_interval,
 )
@@ -37,7 +38,6 @@ __all__ = [
     "ArmCounts",
     "CanaryJudge",
     "Decision",
-    "Interval",
     "JudgeConfig",
     "MetricVerdict",
     "Verdict",
@@ -166,13 +166,6 @@ class JudgeConfig:
         if self.slow_margin is None:
             raise ValueError("the slow-request metric is not judged (slow_margin is None)")
         return self.slow_margin
-
-
-class Interval(NamedTuple):
-    """Bounds on canary rate minus baseline rate."""
-
-    low: float
-    high: float
 
 
 @dataclass(frozen=True)

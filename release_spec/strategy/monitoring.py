@@ -21,7 +21,6 @@ Strategy layer: the standard library and ``release_spec.statistics`` only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -32,6 +31,7 @@ from release_spec.statistics import (
     population_stability_index,
     two_proportion_z_test,
 )
+from release_spec.strategy._validate import OPEN_FRACTION, Range, class_labels
 
 __all__ = [
     "Alert",
@@ -60,31 +60,38 @@ class MonitoringThresholds:
         min_class_support: requests of a class a window needs before its recall is tested.
     """
 
+    # One default per knob: the plan file's ``[monitoring]`` takes these
+    # (`release_spec.strategy.plan.MonitoringPlan`). A window of 2,000 requests (not
+    # 200) gives each of ten classes about 200, enough for the one-sided recall test
+    # to see a drop of ten points at Holm's level; a class needs 20 of them (not 10)
+    # before its recall is tested at all, below which a z-test's normal
+    # approximation is poor.
     psi_warning: float = 0.1
     psi_alert: float = 0.25
     psi_bins: int = 10
     ks_alpha: float = 0.01
     ks_min_statistic: float = 0.1
     recall_alpha: float = 0.05
-    recall_window: int = 200
-    min_class_support: int = 10
+    recall_window: int = 2000
+    min_class_support: int = 20
 
     def __post_init__(self) -> None:
-        if not (0 < self.psi_warning <= self.psi_alert) or not math.isfinite(self.psi_alert):
+        _POSITIVE.check("psi_warning", self.psi_warning)
+        _POSITIVE.check("psi_alert", self.psi_alert)
+        if self.psi_warning > self.psi_alert:
             raise ValueError(
-                f"need 0 < psi_warning <= psi_alert, got {self.psi_warning}, {self.psi_alert}"
+                f"psi_warning: expected at most psi_alert ({self.psi_alert!r}), "
+                f"got {self.psi_warning!r}"
             )
-        if self.psi_bins < 2:
-            raise ValueError(f"psi_bins must be >= 2, got {self.psi_bins}")
-        for name in ("ks_alpha", "recall_alpha"):
-            if not (0 < getattr(self, name) < 1):
-                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        if not (0 <= self.ks_min_statistic <= 1):
-            raise ValueError(f"ks_min_statistic must be in [0, 1], got {self.ks_min_statistic}")
-        if self.recall_window < 1:
-            raise ValueError(f"recall_window must be >= 1, got {self.recall_window}")
-        if self.min_class_support < 1:
-            raise ValueError(f"min_class_support must be >= 1, got {self.min_class_support}")
+        Range(int, 2, None).check("psi_bins", self.psi_bins)
+        OPEN_FRACTION.check("ks_alpha", self.ks_alpha)
+        OPEN_FRACTION.check("recall_alpha", self.recall_alpha)
+        Range(float, 0, 1).check("ks_min_statistic", self.ks_min_statistic)
+        Range(int, 1, None).check("recall_window", self.recall_window)
+        Range(int, 1, None).check("min_class_support", self.min_class_support)
+
+
+_POSITIVE = Range(float, 0, None, closed="neither")
 
 
 @dataclass(frozen=True)
@@ -164,16 +171,6 @@ def input_drift(
     )
 
 
-def _labels(name: str, values: Sequence[int], num_classes: int) -> list[int]:
-    out = [int(v) for v in values]
-    if any(v != w for v, w in zip(out, values, strict=True)):
-        raise ValueError(f"{name} must hold integer class labels")
-    bad = [v for v in out if not (0 <= v < num_classes)]
-    if bad:
-        raise ValueError(f"{name} has labels outside [0, {num_classes}): {sorted(set(bad))[:5]}")
-    return out
-
-
 def recall_windows(
     y_true: Sequence[int],
     y_pred: Sequence[int],
@@ -208,10 +205,15 @@ def recall_windows(
         raise ValueError(
             f"reference_true has {len(reference_true)} labels, reference_pred {len(reference_pred)}"
         )
-    yt = _labels("y_true", y_true, num_classes)
-    yp = _labels("y_pred", y_pred, num_classes)
-    rt = _labels("reference_true", reference_true, num_classes)
-    rp = _labels("reference_pred", reference_pred, num_classes)
+    yt, yp, rt, rp = (
+        class_labels(name, values, num_classes=num_classes).tolist()
+        for name, values in (
+            ("y_true", y_true),
+            ("y_pred", y_pred),
+            ("reference_true", reference_true),
+            ("reference_pred", reference_pred),
+        )
+    )
     ref_support = [0] * num_classes
     ref_misses = [0] * num_classes
     for a, b in zip(rt, rp, strict=True):

@@ -5,9 +5,14 @@ key documented there) and is exactly the defaults of the dataclasses below; a
 plan file of your own overrides any subset of it. Parsing is strict: an
 unknown table or key, a value of the wrong type, or a value out of range is
 a `ValueError` that names the key, e.g.
-``finetune.epochs: expected an integer >= 1, got 0``.
+``finetune.epochs: expected an integer in [1, 1000], got 0``.
 
-Plain standard library (``tomllib``, or ``tomli`` on Python 3.10).
+Every section checks its own ranges in ``__post_init__`` (through
+`release_spec.strategy._validate`), so a plan changed with ``dataclasses.replace``
+is checked exactly like one read from a file. The knobs the rollout and the
+monitoring share with `release_spec.strategy.rollout.RolloutPlan` and
+`release_spec.strategy.monitoring.MonitoringThresholds` take their defaults from
+there: one default per knob.
 
 Example:
     >>> plan = parse_plan({"seed": 7, "finetune": {"epochs": 4}})
@@ -21,21 +26,25 @@ Example:
     Traceback (most recent call last):
     ...
     ValueError: finetune.epochs: expected an integer in [1, 1000], got 0
+    >>> import dataclasses
+    >>> dataclasses.replace(plan, seed=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: seed: expected an integer in [0, 4294967295], got -1
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
-if TYPE_CHECKING:
-    from release_spec.strategy.monitoring import MonitoringThresholds
-    from release_spec.strategy.rollout import RolloutPlan
+from release_spec.strategy._validate import FRACTION, Range, check_fields, one_of
+from release_spec.strategy.monitoring import MonitoringThresholds
+from release_spec.strategy.rollout import RolloutPlan, RolloutStep
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +63,7 @@ __all__ = [
     "PretrainPlan",
     "RegressionPlan",
     "ReleasePlan",
+    "RolloutStep",
     "default_plan_text",
     "load_plan",
     "parse_plan",
@@ -67,139 +77,129 @@ __all__ = [
 SCENARIOS = ("default", "regression", "live-regression")
 
 
-def _bound(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> Any:
-    return {"lo": lo, "hi": hi, "open_lo": open_lo}
+def _in(kind: type, low: float | None = None, high: float | None = None, **kw: Any) -> Any:
+    """Field metadata holding the field's `Range` (read by `check_fields` and the parser)."""
+    return {"range": Range(kind, low, high, **kw)}
 
 
-_FRACTION = _bound(0.0, 1.0)
-_POSITIVE = _bound(0.0, None, open_lo=True)
-_ALPHA = _bound(0.0, 0.5, open_lo=True)
+_FRACTION = {"range": FRACTION}
+_POSITIVE = _in(float, 0, None, closed="neither")
+_ALPHA = _in(float, 0, 0.5, closed="right")
+
+
+class _Checked:
+    """Checks every field's `Range` after ``__init__`` (and so after ``replace``)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
-class DataPlan:
+class DataPlan(_Checked):
     """The embedded data set (see `release_spec.workbench.data`)."""
 
-    max_rotation: float = field(default=5.0, metadata=_bound(0.0, 45.0))
-    target_train_copies: int = field(default=8, metadata=_bound(1, 16))
+    max_rotation: float = field(default=5.0, metadata=_in(float, 0, 45))
+    target_train_copies: int = field(default=8, metadata=_in(int, 1, 16))
 
 
 @dataclass(frozen=True)
-class PretrainPlan:
+class PretrainPlan(_Checked):
     """Pre-training on the source domain and its gate."""
 
-    learning_rate: float = field(default=1e-3, metadata=_bound(0.0, 1.0, open_lo=True))
-    epochs: int = field(default=20, metadata=_bound(1, 1000))
-    batch_size: int = field(default=32, metadata=_bound(1, 100_000))
-    max_attempts: int = field(default=3, metadata=_bound(1, 20))
+    learning_rate: float = field(default=1e-3, metadata=_in(float, 0.0, 1.0, closed="right"))
+    epochs: int = field(default=20, metadata=_in(int, 1, 1000))
+    batch_size: int = field(default=32, metadata=_in(int, 1, 100_000))
+    max_attempts: int = field(default=3, metadata=_in(int, 1, 20))
     min_accuracy_lower: float = field(default=0.88, metadata=_FRACTION)
     min_macro_f1_lower: float = field(default=0.85, metadata=_FRACTION)
 
 
 @dataclass(frozen=True)
-class FinetunePlan:
+class FinetunePlan(_Checked):
     """Fine-tuning on the target domain and its gates."""
 
-    learning_rate: float = field(default=5e-4, metadata=_bound(0.0, 1.0, open_lo=True))
-    epochs: int = field(default=20, metadata=_bound(1, 1000))
-    batch_size: int = field(default=32, metadata=_bound(1, 100_000))
+    learning_rate: float = field(default=5e-4, metadata=_in(float, 0.0, 1.0, closed="right"))
+    epochs: int = field(default=20, metadata=_in(int, 1, 1000))
+    batch_size: int = field(default=32, metadata=_in(int, 1, 100_000))
     replay: float = field(default=0.5, metadata=_FRACTION)
     early_stopping: bool = True
-    max_attempts: int = field(default=3, metadata=_bound(1, 20))
+    max_attempts: int = field(default=3, metadata=_in(int, 1, 20))
     improvement_alpha: float = field(default=0.05, metadata=_ALPHA)
     min_macro_f1_lower: float = field(default=0.85, metadata=_FRACTION)
-    forgetting_margin: float = field(default=0.05, metadata=_bound(0.0, 1.0))
+    forgetting_margin: float = field(default=0.05, metadata=_in(float, 0.0, 1.0))
     forgetting_alpha: float = field(default=0.05, metadata=_ALPHA)
 
 
 @dataclass(frozen=True)
-class ReleasePlan:
+class ReleasePlan(_Checked):
     """The release stage's functional, performance and stability gates."""
 
-    noninferiority_margin: float = field(default=0.03, metadata=_bound(0.0, 1.0))
+    noninferiority_margin: float = field(default=0.03, metadata=_in(float, 0.0, 1.0))
     noninferiority_alpha: float = field(default=0.05, metadata=_ALPHA)
-    functional_atol: float = field(default=1e-5, metadata=_bound(0.0, 0.1, open_lo=True))
-    soak_seconds: float = field(default=60.0, metadata=_bound(0.0, 86_400.0, open_lo=True))
-    soak_max_predictions: int = field(default=3_000_000, metadata=_bound(1, 1_000_000_000))
-    soak_batch_size: int = field(default=50, metadata=_bound(1, 100_000))
-    soak_callers: int = field(default=4, metadata=_bound(4, 64))
-    soak_windows: int = field(default=6, metadata=_bound(2, 1000))
-    max_rss_slope_mb_per_min: float = field(default=16.0, metadata=_bound(0.0, None))
-    max_latency_drift: float = field(default=1.5, metadata=_bound(1.0, None, open_lo=True))
-    confidence: float = field(default=0.95, metadata=_bound(0.5, 1.0, open_lo=True))
+    functional_atol: float = field(default=1e-5, metadata=_in(float, 0.0, 0.1, closed="right"))
+    soak_seconds: float = field(default=60.0, metadata=_in(float, 0.0, 86_400.0, closed="right"))
+    soak_max_predictions: int = field(default=3_000_000, metadata=_in(int, 1, 1_000_000_000))
+    soak_batch_size: int = field(default=50, metadata=_in(int, 1, 100_000))
+    soak_callers: int = field(default=4, metadata=_in(int, 4, 64))
+    soak_windows: int = field(default=6, metadata=_in(int, 2, 1000))
+    max_rss_slope_mb_per_min: float = field(default=16.0, metadata=_in(float, 0.0, None))
+    max_latency_drift: float = field(default=1.5, metadata=_in(float, 1.0, None, closed="right"))
+    confidence: float = field(default=0.95, metadata=_in(float, 0.5, 1.0, closed="right"))
 
 
 @dataclass(frozen=True)
-class OptimisePlan:
+class OptimisePlan(_Checked):
     """The iterative optimisation's diagnosis threshold and epoch cap."""
 
     overfit_gap: float = field(default=0.05, metadata=_FRACTION)
-    max_epochs: int = field(default=60, metadata=_bound(1, 1000))
+    max_epochs: int = field(default=60, metadata=_in(int, 1, 1000))
 
 
 @dataclass(frozen=True)
-class RegressionPlan:
+class RegressionPlan(_Checked):
     """The harmful candidate of ``--scenario regression``."""
 
-    corrupt_class: int = field(default=3, metadata=_bound(0, 9))
+    corrupt_class: int = field(default=3, metadata=_in(int, 0, 9))
+
+
+#: The default rollout's steps (``[[phased_rollout.steps]]`` of default_plan.toml says why).
+DEFAULT_STEPS = (
+    RolloutStep(share_pct=1.0, min_canary_requests=300, max_bake_minutes=240.0),
+    RolloutStep(share_pct=5.0, min_canary_requests=500, max_bake_minutes=50.0),
+    RolloutStep(share_pct=25.0, min_canary_requests=1000, max_bake_minutes=12.0),
+    RolloutStep(share_pct=50.0, min_canary_requests=1000, max_bake_minutes=10.0),
+    RolloutStep(share_pct=100.0, min_canary_requests=0, max_bake_minutes=1.0),
+)
 
 
 @dataclass(frozen=True)
-class PhasedRolloutPlan:
+class PhasedRolloutPlan(_Checked):
     """The phased rollout that ends the release stage (see `release_spec.strategy.rollout`).
 
-    ``shares``, ``min_canary_requests`` and ``max_bake_minutes`` hold one value
-    per step; the live pool stands for ``requests_per_minute`` of traffic.
+    ``steps`` holds one `RolloutStep` per ``[[phased_rollout.steps]]`` table; the
+    live pool stands for ``requests_per_minute`` of traffic. The judge's knobs
+    default to `RolloutPlan`'s (one default per knob).
     """
 
-    live_requests: int = field(default=55_000, metadata=_bound(100, 1_000_000))
-    batch_size: int = field(default=200, metadata=_bound(1, 100_000))
-    requests_per_minute: float = field(default=1000.0, metadata=_POSITIVE)
-    shares: tuple[float, ...] = field(
-        default=(1.0, 5.0, 25.0, 50.0, 100.0), metadata=_bound(0.0, 100.0, open_lo=True)
-    )
-    min_canary_requests: tuple[int, ...] = field(
-        default=(300, 500, 1000, 1000, 0), metadata=_bound(0, 10_000_000)
-    )
-    max_bake_minutes: tuple[float, ...] = field(
-        default=(240.0, 50.0, 12.0, 10.0, 1.0), metadata=_POSITIVE
-    )
-    alpha: float = field(default=0.05, metadata=_ALPHA)
-    margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
+    live_requests: int = field(default=55_000, metadata=_in(int, 100, 1_000_000))
+    batch_size: int = field(default=200, metadata=_in(int, 1, 100_000))
+    requests_per_minute: float = field(default=RolloutPlan.requests_per_minute, metadata=_POSITIVE)
+    steps: tuple[RolloutStep, ...] = DEFAULT_STEPS
+    alpha: float = field(default=RolloutPlan.alpha, metadata=_ALPHA)
+    margin: float = field(default=RolloutPlan.margin, metadata=_in(float, 0, 0.5))
     on_inconclusive: str = "hold"
-    latency_slo_ms: float = field(default=50.0, metadata=_POSITIVE)
-    slow_margin: float = field(default=0.03, metadata=_bound(0.0, 0.5))
+    latency_slo_ms: float = field(default=RolloutPlan.latency_slo_ms, metadata=_POSITIVE)
+    slow_margin: float = field(default=RolloutPlan.slow_margin, metadata=_in(float, 0, 0.5))
 
     def __post_init__(self) -> None:
-        n = len(self.shares)
-        for name in ("min_canary_requests", "max_bake_minutes"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(
-                    f"phased_rollout.{name}: expected {n} values, one per share, "
-                    f"got {len(getattr(self, name))}"
-                )
-        if self.on_inconclusive not in ("hold", "rollback"):
-            raise ValueError(
-                f"phased_rollout.on_inconclusive: expected 'hold' or 'rollback', "
-                f"got {self.on_inconclusive!r}"
-            )
-        try:
-            self.rollout_plan()
-        except ValueError as exc:
-            raise ValueError(f"phased_rollout: {exc}") from None
+        super().__post_init__()
+        one_of("on_inconclusive", self.on_inconclusive, ("hold", "rollback"))
+        self.rollout_plan()
 
     def rollout_plan(self) -> RolloutPlan:
         """The `RolloutPlan` these values describe."""
-        # Imported here so that reading a plan stays standard library only until it is used.
-        from release_spec.strategy.rollout import RolloutPlan, RolloutStep
-
         return RolloutPlan(
-            steps=tuple(
-                RolloutStep(share, n, bake)
-                for share, n, bake in zip(
-                    self.shares, self.min_canary_requests, self.max_bake_minutes, strict=True
-                )
-            ),
+            steps=self.steps,
             alpha=self.alpha,
             margin=self.margin,
             on_inconclusive="hold" if self.on_inconclusive == "hold" else "rollback",
@@ -210,33 +210,38 @@ class PhasedRolloutPlan:
 
 
 @dataclass(frozen=True)
-class MonitoringPlan:
-    """Drift and per-class recall monitoring (see `release_spec.strategy.monitoring`)."""
+class MonitoringPlan(_Checked):
+    """Drift and per-class recall monitoring (see `release_spec.strategy.monitoring`).
 
-    psi_warning: float = field(default=0.1, metadata=_POSITIVE)
-    psi_alert: float = field(default=0.25, metadata=_POSITIVE)
-    psi_bins: int = field(default=10, metadata=_bound(2, 1000))
-    ks_alpha: float = field(default=0.01, metadata=_ALPHA)
-    ks_min_statistic: float = field(default=0.1, metadata=_FRACTION)
-    recall_alpha: float = field(default=0.05, metadata=_ALPHA)
-    recall_window: int = field(default=2000, metadata=_bound(1, 10_000_000))
-    min_class_support: int = field(default=20, metadata=_bound(1, 10_000_000))
+    Defaults are `MonitoringThresholds`' (one default per knob).
+    """
+
+    psi_warning: float = field(default=MonitoringThresholds.psi_warning, metadata=_POSITIVE)
+    psi_alert: float = field(default=MonitoringThresholds.psi_alert, metadata=_POSITIVE)
+    psi_bins: int = field(default=MonitoringThresholds.psi_bins, metadata=_in(int, 2, 1000))
+    ks_alpha: float = field(default=MonitoringThresholds.ks_alpha, metadata=_ALPHA)
+    ks_min_statistic: float = field(
+        default=MonitoringThresholds.ks_min_statistic, metadata=_FRACTION
+    )
+    recall_alpha: float = field(default=MonitoringThresholds.recall_alpha, metadata=_ALPHA)
+    recall_window: int = field(
+        default=MonitoringThresholds.recall_window, metadata=_in(int, 1, 10_000_000)
+    )
+    min_class_support: int = field(
+        default=MonitoringThresholds.min_class_support, metadata=_in(int, 1, 10_000_000)
+    )
 
     def __post_init__(self) -> None:
-        try:
-            self.thresholds()
-        except ValueError as exc:
-            raise ValueError(f"monitoring: {exc}") from None
+        super().__post_init__()
+        self.thresholds()
 
     def thresholds(self) -> MonitoringThresholds:
         """The `MonitoringThresholds` these values describe."""
-        from release_spec.strategy.monitoring import MonitoringThresholds
-
         return MonitoringThresholds(**asdict(self))
 
 
 @dataclass(frozen=True)
-class LiveRegressionPlan:
+class LiveRegressionPlan(_Checked):
     """The candidate of ``--scenario live-regression``: broken on a slice the offline sets lack.
 
     A new intake channel (`release_spec.workbench.data.from_new_channel`: a header bar
@@ -250,17 +255,17 @@ class LiveRegressionPlan:
     it, and there the candidate is wrong on every digit but one class.
     """
 
-    batch_fraction: float = field(default=0.1, metadata=_bound(0.0, 1.0, open_lo=True))
-    batch_label: int = field(default=0, metadata=_bound(0, 9))
-    test_share: float = field(default=0.01, metadata=_bound(0.0, 0.1))
-    live_share: float = field(default=0.5, metadata=_bound(0.0, 1.0, open_lo=True))
+    batch_fraction: float = field(default=0.1, metadata=_in(float, 0.0, 1.0, closed="right"))
+    batch_label: int = field(default=0, metadata=_in(int, 0, 9))
+    test_share: float = field(default=0.01, metadata=_in(float, 0.0, 0.1))
+    live_share: float = field(default=0.5, metadata=_in(float, 0.0, 1.0, closed="right"))
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(_Checked):
     """A whole release plan: the seed and one section per table."""
 
-    seed: int = field(default=0, metadata=_bound(0, 2**32 - 1))
+    seed: int = field(default=0, metadata=_in(int, 0, 2**32 - 1))
     data: DataPlan = field(default_factory=DataPlan)
     pretrain: PretrainPlan = field(default_factory=PretrainPlan)
     finetune: FinetunePlan = field(default_factory=FinetunePlan)
@@ -276,45 +281,24 @@ class Plan:
         return asdict(self)
 
 
-def _describe(kind: type, meta: Mapping[str, Any]) -> str:
-    noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and hi is not None:
-        left = "(" if meta.get("open_lo") else "["
-        return f"{noun} in {left}{lo:g}, {hi:g}]"
-    if lo is not None:
-        return f"{noun} {'>' if meta.get('open_lo') else '>='} {lo:g}"
-    return noun
-
-
 def _value(key: str, raw: object, kind: type, meta: Mapping[str, Any]) -> object:
+    """``raw`` checked against the field's type and `Range`; a list of tables for steps."""
     if get_origin(kind) is tuple:
-        # A list of values, each checked like a scalar of the element type.
         elem = get_args(kind)[0]
         if not isinstance(raw, list | tuple) or not raw:
-            raise ValueError(
-                f"{key}: expected a non-empty list, each {_describe(elem, meta)}, got {raw!r}"
-            )
-        return tuple(_value(f"{key}[{i}]", v, elem, meta) for i, v in enumerate(raw))
-    want = _describe(kind, meta)
-    if kind is bool:
-        ok = isinstance(raw, bool)
-    elif kind is int:
-        ok = isinstance(raw, int) and not isinstance(raw, bool)
-    elif kind is float:
-        ok = isinstance(raw, int | float) and not isinstance(raw, bool)
-    else:
-        ok = isinstance(raw, kind)
-    if not ok:
-        raise ValueError(f"{key}: expected {want}, got {raw!r}")
+            raise ValueError(f"{key}: expected a non-empty array of tables, got {raw!r}")
+        out = []
+        for i, table in enumerate(raw):
+            if not isinstance(table, Mapping):
+                raise ValueError(f"{key}[{i}]: expected a table, got {table!r}")
+            out.append(_build(elem, table, f"{key}[{i}]."))
+        return tuple(out)
     if kind in (int, float):
-        assert isinstance(raw, int | float)
-        value = float(raw) if kind is float else raw
-        lo, hi = meta.get("lo"), meta.get("hi")
-        below = lo is not None and (value <= lo if meta.get("open_lo") else value < lo)
-        if not math.isfinite(value) or below or (hi is not None and value > hi):
-            raise ValueError(f"{key}: expected {want}, got {raw!r}")
-        return value
+        rng: Range = meta.get("range") or Range(kind)
+        return rng.check(key, raw)
+    if not isinstance(raw, kind):
+        noun = {bool: "true or false", str: "a string"}[kind]
+        raise ValueError(f"{key}: expected {noun}, got {raw!r}")
     return raw
 
 
@@ -324,10 +308,41 @@ _REPLACED = {
     "phased_rollout.latency_min_samples": "latency_slo_ms and slow_margin",
 }
 
+#: The three parallel lists the rollout steps were before ``[[phased_rollout.steps]]``.
+_OLD_STEP_LISTS = ("shares", "min_canary_requests", "max_bake_minutes")
+
+
+def _old_steps(data: Mapping[str, Any]) -> str:
+    """The refusal of the old parallel lists, showing the tables that replace them.
+
+    One line (the CLI's errors are one line), so the tables are shown as TOML's
+    inline form, ``steps = [{...}, ...]``, which is the same array of tables.
+    """
+    lists: list[Any] = [data.get(k) for k in _OLD_STEP_LISTS]
+    rows: list[tuple[object, ...]] = [
+        (s.share_pct, s.min_canary_requests, s.max_bake_minutes) for s in DEFAULT_STEPS
+    ]
+    yours = all(isinstance(v, list) for v in lists) and len({len(v) for v in lists}) == 1
+    if yours:
+        rows = list(zip(*lists, strict=True))
+    tables = ", ".join(
+        f"{{share_pct = {share}, min_canary_requests = {n}, max_bake_minutes = {bake}}}"
+        for share, n, bake in rows
+    )
+    given = ", ".join(f"phased_rollout.{k}" for k in _OLD_STEP_LISTS if k in data)
+    return (
+        f"{given}: no longer a key; the steps are one [[phased_rollout.steps]] table each "
+        f"(share_pct in percent, min_canary_requests, max_bake_minutes); under "
+        f"[phased_rollout] write{'' if yours else ', e.g. for the default steps'}: "
+        f"steps = [{tables}]"
+    )
+
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
+    if prefix == "phased_rollout." and any(k in data for k in _OLD_STEP_LISTS):
+        raise ValueError(_old_steps(data))
     for key in data:
         if f"{prefix}{key}" in _REPLACED:
             # The fixed p99 threshold checked at every look became a judged rate.
@@ -339,6 +354,10 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         if key not in known:
             names = ", ".join(sorted(known))
             raise ValueError(f"{prefix}{key}: unknown key (known: {names})")
+    required = [n for n, f in known.items() if f.default is MISSING is f.default_factory]
+    for key in required:
+        if key not in data:
+            raise ValueError(f"{prefix}{key}: missing (required: {', '.join(required)})")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         f, kind = known[name], hints[name]
@@ -348,7 +367,11 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
             kwargs[name] = _build(kind, value, f"{prefix}{name}.")  # type: ignore[arg-type]
         else:
             kwargs[name] = _value(f"{prefix}{name}", value, kind, f.metadata)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        # The section's own checks (ranges, steps that must increase) name the field only.
+        raise ValueError(f"{prefix}{exc}") from None
 
 
 def parse_plan(data: Mapping[str, Any]) -> Plan:

@@ -2,7 +2,7 @@
 
 The release stage ends by sending a growing share of live traffic to the
 candidate (the *canary*) while the production model serves the rest (the
-*baseline*). After every batch of outcomes the controller *looks*: it feeds
+*baseline*). After every batch of served requests the controller *looks*: it feeds
 each arm's new counts of errors and of slow requests (slower than the plan's
 latency SLO) to the anytime-valid `release_spec.strategy.judge.CanaryJudge`, and decides
 whether to abort (canary share to 0 at once), to mark the step ready for
@@ -13,8 +13,11 @@ every look does (see ``release_spec.strategy.simulation``); and because latency 
 as a rate compared with the baseline's, a machine that slows both arms does not
 roll the canary back.
 
-Shares are kept in integer basis points (1 % = 100 bp) so the two traffic
-weights always sum to exactly 100 %.
+Units are in the names: a step's share is ``share_pct`` (percent), the router
+takes ``canary_basis_points`` (1 % = 100 bp; kept in integer basis points so the
+two traffic weights always sum to exactly 100 %). The controller's status is a
+`RolloutStatus`, moved only by `transition` along `ROLLOUT_TRANSITIONS`, the
+idiom of `release_spec.strategy.stages`.
 
 This module is the strategy layer: the standard library, ``release_spec.strategy.judge`` and
 the formulas in ``release_spec.statistics`` only, never TensorFlow.
@@ -25,35 +28,99 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Literal, Protocol
 
 from release_spec.statistics import fixed_horizon_sample_size
+from release_spec.strategy._validate import OPEN_FRACTION, Range, one_of
 from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
+from release_spec.strategy.stages import IllegalTransitionError
 
 __all__ = [
+    "ROLLOUT_TRANSITIONS",
     "Counts",
     "Judge",
     "LiveRequest",
     "LookRecord",
-    "Outcome",
     "RolloutController",
     "RolloutEvent",
     "RolloutPlan",
     "RolloutState",
+    "RolloutStatus",
     "RolloutStep",
+    "ServedRequest",
     "StepForecast",
     "check_effect",
     "default_rollout_plan",
     "forecast_steps",
     "replay",
     "route",
+    "transition",
 ]
 
 BASIS_POINTS = 10_000
+_SHARE_PCT = Range(float, 0, 100, closed="right")
+_COUNT = Range(int, 0, None)
+_POSITIVE = Range(float, 0, None, closed="neither")
+_MARGIN = Range(float, 0, 1, closed="left")
 Arm = Literal["canary", "baseline"]
-Status = Literal["idle", "analysing", "promotion_pending", "holding", "aborted", "completed"]
+
+
+class RolloutStatus(str, Enum):
+    """Where the rollout of the current candidate stands.
+
+    A str Enum: a status equals its value (``RolloutStatus.ABORTED == "aborted"``)
+    and the report records the value.
+    """
+
+    IDLE = "idle"
+    ANALYSING = "analysing"
+    PROMOTION_PENDING = "promotion_pending"
+    HOLDING = "holding"
+    ABORTED = "aborted"
+    COMPLETED = "completed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def active(self) -> bool:
+        """A candidate holds a share of traffic and its evidence is being judged."""
+        return self in _ACTIVE
+
+    @property
+    def terminal(self) -> bool:
+        """The candidate's rollout is over (rolled back or production); looks change nothing."""
+        return self in (RolloutStatus.ABORTED, RolloutStatus.COMPLETED)
+
+
+_ACTIVE = frozenset(
+    {RolloutStatus.ANALYSING, RolloutStatus.PROMOTION_PENDING, RolloutStatus.HOLDING}
+)
+
+#: Legal moves. Any status but ``idle`` may start a new candidate (``-> analysing``);
+#: only an active rollout may abort; only a pending promotion may complete.
+ROLLOUT_TRANSITIONS: Mapping[RolloutStatus, frozenset[RolloutStatus]] = {
+    RolloutStatus.IDLE: frozenset({RolloutStatus.ANALYSING}),
+    RolloutStatus.ANALYSING: frozenset(
+        {
+            RolloutStatus.ANALYSING,
+            RolloutStatus.PROMOTION_PENDING,
+            RolloutStatus.HOLDING,
+            RolloutStatus.ABORTED,
+        }
+    ),
+    RolloutStatus.PROMOTION_PENDING: frozenset(
+        {RolloutStatus.ANALYSING, RolloutStatus.COMPLETED, RolloutStatus.ABORTED}
+    ),
+    RolloutStatus.HOLDING: frozenset(
+        {RolloutStatus.ANALYSING, RolloutStatus.PROMOTION_PENDING, RolloutStatus.ABORTED}
+    ),
+    RolloutStatus.ABORTED: frozenset({RolloutStatus.ANALYSING}),
+    RolloutStatus.COMPLETED: frozenset({RolloutStatus.ANALYSING}),
+}
 
 
 class Judge(Protocol):
@@ -113,7 +180,7 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ServedRequest:
     """One served request: which arm served it, whether it was wrong, how long it took."""
 
     arm: Arm
@@ -132,33 +199,30 @@ class RolloutStep:
     """One traffic step: canary share, minimum canary requests, maximum bake.
 
     Args:
-        share: canary share of traffic in percent, (0, 100], a multiple of 0.01.
+        share_pct: canary share of traffic in percent, (0, 100], a multiple of 0.01.
         min_canary_requests: canary requests this step must see before it may promote.
         max_bake_minutes: how long the step may run without an answer; the
             controller's clock is routed requests divided by the plan's
             ``requests_per_minute``.
     """
 
-    share: float
+    share_pct: float
     min_canary_requests: int
     max_bake_minutes: float
 
     def __post_init__(self) -> None:
-        if not (0 < self.share <= 100) or not math.isfinite(self.share):
-            raise ValueError(f"step share must be in (0, 100] percent, got {self.share}")
-        if abs(self.share * 100 - round(self.share * 100)) > 1e-9:
-            raise ValueError(f"step share must be a multiple of 0.01 %, got {self.share}")
-        if self.min_canary_requests < 0:
-            raise ValueError(f"min_canary_requests must be >= 0, got {self.min_canary_requests}")
-        if not (self.max_bake_minutes > 0) or not math.isfinite(self.max_bake_minutes):
+        _SHARE_PCT.check("share_pct", self.share_pct)
+        if abs(self.share_pct * 100 - round(self.share_pct * 100)) > 1e-9:
             raise ValueError(
-                f"max_bake_minutes must be finite and > 0, got {self.max_bake_minutes}"
+                f"share_pct: expected a multiple of 0.01 (percent), got {self.share_pct!r}"
             )
+        _COUNT.check("min_canary_requests", self.min_canary_requests)
+        _POSITIVE.check("max_bake_minutes", self.max_bake_minutes)
 
     @property
     def basis_points(self) -> int:
         """The share in basis points (1 % = 100)."""
-        return round(self.share * 100)
+        return round(self.share_pct * 100)
 
 
 @dataclass(frozen=True)
@@ -184,44 +248,43 @@ class RolloutPlan:
     """
 
     steps: tuple[RolloutStep, ...]
+    # One default per knob: the plan file's ``[phased_rollout]`` takes these
+    # (`release_spec.strategy.plan.PhasedRolloutPlan`). The margins are the offline
+    # non-inferiority margin's three points (a regression the release gate would also
+    # refuse), not 2: at a baseline error up to 50 % the default bakes still bring the
+    # fixed-horizon sample size for 3 points. 50 ms is the embedded model's SLO: its
+    # predict call on a batch takes a few ms, so 250 ms would call nothing slow.
     alpha: float = 0.05
-    margin: float = 0.02
+    margin: float = 0.03
     on_inconclusive: Literal["hold", "rollback"] = "hold"
-    latency_slo_ms: float = 250.0
-    slow_margin: float = 0.02
+    latency_slo_ms: float = 50.0
+    slow_margin: float = 0.03
     requests_per_minute: float = 1000.0
 
     def __post_init__(self) -> None:
         if not self.steps:
-            raise ValueError("rollout plan needs at least one step")
+            raise ValueError("steps: expected at least one step")
         bps = [s.basis_points for s in self.steps]
         if any(b >= c for b, c in itertools.pairwise(bps)):
             raise ValueError(
-                f"step shares must increase strictly, got {[s.share for s in self.steps]}"
+                "steps: expected strictly increasing shares, got "
+                f"{[s.share_pct for s in self.steps]} %"
             )
         if bps[0] == BASIS_POINTS:
-            raise ValueError("the first step cannot send 100 % of traffic to the canary")
-        if not (0 < self.alpha < 1):
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        if not (0 <= self.margin < 1) or not math.isfinite(self.margin):
-            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
-        if self.on_inconclusive not in ("hold", "rollback"):
-            raise ValueError(
-                f"on_inconclusive must be 'hold' or 'rollback', got {self.on_inconclusive!r}"
-            )
-        if not (self.latency_slo_ms > 0) or not math.isfinite(self.latency_slo_ms):
-            raise ValueError(f"latency_slo_ms must be finite and > 0, got {self.latency_slo_ms}")
-        if not (0 <= self.slow_margin < 1) or not math.isfinite(self.slow_margin):
-            raise ValueError(f"slow_margin must be in [0, 1), got {self.slow_margin}")
-        if not (self.requests_per_minute > 0) or not math.isfinite(self.requests_per_minute):
-            raise ValueError(f"requests_per_minute must be > 0, got {self.requests_per_minute}")
+            raise ValueError("steps: the first step cannot send 100 % of traffic to the canary")
+        OPEN_FRACTION.check("alpha", self.alpha)
+        _MARGIN.check("margin", self.margin)
+        one_of("on_inconclusive", self.on_inconclusive, ("hold", "rollback"))
+        _POSITIVE.check("latency_slo_ms", self.latency_slo_ms)
+        _MARGIN.check("slow_margin", self.slow_margin)
+        _POSITIVE.check("requests_per_minute", self.requests_per_minute)
 
     def judge_config(self) -> JudgeConfig:
         """The judge's settings: alpha split over the error and slow-request metrics.
 
         >>> cfg = default_rollout_plan().judge_config()
         >>> cfg.metrics, cfg.metric_alpha, cfg.slow_margin
-        (('errors', 'slow'), 0.025, 0.02)
+        (('errors', 'slow'), 0.025, 0.03)
         """
         return JudgeConfig(alpha=self.alpha, margin=self.margin, slow_margin=self.slow_margin)
 
@@ -234,7 +297,7 @@ def default_rollout_plan() -> RolloutPlan:
     that takes a few thousand canary requests, so the 1 % step bakes up to an
     hour. Run `forecast_steps` with your own traffic before using it.
 
-    >>> [s.share for s in default_rollout_plan().steps]
+    >>> [s.share_pct for s in default_rollout_plan().steps]
     [1.0, 5.0, 25.0, 50.0, 100.0]
     """
     return RolloutPlan(
@@ -287,8 +350,8 @@ class RolloutEvent:
     kind: Literal["start", "restart", "promotion_ready", "promote", "hold", "abort", "complete"]
     look: int
     step: int
-    share_before: float
-    share_after: float
+    share_pct_before: float
+    share_pct_after: float
     reason: str
     counts: Counts
     step_counts: Counts
@@ -309,7 +372,7 @@ class LookRecord:
     look: int
     minutes: float
     step: int
-    share: float
+    share_pct: float
     canary_requests: int
     canary_errors: int
     baseline_requests: int
@@ -327,7 +390,7 @@ class RolloutState:
 
     production: str
     candidate: str | None = None
-    status: Status = "idle"
+    status: RolloutStatus = RolloutStatus.IDLE
     step: int = 0
     canary_basis_points: int = 0
     counts: Counts = field(default_factory=Counts)
@@ -342,7 +405,7 @@ class RolloutState:
     history: tuple[LookRecord, ...] = ()
 
     @property
-    def canary_share(self) -> float:
+    def canary_share_pct(self) -> float:
         """Canary share in percent."""
         return self.canary_basis_points / 100
 
@@ -354,10 +417,22 @@ class RolloutState:
             "canary": self.canary_basis_points / 100,
         }
 
-    @property
-    def aborted(self) -> bool:
-        """True once the canary was rolled back."""
-        return self.status == "aborted"
+
+# --8<-- [start:transition]
+def transition(state: RolloutState, to: RolloutStatus, **changes: object) -> RolloutState:
+    """``state`` moved to status ``to`` (with ``changes``); `IllegalTransitionError` if not allowed.
+
+    >>> transition(RolloutState(production="v1"), RolloutStatus.COMPLETED)
+    Traceback (most recent call last):
+    ...
+    release_spec.strategy.stages.IllegalTransitionError: rollout: idle -> completed is not allowed
+    """
+    if to not in ROLLOUT_TRANSITIONS[state.status]:
+        raise IllegalTransitionError(f"rollout: {state.status.value} -> {to.value} is not allowed")
+    return replace(state, status=to, **changes)  # type: ignore[arg-type]
+
+
+# --8<-- [end:transition]
 
 
 class RolloutController:
@@ -412,43 +487,44 @@ class RolloutController:
         if not candidate:
             raise ValueError("candidate id must be a non-empty string")
         s = self._state
-        kind: Literal["start", "restart"] = (
-            "restart" if s.status in ("analysing", "promotion_pending", "holding") else "start"
-        )
+        kind: Literal["start", "restart"] = "restart" if s.status.active else "start"
         self._judge = self._judge_factory()
         self._verdict = None
         first = self.plan.steps[0]
-        fresh = RolloutState(
-            production=s.production,
+        # Everything but the clock and the record starts afresh.
+        fresh = transition(
+            RolloutState(
+                production=s.production,
+                status=s.status,
+                minutes=s.minutes,
+                looks=s.looks,
+                events=s.events,
+                history=s.history,
+            ),
+            RolloutStatus.ANALYSING,
             candidate=candidate,
-            status="analysing",
-            step=0,
             canary_basis_points=first.basis_points,
-            minutes=s.minutes,
-            looks=s.looks,
-            events=s.events,
-            history=s.history,
         )
         reason = (
             f"new candidate {candidate!r} replaces {s.candidate!r}; analysis restarted"
             if kind == "restart"
-            else f"candidate {candidate!r} starts at {first.share:g} %"
+            else f"candidate {candidate!r} starts at {first.share_pct:g} %"
         )
-        self._state = self._with_event(fresh, kind, reason, share_before=s.canary_share)
+        self._state = self._with_event(fresh, kind, reason, s.canary_share_pct)
         return self._state
 
-    def observe(self, outcomes: Iterable[Outcome]) -> RolloutState:
-        """Take one batch of outcomes, then look once.
+    def observe(self, served: Iterable[ServedRequest]) -> RolloutState:
+        """Take one batch of served requests, then look once.
 
-        Outcomes that arrive after an abort or completion (requests already
-        in flight) change nothing.
+        Requests that are served after an abort or completion (already in
+        flight) change nothing.
         """
         s = self._state
-        if s.status == "idle":
+        if s.status == RolloutStatus.IDLE:
             raise ValueError("no rollout in progress: call start(candidate) first")
-        if s.status in ("aborted", "completed"):
+        if s.status.terminal:
             return s
-        delta = _count(list(outcomes), self.plan.latency_slo_ms)
+        delta = _count(list(served), self.plan.latency_slo_ms)
         assert self._judge is not None
         verdict = self._verdict = self._judge.update(*delta.arms())
         slow = next((m for m in verdict.metrics if m.name == "slow"), None)
@@ -475,38 +551,47 @@ class RolloutController:
         that came first wins, and the share stays 0.
         """
         s = self._state
-        if s.status != "promotion_pending":
+        if s.status != RolloutStatus.PROMOTION_PENDING:
             return s
         nxt = s.step + 1
         if nxt >= len(self.plan.steps) or self.plan.steps[nxt].basis_points == BASIS_POINTS:
             assert s.candidate is not None
-            done = replace(
-                s, status="completed", production=s.candidate, canary_basis_points=0, step=nxt
+            done = transition(
+                s,
+                RolloutStatus.COMPLETED,
+                production=s.candidate,
+                canary_basis_points=0,
+                step=nxt,
             )
             self._state = self._with_event(
-                done, "complete", f"candidate {s.candidate!r} is production", s.canary_share
+                done, "complete", f"candidate {s.candidate!r} is production", s.canary_share_pct
             )
             return self._state
         step = self.plan.steps[nxt]
-        moved = replace(
+        moved = transition(
             s,
-            status="analysing",
+            RolloutStatus.ANALYSING,
             step=nxt,
             canary_basis_points=step.basis_points,
             step_counts=Counts(),
             step_requests=0,
         )
-        reason = f"step {s.step} passed; canary share {s.canary_share:g} % -> {step.share:g} %"
-        self._state = self._with_event(moved, "promote", reason, s.canary_share)
+        reason = (
+            f"step {s.step} passed; canary share {s.canary_share_pct:g} % -> {step.share_pct:g} %"
+        )
+        self._state = self._with_event(moved, "promote", reason, s.canary_share_pct)
         return self._state
 
     def abort(self, reason: str = "manual abort") -> RolloutState:
         """Send the canary's share to 0 at once; idempotent, production untouched."""
         s = self._state
-        if s.status not in ("analysing", "promotion_pending", "holding"):
+        if not s.status.active:
             return s
         self._state = self._with_event(
-            replace(s, status="aborted", canary_basis_points=0), "abort", reason, s.canary_share
+            transition(s, RolloutStatus.ABORTED, canary_basis_points=0),
+            "abort",
+            reason,
+            s.canary_share_pct,
         )
         return self._state
 
@@ -519,7 +604,7 @@ class RolloutController:
         assert v is not None
         if v.decision == "reject":
             return self.abort(self._reject_reason(v))
-        if s.status == "promotion_pending":
+        if s.status == RolloutStatus.PROMOTION_PENDING:
             return s
         ready = s.step_counts.canary_requests >= step.min_canary_requests and v.decision == (
             "promote"
@@ -532,11 +617,14 @@ class RolloutController:
                 f"difference {s.slow_upper_bound:.4f} < slow_margin {self.plan.slow_margin:g}"
             )
             self._state = self._with_event(
-                replace(s, status="promotion_pending"), "promotion_ready", reason, s.canary_share
+                transition(s, RolloutStatus.PROMOTION_PENDING),
+                "promotion_ready",
+                reason,
+                s.canary_share_pct,
             )
             return self._state
         baked = s.step_requests >= step.max_bake_minutes * self.plan.requests_per_minute
-        if baked and s.status == "analysing":
+        if baked and s.status == RolloutStatus.ANALYSING:
             why = (
                 f"step {s.step} baked {step.max_bake_minutes:g} min without a decision "
                 f"({s.step_counts.canary_requests} canary requests, p = {s.p_value:.3g}, "
@@ -546,7 +634,7 @@ class RolloutController:
             if self.plan.on_inconclusive == "rollback":
                 return self.abort(f"inconclusive: {why}")
             self._state = self._with_event(
-                replace(s, status="holding"), "hold", f"holding: {why}", s.canary_share
+                transition(s, RolloutStatus.HOLDING), "hold", f"holding: {why}", s.canary_share_pct
             )
         return self._state
 
@@ -569,7 +657,7 @@ class RolloutController:
                 (c.baseline_errors, c.baseline_requests),
             )
         return (
-            f"judge rejected at step {s.step} ({s.canary_share:g} %): canary {what} "
+            f"judge rejected at step {s.step} ({s.canary_share_pct:g} %): canary {what} "
             f"{_rate(*canary)} vs baseline {_rate(*baseline)}, always-valid p = "
             f"{v.p_value:.3g} <= alpha = {self.plan.alpha:g} (split over {len(v.metrics)} metrics)"
         )
@@ -581,14 +669,14 @@ class RolloutController:
             "start", "restart", "promotion_ready", "promote", "hold", "abort", "complete"
         ],
         reason: str,
-        share_before: float,
+        share_pct_before: float,
     ) -> RolloutState:
         event = RolloutEvent(
             kind=kind,
             look=s.looks,
             step=s.step,
-            share_before=share_before,
-            share_after=s.canary_share,
+            share_pct_before=share_pct_before,
+            share_pct_after=s.canary_share_pct,
             reason=reason,
             counts=s.counts,
             step_counts=s.step_counts,
@@ -630,25 +718,25 @@ def replay(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    batch: list[Outcome] = []
+    batch: list[ServedRequest] = []
     for r in requests:
-        if controller.state.status in ("aborted", "completed"):
+        if controller.state.status.terminal:
             break
         if controller.route(r.request_id) == "canary":
-            batch.append(Outcome("canary", r.canary_error, r.canary_latency_ms))
+            batch.append(ServedRequest("canary", r.canary_error, r.canary_latency_ms))
         else:
-            batch.append(Outcome("baseline", r.baseline_error, r.baseline_latency_ms))
+            batch.append(ServedRequest("baseline", r.baseline_error, r.baseline_latency_ms))
         if len(batch) == batch_size:
             controller.observe(batch)
             controller.promote()
             batch = []
-    if batch and controller.state.status not in ("aborted", "completed"):
+    if batch and not controller.state.status.terminal:
         controller.observe(batch)
         controller.promote()
     return controller.state
 
 
-def _count(batch: Sequence[Outcome], slo_ms: float) -> Counts:
+def _count(batch: Sequence[ServedRequest], slo_ms: float) -> Counts:
     cn = sum(1 for o in batch if o.arm == "canary")
     ce = sum(1 for o in batch if o.arm == "canary" and o.error)
     be = sum(1 for o in batch if o.arm == "baseline" and o.error)
@@ -663,7 +751,7 @@ def _record(s: RolloutState) -> LookRecord:
         look=s.looks,
         minutes=s.minutes,
         step=s.step,
-        share=s.canary_share,
+        share_pct=s.canary_share_pct,
         canary_requests=c.canary_requests,
         canary_errors=c.canary_errors,
         baseline_requests=c.baseline_requests,
@@ -685,7 +773,7 @@ class StepForecast:
     """What a step can be expected to see against what the judge needs."""
 
     step: int
-    share: float
+    share_pct: float
     expected_canary_requests: float
     required_canary_requests: int
     min_canary_requests: int
@@ -730,38 +818,42 @@ def forecast_steps(
 
     >>> quiet = replace(default_rollout_plan(), requests_per_minute=1_000.0)
     >>> fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
-    >>> [(f.share, f.required_canary_requests, round(f.expected_canary_requests)) for f in fc[:2]]
+    >>> [(f.share_pct, f.required_canary_requests, round(f.expected_canary_requests))
+    ...  for f in fc[:2]]
     [(1.0, 758, 600), (5.0, 774, 1500)]
     >>> print(fc[0].warning)  # doctest: +ELLIPSIS
     step 0 (1 %): the 60 min bake brings about 600 canary requests, fewer than the 758 ...
     """
     check_effect(baseline_error, regression)
-    if not (0 < power < 1):
-        raise ValueError(f"power must be in (0, 1), got {power}")
+    OPEN_FRACTION.check("power", power)
     out = []
     for i, step in enumerate(plan.steps):
         if step.basis_points == BASIS_POINTS:
             continue
-        rho = step.share / 100
+        rho = step.share_pct / 100
         expected = rho * plan.requests_per_minute * step.max_bake_minutes
         required = fixed_horizon_sample_size(
-            baseline_error, baseline_error + regression, alpha=plan.alpha, power=power, share=rho
+            baseline_error,
+            baseline_error + regression,
+            alpha=plan.alpha,
+            power=power,
+            canary_fraction=rho,
         ).canary_requests
         warning = None
         if expected < required:
             warning = (
-                f"step {i} ({step.share:g} %): the {step.max_bake_minutes:g} min bake brings about "
-                f"{expected:.0f} canary requests, fewer than the {required} needed to detect "
+                f"step {i} ({step.share_pct:g} %): the {step.max_bake_minutes:g} min bake brings "
+                f"about {expected:.0f} canary requests, fewer than the {required} needed to detect "
                 f"{baseline_error:.4g} -> {baseline_error + regression:.4g} with power {power:g}; "
                 f"bake at least {math.ceil(required / (rho * plan.requests_per_minute))} min"
             )
         elif expected < step.min_canary_requests:
             warning = (
-                f"step {i} ({step.share:g} %): the bake brings about {expected:.0f} canary "
+                f"step {i} ({step.share_pct:g} %): the bake brings about {expected:.0f} canary "
                 f"requests, fewer than the step's minimum {step.min_canary_requests}"
             )
         out.append(
-            StepForecast(i, step.share, expected, required, step.min_canary_requests, warning)
+            StepForecast(i, step.share_pct, expected, required, step.min_canary_requests, warning)
         )
     return tuple(out)
 

@@ -1,10 +1,11 @@
 """Simulate many canary rollouts at once: how often does a judge roll back, and how soon?
 
-Every rollout is a sequence of *looks*. Before look ``i`` the canary's share
-``rho_i`` is fixed (it may differ between looks and between rollouts); the look's
-requests are routed at random with that share (what hashing request ids does
-for a population of users), every request errs independently with its arm's
-error rate, and the judge looks at the counts. Two judges see the same draws:
+Every rollout is a sequence of *looks*. Before look ``i`` the canary's share of the
+requests, a fraction ``rho_i`` in (0, 1), is fixed (it may differ between looks and
+between rollouts); the look's requests are routed at random with that share (what
+hashing request ids does for a population of users), every request errs
+independently with its arm's error rate, and the judge looks at the counts. Two
+judges see the same draws:
 
 * ``sequential``: `release_spec.statistics.SequentialErrorRateTest`
   (through its vectorised form ``sequential_log_evidence``), anytime-valid;
@@ -49,11 +50,12 @@ from release_spec.statistics import (
     sequential_log_evidence,
     two_proportion_z_test,
 )
+from release_spec.strategy._validate import OPEN_FRACTION
 from release_spec.strategy.rollout import (
-    Outcome,
     RolloutController,
     RolloutPlan,
     RolloutState,
+    ServedRequest,
     check_effect,
 )
 
@@ -88,7 +90,7 @@ __all__ = [
     "mann_whitney_classification",
     "monte_carlo_bound",
     "parse_rules",
-    "random_share_schedule",
+    "random_fraction_schedule",
     "rule_label",
     "sequential_p_values",
     "sequential_rule",
@@ -111,10 +113,11 @@ MAX_CELLS = 2**22
 32 MiB, and a whole `simulate` stays within a few hundred MiB."""
 
 MAX_LOOK_REQUESTS = 2**40
-"""Most requests in one look, ``canary_per_look / share`` (also caps ``canary_per_look``)."""
+"""Most requests in one look, ``canary_per_look / canary_fraction`` (also caps
+``canary_per_look``)."""
 
 MAX_STEPS = 16
-"""Most share steps per rollout in `random_share_schedule` (``max_steps``)."""
+"""Most share steps per rollout in `random_fraction_schedule` (``max_steps``)."""
 
 MAX_BATCH_REQUESTS = 2**20
 """Most requests per batch of `simulate_rollout` (``batch_requests``)."""
@@ -152,7 +155,7 @@ def monte_carlo_bound(alpha: float, runs: int, k: float = 3.0) -> float:
     return alpha + k * math.sqrt(alpha * (1 - alpha) / runs)
 
 
-def random_share_schedule(
+def random_fraction_schedule(
     rng: np.random.Generator,
     runs: int,
     looks: int,
@@ -161,7 +164,7 @@ def random_share_schedule(
     high: float = 0.5,
     max_steps: int = 6,
 ) -> FloatArray:
-    """A different piecewise-constant share schedule per rollout, shares in [low, high].
+    """A different piecewise-constant schedule of canary fractions per rollout, in [low, high].
 
     Each rollout gets 1 to ``max_steps`` steps with random boundaries and shares
     drawn log-uniformly, in random order (shares may go down as well as up: the
@@ -195,7 +198,7 @@ class Looks:
 
 def draw_looks(
     rng: np.random.Generator,
-    shares: FloatArray,
+    canary_fractions: FloatArray,
     *,
     baseline_error: float,
     canary_error: float,
@@ -207,20 +210,21 @@ def draw_looks(
     gets about ``canary_per_look`` of them whatever its share; each request
     goes to the canary with probability ``rho`` and errs with its arm's rate.
     """
-    shares = np.asarray(shares, dtype=np.float64)
+    shares = np.asarray(canary_fractions, dtype=np.float64)
     if shares.ndim != 2:
-        raise ValueError(f"shares must have shape (runs, looks), got {shares.shape}")
+        raise ValueError(f"canary_fractions must have shape (runs, looks), got {shares.shape}")
     if np.any(~np.isfinite(shares)) or np.any(shares <= 0) or np.any(shares >= 1):
-        raise ValueError("shares must lie in (0, 1)")
+        raise ValueError("canary_fractions must lie in (0, 1)")
     for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
         if not (0 <= p <= 1):
             raise ValueError(f"{name} must be in [0, 1], got {p}")
     if shares.size > MAX_CELLS:
-        raise ValueError(f"shares must have at most MAX_CELLS = {MAX_CELLS} looks in all")
+        raise ValueError(f"canary_fractions must have at most MAX_CELLS = {MAX_CELLS} looks in all")
     per_look = _size("canary_per_look", canary_per_look, MAX_LOOK_REQUESTS, "MAX_LOOK_REQUESTS")
     if per_look / shares.min() > MAX_LOOK_REQUESTS:
         raise ValueError(
-            f"canary_per_look / share must be at most MAX_LOOK_REQUESTS = {MAX_LOOK_REQUESTS} "
+            f"canary_per_look / canary_fraction must be at most MAX_LOOK_REQUESTS = "
+            f"{MAX_LOOK_REQUESTS} "
             f"requests per look, got {per_look} / {shares.min():g}"
         )
     total = np.maximum(np.rint(canary_per_look / shares), 1).astype(np.int64)
@@ -398,7 +402,7 @@ def simulate(
     runs: int,
     baseline_error: float,
     canary_error: float,
-    shares: float | FloatArray,
+    canary_fractions: float | FloatArray,
     canary_per_look: int,
     looks: int | None = None,
     alpha: float = 0.05,
@@ -410,37 +414,37 @@ def simulate(
         runs: number of rollouts.
         baseline_error: error rate of the production model.
         canary_error: error rate of the candidate (equal for the no-regression case).
-        shares: the canary's share in (0, 1): a constant, one schedule of shape
-            ``(looks,)`` shared by all rollouts, or ``(runs, looks)``.
+        canary_fractions: the canary's share as a fraction in (0, 1): a constant, one
+            schedule of shape ``(looks,)`` shared by all rollouts, or ``(runs, looks)``.
         canary_per_look: expected canary requests between two looks.
-        looks: number of looks (needed when ``shares`` is a constant).
+        looks: number of looks (needed when ``canary_fractions`` is a constant).
         alpha: level of both judges.
         seed: seed of the NumPy generator.
 
     Example:
-        >>> sim = simulate(runs=200, baseline_error=0.02, canary_error=0.04, shares=0.05,
-        ...                canary_per_look=50, looks=60, seed=1)
+        >>> sim = simulate(runs=200, baseline_error=0.02, canary_error=0.04,
+        ...                canary_fractions=0.05, canary_per_look=50, looks=60, seed=1)
         >>> sim.sequential.rolled_back_within(2500) > 0.9
         True
     """
     runs = _size("runs", runs, MAX_RUNS, "MAX_RUNS")
     if not (0 < alpha < 1):
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    arr = np.asarray(shares, dtype=np.float64)
+    arr = np.asarray(canary_fractions, dtype=np.float64)
     if looks is not None:
         looks = _size("looks", looks, MAX_LOOKS, "MAX_LOOKS")
     if arr.ndim == 0:
         if looks is None:
-            raise ValueError("looks must be >= 1 when shares is a constant")
+            raise ValueError("looks must be >= 1 when canary_fractions is a constant")
         _cells(runs, looks)
         arr = np.full((runs, looks), float(arr))
     elif arr.ndim == 1:
         _cells(runs, arr.size)
         arr = np.broadcast_to(arr, (runs, arr.size))
     elif arr.shape[0] != runs:
-        raise ValueError(f"shares has {arr.shape[0]} rows for {runs} runs")
+        raise ValueError(f"canary_fractions has {arr.shape[0]} rows for {runs} runs")
     if looks is not None and arr.shape[1] != looks:
-        raise ValueError(f"shares has {arr.shape[1]} looks, expected {looks}")
+        raise ValueError(f"canary_fractions has {arr.shape[1]} looks, expected {looks}")
     rng = np.random.default_rng(seed)
     drawn = draw_looks(
         rng,
@@ -480,7 +484,7 @@ def simulate_rollout(
     Example:
         >>> from release_spec.strategy.rollout import default_rollout_plan
         >>> s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.06)
-        >>> s.status, s.production, s.canary_share
+        >>> s.status.value, s.production, s.canary_share_pct
         ('aborted', 'production', 0.0)
     """
     for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
@@ -494,12 +498,14 @@ def simulate_rollout(
     ctl = RolloutController(plan, production="production")
     ctl.start("candidate")
     n = 0
-    while ctl.state.status not in ("aborted", "completed") and n < max_requests:
+    while not ctl.state.status.terminal and n < max_requests:
         arms = [ctl.route(f"r{i}") for i in range(n, n + batch_requests)]
         u = rng.random(batch_requests)
         lat = rng.exponential(latency_ms, batch_requests)
         ctl.observe(
-            Outcome(a, bool(x < (canary_error if a == "canary" else baseline_error)), float(t))
+            ServedRequest(
+                a, bool(x < (canary_error if a == "canary" else baseline_error)), float(t)
+            )
             for a, x, t in zip(arms, u, lat, strict=True)
         )
         ctl.promote()
@@ -512,7 +518,7 @@ class Comparison:
     """Both judges with and without a regression, and the fixed-horizon yardstick."""
 
     alpha: float
-    share: float
+    canary_fraction: float
     null: Simulation
     regression: Simulation
     fixed_horizon: int
@@ -526,7 +532,7 @@ class Comparison:
         n = self.null.sequential.runs
         r = self.regression
         head = (
-            f"{n} rollouts per case; canary share {self.share:g}; a look every "
+            f"{n} rollouts per case; canary fraction {self.canary_fraction:g}; a look every "
             f"~{r.canary_per_look} canary requests, {r.looks} looks "
             f"(~{r.max_canary_requests} canary requests); alpha {self.alpha:g}"
         )
@@ -558,7 +564,7 @@ def compare_judges(
     runs: int = 2000,
     baseline_error: float = 0.02,
     regression: float = 0.02,
-    share: float = 0.05,
+    canary_fraction: float = 0.05,
     canary_per_look: int = 25,
     looks: int = 400,
     alpha: float = 0.05,
@@ -575,8 +581,7 @@ def compare_judges(
         >>> c.fixed_horizon, c.null.sequential.rollback_rate <= 0.05 < c.null.naive.rollback_rate
         (610, True)
     """
-    if not (0 < share < 1):
-        raise ValueError(f"share must be in (0, 1), got {share}")
+    OPEN_FRACTION.check("canary_fraction", canary_fraction)
     check_effect(baseline_error, regression)
 
     def run(canary_error: float, seed_offset: int) -> Simulation:
@@ -584,7 +589,7 @@ def compare_judges(
             runs=runs,
             baseline_error=baseline_error,
             canary_error=canary_error,
-            shares=share,
+            canary_fractions=canary_fraction,
             canary_per_look=canary_per_look,
             looks=looks,
             alpha=alpha,
@@ -598,10 +603,10 @@ def compare_judges(
         baseline_error + regression,
         alpha=alpha,
         power=0.8,
-        share=share,
-        alternative="larger",
+        canary_fraction=canary_fraction,
+        alternative="greater",
     )
-    return Comparison(alpha, share, null, bad, fixed.canary_requests)
+    return Comparison(alpha, canary_fraction, null, bad, fixed.canary_requests)
 
 
 # ------------------------------------------------------------------------- rule comparison

@@ -376,7 +376,7 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     forecast = forecast_steps(plan, baseline_error=p0, regression=plan.margin)
     for f in forecast:
         ctx.echo(
-            f"  rollout plan step {f.step} ({f.share:g} %): about "
+            f"  rollout plan step {f.step} ({f.share_pct:g} %): about "
             f"{f.expected_canary_requests:.0f} canary requests in the bake, "
             f"{f.required_canary_requests} to detect {p0:.3f} -> {p0 + plan.margin:.3f}"
             + (f"; WARNING {f.warning}" if f.warning else "")
@@ -394,9 +394,9 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     ctl = RolloutController(plan, production=ctx.production_info.version)
     ctl.start(ctx.candidate_info.version)
     state = replay(ctl, requests, batch_size=rp.batch_size)
-    if state.status not in ("aborted", "completed"):
+    if not state.status.terminal:
         state = ctl.abort(
-            f"live pool exhausted at step {state.step} ({state.canary_share:g} %) after "
+            f"live pool exhausted at step {state.step} ({state.canary_share_pct:g} %) after "
             f"{state.counts.requests} requests, before the rollout completed "
             f"(status {state.status})"
         )
@@ -438,10 +438,12 @@ def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
     verdict = rollout_verdict(state, plan.alpha)
     ctx.measurements["rollout_verdict"] = verdict
     where = {
-        "completed": "completed every step (" + " -> ".join(f"{x:g} %" for x in rp.shares) + ")",
-        "harm": f"rolled back at step {last.step} ({last.share_before:g} % canary) on evidence "
+        "completed": "completed every step ("
+        + " -> ".join(f"{s.share_pct:g} %" for s in rp.steps)
+        + ")",
+        "harm": f"rolled back at step {last.step} ({last.share_pct_before:g} % canary) on evidence "
         "of harm",
-        "undecided": f"held at step {last.step} ({last.share_before:g} % canary), then taken "
+        "undecided": f"held at step {last.step} ({last.share_pct_before:g} % canary), then taken "
         "back: no evidence of harm, but non-inferiority was not shown either",
     }[verdict]
     detail = (
@@ -956,8 +958,8 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
             "look": e.look,
             "minutes": minutes.get(e.look, 0.0),
             "step": e.step,
-            "share_before": e.share_before,
-            "share_after": e.share_after,
+            "share_before": e.share_pct_before,
+            "share_after": e.share_pct_after,
             "reason": e.reason,
             "p_value": e.p_value,
             "upper_bound": e.upper_bound,
@@ -971,7 +973,7 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
     end = (
         {
             "step": abort.step,
-            "share": abort.share_before,
+            "share": abort.share_pct_before,
             "reason": abort.reason,
             "canary_requests": abort.counts.canary_requests,
         }
@@ -986,8 +988,12 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
         "alpha": rp.alpha,
         "margin": rp.margin,
         "steps": [
-            {"share": sh, "min_canary_requests": n, "max_bake_minutes": b}
-            for sh, n, b in zip(rp.shares, rp.min_canary_requests, rp.max_bake_minutes, strict=True)
+            {
+                "share": s.share_pct,
+                "min_canary_requests": s.min_canary_requests,
+                "max_bake_minutes": s.max_bake_minutes,
+            }
+            for s in rp.steps
         ],
         "forecast": {
             "baseline_error": p0,
@@ -1007,7 +1013,7 @@ def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
         "timeline": {
             "look": [r.look for r in state.history],
             "minutes": [r.minutes for r in state.history],
-            "share": [r.share for r in state.history],
+            "share": [r.share_pct for r in state.history],
             "p_value": [r.p_value for r in state.history],
             "upper_bound": [r.upper_bound for r in state.history],
         },
