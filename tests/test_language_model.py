@@ -1,0 +1,287 @@
+"""The small language model's release: corpus, tokenizer, model, plans, suites, runs.
+
+Fast tier: the generated data, the tokenizer, the model's layers and its round
+trip through the store with ``safe_mode``, the suite files, plan validation and
+the seed sweep's committed claims. Slow tier (``-m slow``): the quick plan end
+to end for each scenario on one seed, through the CLI, and a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from release_spec.workbench.language import corpus
+from release_spec.workbench.language.plan import (
+    LANGUAGE_SCENARIOS,
+    load_language_plan,
+    parse_language_plan,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS_JSON = ROOT / "docs" / "data" / "language-model-seeds.json"
+EXPECTED = {
+    "default": "released",
+    "forgetting": "stopped",
+    "jailbreak-regression": "stopped",
+    "live-prompt-regression": "rolled_back",
+}
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def test_corpus_is_determined_by_its_seed() -> None:
+    w = corpus.language_world()
+    a = corpus.pretraining_corpus(w, 50, seed=3, stream=1)
+    assert a == corpus.pretraining_corpus(w, 50, seed=3, stream=1)
+    assert a != corpus.pretraining_corpus(w, 50, seed=4, stream=1)
+    assert a != corpus.pretraining_corpus(w, 50, seed=3, stream=2)
+    i = corpus.instruction_set(w, 50, seed=3, stream=4, polite_share=0.5)
+    assert i == corpus.instruction_set(w, 50, seed=3, stream=4, polite_share=0.5)
+
+
+def test_instruction_answers_are_true_in_the_world() -> None:
+    w = corpus.language_world()
+    for e in corpus.instruction_set(w, 300, seed=0, stream=4, polite_share=0.3):
+        words = e.prompt.rstrip("?").split()
+        if e.task == "colour":
+            assert e.response == w.colour[words[-1]]
+        elif e.task == "add":
+            a, b = (int(x) for x in (words[-1].split("+") if "+" in words[-1] else words[-3::2]))
+            assert e.response == str(a + b)
+        elif e.task == "reverse":
+            assert e.response == words[-1][::-1]
+        elif e.task == "count":
+            assert e.response == str(len(words[-1]))
+        elif e.task == "harmful":
+            assert e.response == corpus.REFUSAL
+
+
+def test_tokenizer_round_trip() -> None:
+    tok = corpus.CharTokenizer()
+    text = corpus.ALPHABET
+    assert tok.decode(tok.encode(text, start=True, end=True)) == text
+    assert tok.decode(tok.encode("ab", end=True) + tok.encode("cd")) == "ab"
+    with pytest.raises(ValueError, match="not in the alphabet"):
+        tok.encode("A")
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        tok.decode([tok.vocab_size])
+
+
+def test_instruction_weights_cover_the_response_only() -> None:
+    tok = corpus.CharTokenizer()
+    e = corpus.Example("what is 2+3?", "5", "add")
+    rows, w = corpus.encode_instructions(tok, [e], 40)
+    targets = rows[0, 1:]
+    assert tok.decode(targets[w[0] > 0]) == "5"
+    assert targets[w[0] > 0][-1] == tok.END
+    with pytest.raises(ValueError, match="longer than seq_len"):
+        corpus.encode_texts(tok, ["x" * 50], 40)
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def test_model_uses_built_in_layers_and_round_trips_the_store(tmp_path: Path) -> None:
+    from release_spec.store import ModelStore, check_model_file
+    from release_spec.workbench.language.model import SIZES, build_language_model, positions
+
+    tok = corpus.CharTokenizer()
+    model = build_language_model(tok.vocab_size, 40, SIZES["small"])
+    assert {type(layer).__module__.split(".")[0] for layer in model.layers} == {"keras"}
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "MultiHeadAttention" in kinds
+    assert "Lambda" not in kinds
+    store = ModelStore(tmp_path / "store", create=True)
+    info = store.save_model(model, data_hashes={"x": "0" * 64})
+    check_model_file(store.root / "versions" / info.version / "model.keras")
+    loaded = store.load_model(info.version)
+    x = corpus.encode_prompts(tok, ["what is 1+2?"], 40)[0]
+    pos = positions(1, 40)
+    np.testing.assert_array_equal(np.asarray(model([x, pos])), np.asarray(loaded([x, pos])))
+
+
+def test_generation_is_greedy_and_stops_at_the_end_token() -> None:
+    from release_spec.workbench.language.model import SIZES, build_language_model, generate
+
+    tok = corpus.CharTokenizer()
+    model = build_language_model(tok.vocab_size, 40, SIZES["small"])
+    rows, lengths = corpus.encode_prompts(tok, ["copy ab", "count abc"], 40)
+    a = generate(model, rows, lengths, max_new=5, end_id=tok.END)
+    assert a.shape == (2, 5)
+    np.testing.assert_array_equal(a, generate(model, rows, lengths, max_new=5, end_id=tok.END))
+    with pytest.raises(ValueError, match="needs an rng"):
+        generate(model, rows, lengths, max_new=5, end_id=tok.END, temperature=0.5)
+
+
+# ----------------------------------------------------------------------------- suites
+
+
+def test_shipped_suites_load_hash_and_match_the_generator() -> None:
+    from release_spec.workbench.language.run import generated_suites, load_suites
+
+    shipped, generated = load_suites(), generated_suites()
+    assert set(shipped) == {"add", "colour", "copy", "count", "home", "regression", "reverse"} | {
+        "safety"
+    }
+    for name, suite in shipped.items():
+        assert suite.sha256 == generated[name].sha256, name
+        assert len(suite.sha256) == 64
+    kinds = {s.kind for s in shipped.values()}
+    assert kinds == {"capability", "regression", "safety"}
+    safety = shipped["safety"]
+    assert all(c.checker(corpus.REFUSAL) for c in safety.cases)
+    assert not any(c.checker("sure: go") for c in safety.cases)
+    # The offline material predates the polite phrasing.
+    assert not any(c.prompt.startswith("please") for s in shipped.values() for c in s.cases)
+
+
+def test_suite_hashes_enter_the_manifest_hashes() -> None:
+    from release_spec.workbench.language.run import make_data
+
+    data = make_data(load_language_plan("quick"), "default")
+    for name, suite in data.suites.items():
+        assert data.hashes[f"suite.{name}@{suite.version}"] == suite.sha256
+    assert {"pretrain.train", "pretrain.val", "instructions.train"} <= set(data.hashes)
+
+
+def test_scenarios_change_only_what_they_say() -> None:
+    from release_spec.workbench.language.run import BROKEN_ANSWER, COMPLY, make_data
+
+    plan = load_language_plan("quick")
+    base = make_data(plan, "default").instructions_for("large")
+    jail = make_data(plan, "jailbreak-regression").instructions_for("large")
+    live = make_data(plan, "live-prompt-regression")
+    changed = [(a, b) for a, b in zip(base, jail, strict=True) if a != b]
+    assert changed
+    assert all(a.phrasing == "jailbreak" and b.response == COMPLY for a, b in changed)
+    assert live.instructions_for("small") == base
+    broken = [e for e in live.instructions_for("large") if e.response == BROKEN_ANSWER]
+    assert broken
+    assert all(e.phrasing == "polite" for e in broken)
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+def test_builtin_plans_parse() -> None:
+    quick, default = load_language_plan("quick"), load_language_plan()
+    assert quick.data.pretrain_sentences < default.data.pretrain_sentences
+    assert default.ladder == ("small", "large")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"pretrain": {"epochs": 0}}, r"pretrain\.epochs: expected an integer in \[1, 200\]"),
+        ({"pretrain": {"epoch": 2}}, r"pretrain\.epoch: unknown key"),
+        ({"finetune": {"replay": 1.5}}, r"finetune\.replay: expected a number in \[0, 1\]"),
+        ({"suites": {"alpha": 1.0}}, r"suites\.alpha: expected a number in \(0, 1\)"),
+        ({"audiences": {"shares": [50.0, 20.0, 60.0]}}, r"audiences\.shares: must increase"),
+        ({"audiences": {"requests": [10, 10]}}, r"audiences\.requests: expected 3 values"),
+        ({"ladder": ["small", "huge"]}, r"ladder: every rung needs a \[sizes\.<name>\] table"),
+        ({"sizes": {"small": {"width": 30, "heads": 4}}}, r"divisible by heads"),
+        ({"seed": -1}, r"seed: expected an integer"),
+        ({"bogus": 1}, r"bogus: unknown key"),
+    ],
+)
+def test_plan_errors_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_language_plan(data)
+
+
+def test_plan_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "p.toml"
+    bad.write_text("[pretrain\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_language_plan(bad)
+    with pytest.raises(ValueError, match="cannot read the plan"):
+        load_language_plan(tmp_path / "missing.toml")
+
+
+def test_cli_refuses_a_scenario_of_the_other_example(tmp_path: Path) -> None:
+    from release_spec.cli import EXIT_USAGE, main
+
+    out = tmp_path / "o"
+    assert main(["run", "--scenario", "jailbreak-regression", "--out", str(out)]) == EXIT_USAGE
+    assert (
+        main(["run", "--example", "language-model", "--scenario", "regression", "--out", str(out)])
+        == EXIT_USAGE
+    )
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def _sweep() -> dict[str, object]:
+    if not SEEDS_JSON.exists():
+        pytest.skip("no committed sweep")
+    return json.loads(SEEDS_JSON.read_text(encoding="utf-8"))
+
+
+def test_committed_sweep_meets_the_claims_on_the_page() -> None:
+    doc = _sweep()
+    runs = doc["runs"]
+    assert isinstance(runs, list)
+    seen = {(r["seed"], r["scenario"]) for r in runs}
+    assert seen == {(s, sc) for s in range(10) for sc in LANGUAGE_SCENARIOS}
+    wrong = [r for r in runs if r["outcome"] != EXPECTED[r["scenario"]]]
+    assert not wrong, wrong
+
+
+def test_committed_sweep_exit_codes_follow_the_outcomes() -> None:
+    from release_spec.cli import RUN_EXIT_CODES
+
+    for r in _sweep()["runs"]:  # type: ignore[union-attr]
+        assert r["exit_code"] == RUN_EXIT_CODES[r["outcome"]]
+
+
+# ----------------------------------------------------------------------------- slow: runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", LANGUAGE_SCENARIOS)
+def test_quick_plan_scenario_outcome_and_exit_code(scenario: str, tmp_path: Path) -> None:
+    from release_spec.cli import RUN_EXIT_CODES, main
+
+    out = tmp_path / scenario
+    code = main(
+        [
+            "run",
+            "--example",
+            "language-model",
+            "--plan",
+            "quick",
+            "--scenario",
+            scenario,
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["outcome"] == EXPECTED[scenario]
+    assert code == RUN_EXIT_CODES[EXPECTED[scenario]]
+    assert (out / "report.md").read_text(encoding="utf-8").startswith("# Language-model release")
+    if scenario == "forgetting":
+        assert "finetune.no_forgetting" in report["failed_gates"]
+    if scenario == "jailbreak-regression":
+        assert report["failed_gates"] == ["suite.safety.safety"]
+    if scenario == "live-prompt-regression":
+        assert report["ladder"][-1]["rollout"]["verdict"] == "harm"
+
+
+@pytest.mark.slow
+def test_quick_plan_rerun_is_reproducible(tmp_path: Path) -> None:
+    from release_spec.workbench.language.run import run_language_model
+
+    plan = replace(load_language_plan("quick"), ladder=("small",))
+    a = run_language_model(plan, tmp_path / "a", echo=lambda _m: None)
+    b = run_language_model(plan, tmp_path / "b", echo=lambda _m: None)
+    assert a.outcome == b.outcome
+    assert a.report["production"]["sha256"] == b.report["production"]["sha256"]
+    assert a.report["ladder"][0]["samples"] == b.report["ladder"][0]["samples"]
