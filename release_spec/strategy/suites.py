@@ -64,6 +64,7 @@ import numpy as np
 import tomllib
 
 from release_spec.statistics import (
+    Interval,
     clustered_paired_noninferiority,
     paired_noninferiority,
     wilson_interval,
@@ -571,7 +572,7 @@ class SuiteScore:
     temperatures: tuple[float, ...]
     pass_rate: float
     cases_passed: int
-    interval: tuple[float, float]
+    interval: Interval
     confidence: float
 
     @property
@@ -700,7 +701,7 @@ def _pass_rate_gate(
         passed,
         rate,
         min_lower_bound,
-        (lo, hi),
+        Interval(lo, hi),
         f"{score.kind} suite {score.suite}@{score.version}: {score.cases_passed}/{score.cases} "
         f"cases passed every sample ({samples}; per-sample rate {score.pass_rate:.4f}), "
         f"{confidence:.0%} Wilson interval [{lo:.4f}, {hi:.4f}]; {rule}"
@@ -836,7 +837,7 @@ def suite_paired_gate(
         ok,
         lower,
         -float(margin),
-        (lower, 1.0),
+        Interval(lower, 1.0),
         f"pass-rate difference vs production {diff:+.4f} on {candidate.cases} prompts of "
         f"{candidate.suite}@{candidate.version}; {how}; {1 - alpha:.0%} lower bound "
         f"{lower:+.4f} {'>=' if ok else '<'} -{margin} (p = {p_value:.3g})",
