@@ -14,10 +14,11 @@ from scipy import special
 
 from release_spec.statistics import (
     ErrorRateConfidenceSequence,
+    Interval,
     SequentialErrorRateTest,
     _beta_binomial_interval,
 )
-from release_spec.strategy.judge import ArmCounts, CanaryJudge, Interval, JudgeConfig
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
 
 
 @st.composite

@@ -713,7 +713,7 @@ def replay(
     >>> _ = ctl.start("v2")
     >>> reqs = [LiveRequest(f"u{i}", canary_error=i % 3 == 0, baseline_error=False)
     ...         for i in range(100_000)]
-    >>> replay(ctl, reqs, batch_size=1_000).status
+    >>> replay(ctl, reqs, batch_size=1_000).status.value
     'aborted'
     """
     if batch_size < 1:
