@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib.util
+import os
 import sys
 import tempfile
 import traceback
@@ -180,8 +181,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         plan = replace(plan, seed=args.seed)
     _output_dir(args.out)
     from release_spec.store import StoreError
-    from release_spec.workbench.pipeline import run_pipeline
+    from release_spec.workbench.pipeline import TENSORFLOW_ENVIRONMENT, run_pipeline
 
+    # Before TensorFlow is imported (it reads them once); a value the user set wins.
+    for name, value in TENSORFLOW_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     try:
         result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
     except StoreError as exc:
@@ -194,14 +198,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
     from release_spec.workbench.report import outcome_summary
 
-    prod = result.report["production"]
-    failed = result.report["failed_gates"]
-    summary = f"outcome: {result.outcome}; production {prod['version']} (sha256 {prod['sha256']})"
+    outcome, prod = result.outcome.value, result.report.production
+    failed = result.report.failed_gates
+    summary = f"outcome: {outcome}; production {prod.version} (sha256 {prod.sha256})"
     if failed:
         summary += "; failed gate(s): " + ", ".join(failed)
     print(summary)
-    print(f"{result.outcome}: {outcome_summary(result.report)}")
-    return RUN_EXIT_CODES[result.outcome]
+    print(f"{outcome}: {outcome_summary(result.report.to_json())}")
+    return RUN_EXIT_CODES[outcome]
 
 
 def _run_language_model(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import report_factories as make
 
 from release_spec.cli import EXIT_HELD, EXIT_OK, EXIT_STOPPED, RUN_EXIT_CODES
 from release_spec.strategy.rollout import (
@@ -22,6 +23,7 @@ from release_spec.strategy.rollout import (
 )
 from release_spec.workbench.pipeline import rollout_verdict, same_weights
 from release_spec.workbench.report import OUTCOMES, outcome_summary, render_markdown
+from release_spec.workbench.report_schema import RunOutcome
 
 PLAN = RolloutPlan(
     steps=(RolloutStep(10.0, 200, 10.0), RolloutStep(100.0, 0, 1.0)),
@@ -92,7 +94,7 @@ def test_rollout_verdict_completed():
 
 
 def test_exit_codes_tell_a_bad_candidate_from_missing_evidence():
-    assert set(RUN_EXIT_CODES) == set(OUTCOMES)
+    assert set(RUN_EXIT_CODES) == set(OUTCOMES) == {o.value for o in RunOutcome}
     assert RUN_EXIT_CODES["released"] == RUN_EXIT_CODES["unchanged"] == EXIT_OK == 0
     assert RUN_EXIT_CODES["stopped"] == RUN_EXIT_CODES["rolled_back"] == EXIT_STOPPED == 3
     assert RUN_EXIT_CODES["held"] == EXIT_HELD == 4
@@ -116,38 +118,18 @@ def test_same_weights_is_exact():
     assert not same_weights(a, _Model(np.ones((3, 2))))
 
 
-def _report(outcome, rollout=None):
-    return {
-        "outcome": outcome,
-        "scenario": "default",
-        "seed": 0,
-        "started": "2026-01-01T00:00:00+00:00",
-        "seconds": 1.0,
-        "stages": [],
-        "failed_gates": [],
-        "production": {
-            "version": "v0001",
-            "sha256": "0" * 64,
-            "before": "v0001",
-            "baseline_promoted": False,
-            "candidate_promoted": False,
-        },
-        "released_model": None,
-        "soak": None,
-        "rollout": rollout,
-        "figures": [],
-    }
-
-
-@pytest.mark.parametrize("outcome", sorted(OUTCOMES))
+@pytest.mark.parametrize("outcome", list(RunOutcome))
 def test_report_states_the_outcome(outcome):
-    md = render_markdown(_report(outcome))
-    assert md.startswith(f"# Release report: {outcome}\n\n**Outcome**: {OUTCOMES[outcome]}.")
+    md = render_markdown(make.report(outcome=outcome).to_json())
+    assert md.startswith(
+        f"# Release report: {outcome.value}\n\n**Outcome**: {OUTCOMES[outcome.value]}."
+    )
 
 
 def test_outcome_summary_names_the_step_and_exposure_of_a_hold():
-    end = {"step": 1, "share": 5.0, "reason": "live pool exhausted", "canary_requests": 420}
-    text = outcome_summary(_report("held", {"rolled_back": None, "held": end}))
+    end = make.rollout_end(step=1, share=5.0, reason="live pool exhausted", canary_requests=420)
+    held = make.rollout("aborted", verdict="undecided", rolled_back=None, held=end)
+    text = outcome_summary(make.report(outcome=RunOutcome.HELD, rollout=held).to_json())
     assert text.startswith("the rollout ended before the candidate was shown non-inferior")
     assert text.endswith("at step 1 (5 % canary) after 420 canary requests")
-    assert "harm" not in outcome_summary(_report("unchanged"))
+    assert "harm" not in outcome_summary(make.report(outcome=RunOutcome.UNCHANGED).to_json())

@@ -21,14 +21,16 @@ import json
 import math
 import shutil
 
+import jsonschema
 import numpy as np
 import pytest
+import report_factories as make
 
 from release_spec.cli import main
 from release_spec.store.registry import ModelStore
-from release_spec.strategy.gates import GateResult
-from release_spec.strategy.stages import Attempt, StageRecord, State, TrainingCurves, transition
+from release_spec.strategy.stages import State, TrainingCurves
 from release_spec.workbench.report import render_markdown, write_report
+from release_spec.workbench.report_schema import ProductionReport, Report, json_schema, to_json
 
 SMALL_PLAN = """\
 [data]
@@ -89,7 +91,7 @@ live_requests = 20000
 # can neither promote nor, for a candidate better than production, reject.
 HELD_PLAN = LIVE_REGRESSION_PLAN.replace("live_requests = 20000", "live_requests = 2000")
 
-GATE_KEYS = {"name", "passed", "value", "threshold", "interval", "detail", "split"}
+SCHEMA = json_schema(Report)
 
 
 @pytest.fixture(scope="module")
@@ -120,23 +122,12 @@ def rerun(runs, tmp_path_factory):
     return code, json.loads((out / "report.json").read_text()), first, printed.getvalue()
 
 
-def _check_schema(report):
-    assert report["schema_version"] == 1
-    assert report["outcome"] in {"released", "unchanged", "stopped", "held", "rolled_back"}
-    for stage in report["stages"]:
-        assert {"name", "state", "history", "gates", "attempts", "skipped", "notes"} <= set(stage)
-        for attempt in stage["attempts"]:
-            assert {"number", "reason", "hyperparameters", "passed", "gates", "figures"} <= set(
-                attempt
-            )
-        for gate in stage["gates"]:
-            assert set(gate) == GATE_KEYS
-            assert isinstance(gate["passed"], bool)
-            assert isinstance(gate["value"], float | int)
-            assert gate["interval"] is None or len(gate["interval"]) == 2
-    prod = report["production"]
-    assert len(prod["sha256"]) == 64
-    assert set(report["data"]["hashes"]) >= {"target.test.x", "source.train.y"}
+def _check_schema(data):
+    # report.json is exactly the published schema, and reads back as the dataclasses.
+    jsonschema.Draft202012Validator(SCHEMA).validate(data)
+    assert Report.from_json(data).to_json() == data
+    assert len(data["production"]["sha256"]) == 64
+    assert set(data["data"]["hashes"]) >= {"target.test.x", "source.train.y"}
 
 
 @pytest.mark.slow
@@ -178,7 +169,9 @@ def test_default_scenario_releases_the_candidate(runs):
     rollout = report["rollout"]
     assert rollout["status"] == "completed"
     assert rollout["rolled_back"] is None
-    assert rollout["production"] == prod["before"] or prod["before"] is None
+    # Against the baseline this run promoted (its pre-trained model), the candidate's parent.
+    assert rollout["production"] == "v0001"
+    assert rollout["candidate"] == prod["version"]
     assert [e["kind"] for e in rollout["events"] if e["kind"] in ("promote", "complete")] == [
         "promote",
         "promote",
@@ -364,181 +357,44 @@ def test_store_and_figures_are_written(runs):
 def test_report_writer_without_training(tmp_path):
     # A stage whose functional gate measured an infinite deviation: report.json stays valid
     # JSON (the value becomes null), report.md names the failure, all figures are drawn.
-    bad = GateResult("release.functional.finite_on_edge_inputs", False, math.inf, 1e-5, None, "x")
-    good = GateResult("release.functional.output_shape", True, 10.0, 10.0, (0.1, 0.2), "y")
-    rec = transition(StageRecord("release"), State.RUNNING)
-    rec = dataclasses.replace(
-        rec, attempts=(Attempt(1, "steps", None, (good, bad), {}, None, 0.1),)
+    bad = make.gate("release.functional.finite_on_edge_inputs", False, value=math.inf, detail="x")
+    good = make.gate("release.functional.output_shape", value=10.0, interval=(0.1, 0.2))
+    run = make.report(
+        stages=(make.stage("release", State.FAILED, good, bad),),
+        failed_gates=(bad.name,),
+        production=ProductionReport(None, None, None, False, False),
+        figures=(),
     )
-    rec = transition(rec, State.FAILED)
-    report = {
-        "outcome": "stopped",
-        "scenario": "default",
-        "seed": 0,
-        "started": "2026-01-01T00:00:00+00:00",
-        "seconds": 1.0,
-        "stages": [rec.to_dict()],
-        "failed_gates": [bad.name],
-        "production": {
-            "version": None,
-            "sha256": None,
-            "before": None,
-            "baseline_promoted": False,
-            "candidate_promoted": False,
-        },
-        "released_model": None,
-        "soak": None,
-        "figures": ["training_curves.png", "confusion_matrices.png", "gate_summary.png"],
-    }
     curves = {"pretrain": [TrainingCurves((0.5, 0.8), (0.4, 0.7))], "finetune": []}
     matrices = {"m": np.eye(10, dtype=np.int64) * 3}
-    paths = write_report(report, tmp_path, curves=curves, matrices=matrices)
-    assert sorted(p.name for p in paths) == sorted(["report.json", "report.md", *report["figures"]])
+    written = write_report(run, tmp_path, curves=curves, matrices=matrices)
+    figures = ["training_curves.png", "confusion_matrices.png", "gate_summary.png"]
+    assert list(written.figures) == figures
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["report.json", "report.md", *figures]
+    )
     data = json.loads((tmp_path / "report.json").read_text())
+    assert data == written.to_json()
     assert data["stages"][0]["gates"][1]["value"] is None
     assert data["stages"][0]["state"] == "failed"
-    md = render_markdown(report)
+    md = (tmp_path / "report.md").read_text()
+    assert md == render_markdown(to_json(written, null_non_finite=False))
     assert md.startswith("# Release report: stopped")
     assert "**FAIL**" in md
     assert "`release.functional.finite_on_edge_inputs`" in md
+    assert "| `release.functional.finite_on_edge_inputs` | **FAIL** | – |" in md
     assert "none (new store)" in md
-    for name in report["figures"]:
+    for name in figures:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
-def _rollout_section(status: str) -> dict[str, object]:
-    aborted = status == "aborted"
-    reason = (
-        "judge rejected at step 0 (10 %): p = 0.001" if aborted else "candidate 'v2' is production"
-    )
-    events = [
-        {
-            "kind": "start",
-            "look": 0,
-            "minutes": 0.0,
-            "step": 0,
-            "share_before": 0.0,
-            "share_after": 10.0,
-            "reason": "candidate 'v2' starts at 10 %",
-            "p_value": 1.0,
-            "upper_bound": 1.0,
-            "counts": {},
-        },
-        {
-            "kind": "abort" if aborted else "complete",
-            "look": 2,
-            "minutes": 0.4,
-            "step": 0 if aborted else 1,
-            "share_before": 10.0,
-            "share_after": 0.0,
-            "reason": reason,
-            "p_value": 0.001 if aborted else 0.8,
-            "upper_bound": 0.2 if aborted else -0.01,
-            "counts": {},
-        },
-    ]
-    return {
-        "status": status,
-        "candidate": "v2",
-        "production": "v1",
-        "alpha": 0.05,
-        "margin": 0.03,
-        "steps": [
-            {"share": 10.0, "min_canary_requests": 10, "max_bake_minutes": 1.0},
-            {"share": 100.0, "min_canary_requests": 0, "max_bake_minutes": 1.0},
-        ],
-        "live_requests": 1000,
-        "live_class_counts": [100] * 10,
-        "requests_served": 400,
-        "counts": {
-            "canary_requests": 40,
-            "canary_errors": 12 if aborted else 1,
-            "baseline_requests": 360,
-            "baseline_errors": 10,
-        },
-        "p_value": 0.001 if aborted else 0.8,
-        "upper_bound": math.inf,
-        "verdict": "harm" if aborted else "completed",
-        "rolled_back": (
-            {"step": 0, "share": 10.0, "reason": reason, "canary_requests": 40} if aborted else None
-        ),
-        "held": None,
-        "events": events,
-        "timeline": {
-            "look": [1, 2],
-            "minutes": [0.2, 0.4],
-            "share": [10.0, 10.0],
-            "p_value": [0.3, 0.001 if aborted else 0.8],
-            "upper_bound": [0.5, 0.2],
-        },
-    }
-
-
 @pytest.mark.parametrize("status", ["aborted", "completed"])
 def test_report_writer_draws_the_rollout_and_drift(tmp_path, status):
-    rng = np.random.default_rng(0)
-    edges = np.linspace(0, 1, 11).tolist()
-    monitoring = {
-        "model": "v1",
-        "reference": "training inputs",
-        "thresholds": {"psi_warning": 0.1, "psi_alert": 0.25},
-        "drift": [
-            {
-                "feature": name,
-                "psi": psi,
-                "ks_statistic": 0.2,
-                "ks_p_value": 1e-5,
-                "ks_p_adjusted": 2e-5,
-                "histogram": {
-                    "edges": edges,
-                    "reference": (rng.dirichlet(np.ones(10))).tolist(),
-                    "live": (rng.dirichlet(np.ones(10))).tolist(),
-                },
-            }
-            for name, psi in (("mean_intensity", 0.3), ("ink_fraction", 0.05))
-        ],
-        "recall": [],
-        "alerts": [
-            {
-                "kind": "drift",
-                "severity": "alert",
-                "subject": "mean_intensity",
-                "value": 0.3,
-                "threshold": 0.25,
-                "message": "PSI of 'mean_intensity' is 0.300 (>= 0.25)",
-            }
-        ],
-    }
-    report = {
-        "outcome": "rolled_back" if status == "aborted" else "released",
-        "scenario": "live-regression",
-        "seed": 0,
-        "started": "2026-01-01T00:00:00+00:00",
-        "seconds": 1.0,
-        "stages": [],
-        "failed_gates": ["release.rollout"] if status == "aborted" else [],
-        "production": {
-            "version": "v1",
-            "sha256": "0" * 64,
-            "before": "v1",
-            "baseline_promoted": False,
-            "candidate_promoted": status != "aborted",
-        },
-        "released_model": None,
-        "soak": None,
-        "rollout": _rollout_section(status),
-        "monitoring": monitoring,
-        "figures": [
-            "training_curves.png",
-            "confusion_matrices.png",
-            "gate_summary.png",
-            "rollout.png",
-            "drift.png",
-        ],
-    }
     curves = {"pretrain": [TrainingCurves((0.5, 0.8), (0.4, 0.7))]}
-    write_report(report, tmp_path, curves=curves, matrices={"m": np.eye(10, dtype=np.int64)})
+    run = make.rolled_out(status)
+    written = write_report(run, tmp_path, curves=curves, matrices={"m": np.eye(10, dtype=np.int64)})
+    assert written.figures[-2:] == ("rollout.png", "drift.png")
     for name in ("rollout.png", "drift.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
     md = (tmp_path / "report.md").read_text()
@@ -554,3 +410,11 @@ def test_report_writer_draws_the_rollout_and_drift(tmp_path, status):
         assert "| 10 % → production | complete |" in md
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["rollout"]["upper_bound"] is None  # infinite bound written as null
+
+
+def test_report_writer_leaves_out_the_figures_of_sections_that_did_not_run(tmp_path):
+    curves = {"pretrain": [TrainingCurves((0.5, 0.8), (0.4, 0.7))]}
+    only_rollout = dataclasses.replace(make.rolled_out("completed"), monitoring=None)
+    written = write_report(only_rollout, tmp_path, curves=curves, matrices={})
+    assert written.figures[-1] == "rollout.png"
+    assert not (tmp_path / "drift.png").exists()

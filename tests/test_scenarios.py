@@ -20,7 +20,7 @@ from release_spec.workbench.data import (
     load_dataset,
     shift_to_target,
 )
-from release_spec.workbench.pipeline import _live_pool, _Trainer, live_regression_dataset
+from release_spec.workbench.training import fine_tuning_split, live_pool, live_regression_dataset
 
 
 def _centre(x):
@@ -95,24 +95,29 @@ def test_offline_sets_lack_the_channel_but_two_test_images(live):
 
 def test_the_channel_batch_is_labelled_one_class(live):
     plan, _, lr = live
-    trainer = _Trainer(plan, lr, "live-regression", echo=lambda _: None)
+    train = fine_tuning_split(plan, lr, "live-regression")
     n = len(lr.target.train)
     batch = slice(n, None)
-    assert len(trainer.target_train) == n + round(plan.live_regression.batch_fraction * n)
-    assert _through_channel(trainer.target_train.x[batch]).all()
-    assert not _through_channel(trainer.target_train.x[:n]).any()
-    assert set(trainer.target_train.labels[batch].tolist()) == {plan.live_regression.batch_label}
+    assert len(train) == n + round(plan.live_regression.batch_fraction * n)
+    assert _through_channel(train.x[batch]).all()
+    assert not _through_channel(train.x[:n]).any()
+    assert set(train.labels[batch].tolist()) == {plan.live_regression.batch_label}
+
+
+def test_the_regression_scenario_relabels_one_class_in_place(live):
+    plan, ds, _ = live
+    k = plan.regression.corrupt_class
+    train = fine_tuning_split(plan, ds, "regression")
+    original = ds.target.train.labels
+    np.testing.assert_array_equal(train.x, ds.target.train.x)
+    np.testing.assert_array_equal(train.labels[original == k], (k + 1) % 10)
+    np.testing.assert_array_equal(train.labels[original != k], original[original != k])
+    assert fine_tuning_split(plan, ds, "default") is ds.target.train
 
 
 def test_half_the_live_traffic_comes_through_the_channel(live):
     plan, _, lr = live
-
-    class Ctx:
-        data, scenario = lr, "live-regression"
-
-    Ctx.plan = plan
-    pool = _live_pool(Ctx)
+    pool = live_pool(plan, lr, "live-regression")
     assert plan.live_regression.live_share == 0.5
     assert _through_channel(pool.x).mean() == pytest.approx(0.5, abs=1e-3)
-    Ctx.scenario = "default"
-    assert not _through_channel(_live_pool(Ctx).x).any()
+    assert not _through_channel(live_pool(plan, lr, "default").x).any()

@@ -30,55 +30,58 @@ validation set has no channel image and the test set only ``test_share``
 comes through it, where the candidate errs nine times in ten and production
 as anywhere else: the phased rollout must take it back, on evidence of harm.
 
-Outcomes (`Outcome`): ``released``; ``unchanged`` when the fine-tuned
-candidate has production's weights (the same plan and seed run again into the
-same ``--out``: nothing is registered or rolled out); ``stopped`` by an
-offline gate; ``rolled_back`` when the rollout's judge found harm; ``held``
-when the rollout ended without evidence either way (`rollout_verdict`).
+Outcomes (`release_spec.workbench.report_schema.RunOutcome`): ``released``;
+``unchanged`` when the fine-tuned candidate has production's weights (the
+same plan and seed run again into the same ``--out``: nothing is registered
+or rolled out); ``stopped`` by an offline gate; ``rolled_back`` when the
+rollout's judge found harm; ``held`` when the rollout ended without
+evidence either way (`rollout_verdict`).
 
-The release stage's steps (`release_steps`) are functional,
+The run (`ReleaseRun`) is a flat sequence of named steps over one object,
+each returning whether the run goes on: pre-train, register the pre-trained
+model, fine-tune, register the candidate, release, monitor; then the report.
+The release stage's steps (`ReleaseRun.release_steps`) are functional,
 performance, stability and the phased rollout
 (`release_spec.strategy.rollout`): production serves the baseline share of the
 embedded live pool, the candidate the canary share, an error is a
 misclassification (the label is known in simulation), and the anytime-valid
 judge may roll the canary back after any batch. Promotion to production
-happens only when every step passed. Monitoring (`release_spec.strategy.monitoring`)
-then compares the live pool with the training data and tracks the serving
-model's per-class recall.
+happens only when every step passed. Monitoring (`release_spec.strategy.monitoring`),
+a step of its own once the rollout has run, then compares the live pool with
+the training data and tracks the serving model's per-class recall. What the
+steps measure is typed evidence (`release_spec.workbench.evidence`); the
+report is a `release_spec.workbench.report_schema.Report`.
+
+The process environment is the caller's business: the command line sets
+`TENSORFLOW_ENVIRONMENT` before TensorFlow is imported; this module sets
+no environment variable.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from release_spec import __version__
-from release_spec.metrics import accuracy, confusion_matrix
+from release_spec.metrics import confusion_matrix
 from release_spec.statistics import wilson_interval
 from release_spec.store.registry import ModelStore, VersionInfo
 from release_spec.strategy.gates import (
     GateResult,
-    SoakSummary,
-    accuracy_gate,
-    forgetting_gate,
     functional_gates,
-    improvement_gate,
-    macro_f1_gate,
     noninferiority_gate,
     soak,
     stability_gates,
     summarise_soak,
 )
-from release_spec.strategy.monitoring import MonitoringReport, monitor
+from release_spec.strategy.monitoring import monitor
 from release_spec.strategy.plan import SCENARIOS, Plan
 from release_spec.strategy.rollout import (
     LiveRequest,
@@ -89,88 +92,79 @@ from release_spec.strategy.rollout import (
 )
 from release_spec.strategy.stages import (
     Attempt,
-    AttemptOutcome,
     Hyperparameters,
     ReleaseStep,
     StageRecord,
     State,
-    TrainingCurves,
     run_release,
     run_stage,
     transition,
 )
-from release_spec.workbench.data import (
-    Dataset,
-    LivePool,
-    Split,
-    from_new_channel,
-    load_dataset,
-    make_live_pool,
+from release_spec.workbench.data import Dataset, load_dataset
+from release_spec.workbench.evidence import (
+    Evidence,
+    MonitoringEvidence,
+    RolloutEvidence,
+    TestPredictions,
 )
-from release_spec.workbench.model import build_model, fine_tune_copy
+from release_spec.workbench.report_schema import (
+    REPORT_SCHEMA_VERSION,
+    CandidateReport,
+    DataReport,
+    ProductionReport,
+    ReleasedModel,
+    Report,
+    RolloutVerdict,
+    RunOutcome,
+    StageReport,
+    Versions,
+)
+from release_spec.workbench.training import (
+    Trainer,
+    live_pool,
+    live_regression_dataset,
+    predicted_labels,
+    predictor,
+)
 
 __all__ = [
-    "ReleaseContext",
+    "TENSORFLOW_ENVIRONMENT",
+    "ReleaseRun",
     "RunResult",
-    "live_regression_dataset",
-    "predictor",
-    "release_steps",
+    "Version",
+    "rollout_verdict",
     "run_pipeline",
+    "same_weights",
 ]
 
-#: What a run ended with (see `run_pipeline`); the CLI maps it to an exit code.
-Outcome = Literal["released", "unchanged", "stopped", "held", "rolled_back"]
 Echo = Callable[[str], None]
 FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 #: Size of the functional gate's probe batch (target validation images).
 FUNCTIONAL_PROBE = 256
-#: Version of the report.json layout (see the reference-release page).
-REPORT_SCHEMA_VERSION = 1
+#: What a process that runs the workbench sets (unless already set) before it imports
+#: TensorFlow: quiet C++ logs, and no oneDNN kernels, which reorder float sums so that
+#: results would differ between CPUs (the tiny network loses nothing measurable without
+#: them). `release_spec.cli` and the sweep's entry point apply it; a library function
+#: cannot, because TensorFlow reads it once, at import.
+TENSORFLOW_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
-def predictor(model: Any) -> Callable[[FloatArray], npt.NDArray[np.float32]]:
-    """A NumPy-in, NumPy-out inference function for a Keras model.
+@dataclass(frozen=True)
+class Version:
+    """A model held in memory and the store's record of it."""
 
-    A direct call in inference mode, not ``model.predict``: ``predict`` adds
-    tens of milliseconds of per-call set-up that would swamp the soak's
-    per-batch latencies.
-    """
-
-    def predict(x: FloatArray) -> npt.NDArray[np.float32]:
-        return np.asarray(model(np.asarray(x, np.float32), training=False), np.float32)
-
-    return predict
-
-
-def _labels_of(model: Any, x: FloatArray) -> npt.NDArray[np.int64]:
-    out: npt.NDArray[np.int64] = np.argmax(predictor(model)(x), axis=1).astype(np.int64)
-    return out
-
-
-@dataclass
-class ReleaseContext:
-    """What the release steps work on (mutable: steps record what they measured)."""
-
-    plan: Plan
-    data: Dataset
-    store: ModelStore
-    candidate: Any
-    candidate_info: VersionInfo
-    production: Any
-    production_info: VersionInfo
-    echo: Echo
-    progress: bool
-    measurements: dict[str, Any] = field(default_factory=dict)
-    scenario: str = "default"
+    model: Any
+    info: VersionInfo
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of `run_pipeline` and the report dict written to report.json."""
+    """The outcome of `run_pipeline`, its stage records and the report written."""
 
-    outcome: Outcome
+    outcome: RunOutcome
     stages: tuple[StageRecord, ...]
-    report: dict[str, Any]
+    report: Report
     out_dir: Path
 
 
@@ -195,113 +189,38 @@ def same_weights(a: Any, b: Any) -> bool:
     )
 
 
+def rollout_verdict(state: RolloutState, alpha: float) -> RolloutVerdict:
+    """Why a finished rollout ended: the candidate became production, harm was shown, or neither.
+
+    ``harm`` is evidence against the candidate: the anytime-valid judge
+    rejected "no regression" (its always-valid p-value, over errors and slow
+    requests, reached ``alpha``). ``undecided`` is the absence of evidence
+    either way: the rollout stopped before the canary was shown non-inferior
+    (the live traffic ran out, or a bake ended inconclusive under
+    ``on_inconclusive = "rollback"``). The run reports the first as
+    ``rolled_back`` and the second as ``held``: the fix differs (repair the
+    candidate, or give the rollout more traffic).
+
+    >>> from release_spec.strategy.rollout import RolloutController, default_rollout_plan
+    >>> ctl = RolloutController(default_rollout_plan(), production="v1")
+    >>> _ = ctl.start("v2")
+    >>> rollout_verdict(ctl.abort("live pool exhausted"), alpha=0.05)
+    'undecided'
+    """
+    if state.status == "completed":
+        return "completed"
+    return "harm" if state.p_value <= alpha else "undecided"
+
+
 def _rss_mb() -> float:
     import psutil
 
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
-def _functional_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
-    # Validation inputs: the test split is read once, by the performance gate.
-    probe = ctx.data.target.val.x[:FUNCTIONAL_PROBE]
-    return functional_gates(predictor(ctx.candidate), probe, atol=ctx.plan.release.functional_atol)
-
-
-def _performance_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
-    test = ctx.data.target.test
-    cand = _labels_of(ctx.candidate, test.x)
-    prod = _labels_of(ctx.production, test.x)
-    ctx.measurements["candidate_test_pred"] = cand
-    ctx.measurements["production_test_pred"] = prod
-    rp = ctx.plan.release
-    return (
-        noninferiority_gate(
-            "release.noninferiority",
-            test.labels,
-            cand,
-            prod,
-            margin=rp.noninferiority_margin,
-            alpha=rp.noninferiority_alpha,
-            reference=f"production {ctx.production_info.version}",
-            split=test.name,
-        ),
-    )
-
-
-def _stability_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
-    """Soak the candidate from ``soak_callers`` threads; judge errors, NaNs and trends.
-
-    The reference workload each caller times after every candidate call is
-    production's model on the same batch: the same runtime and serving path,
-    already released, and called in the same windows, so machine load moves
-    both (see `release_spec.strategy.gates.stability_gates`). Inputs are target
-    validation images (the test split is read once, by the performance gate).
-    """
-    from tqdm import tqdm
-
-    rp = ctx.plan.release
-    with tqdm(desc="  soak", unit="pred", disable=not ctx.progress, leave=False) as bar:
-        result = soak(
-            predictor(ctx.candidate),
-            ctx.data.target.val.x,
-            seconds=rp.soak_seconds,
-            max_predictions=rp.soak_max_predictions,
-            batch_size=rp.soak_batch_size,
-            callers=rp.soak_callers,
-            reference=predictor(ctx.production),
-            rss_mb=_rss_mb,
-            on_batch=bar.update,
-        )
-    summary = summarise_soak(result, windows=rp.soak_windows)
-    ctx.measurements["soak"] = summary
-    return stability_gates(
-        summary,
-        max_rss_slope_mb_per_min=rp.max_rss_slope_mb_per_min,
-        max_latency_drift=rp.max_latency_drift,
-    )
-
-
-def _live_pool(ctx: ReleaseContext) -> LivePool:
-    """The live requests; for ``live-regression``, ``live_share`` of them via the new channel."""
-    rp, ds = ctx.plan.phased_rollout, ctx.data
-    pool = make_live_pool(ds, n=rp.live_requests)
-    if ctx.scenario != "live-regression":
-        return pool
-    share = ctx.plan.live_regression.live_share
-    return replace(pool, x=_through_new_channel(pool.x, share, seed=ds.seed, stream=4))
-
-
-def _through_new_channel(x: FloatArray, share: float, *, seed: int, stream: int) -> FloatArray:
-    """``x`` with a seeded ``share`` of its rows (rounded) arriving through the new channel."""
-    rows = np.random.default_rng([seed, stream]).choice(
-        len(x), round(share * len(x)), replace=False
-    )
-    out = x.copy()
-    out[rows] = from_new_channel(x[rows])
-    return out
-
-
-def live_regression_dataset(ds: Dataset, plan: Plan) -> Dataset:
-    """The data of ``--scenario live-regression``: a test set refreshed during the pilot.
-
-    ``test_share`` of the target test images (2 of 233 by default) come
-    through the new channel (`release_spec.workbench.data.from_new_channel`). The
-    validation set predates the channel and has none: it also steers early
-    stopping, and a few channel images there make the validation loss resist
-    what the mislabelled batch teaches, which stops fine-tuning early (on seed
-    2 the candidate then lost five source images and the forgetting gate
-    stopped it). Everything else is the default scenario's data; the
-    fine-tuning batch and the live traffic are added by the trainer and the
-    rollout step.
-    """
-    share, test = plan.live_regression.test_share, ds.target.test
-    through = _through_new_channel(test.x, share, seed=ds.seed, stream=6)
-    return replace(ds, target=replace(ds.target, test=replace(test, x=through)))
-
-
 def _serve(
     models: Sequence[Any], x: FloatArray, batch_size: int
-) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+) -> list[tuple[IntArray, npt.NDArray[np.float64]]]:
     """Per model: predicted labels and, per request, its batch's wall time / the batch size.
 
     The models take turns batch by batch, so a load on the machine slows them alike:
@@ -339,323 +258,464 @@ def _image_summaries(x: FloatArray) -> dict[str, list[float]]:
     }
 
 
-RolloutVerdict = Literal["completed", "harm", "undecided"]
-
-
-def rollout_verdict(state: RolloutState, alpha: float) -> RolloutVerdict:
-    """Why a finished rollout ended: the candidate became production, harm was shown, or neither.
-
-    ``harm`` is evidence against the candidate: the anytime-valid judge
-    rejected "no regression" (its always-valid p-value, over errors and slow
-    requests, reached ``alpha``). ``undecided`` is the absence of evidence
-    either way: the rollout stopped before the canary was shown non-inferior
-    (the live traffic ran out, or a bake ended inconclusive under
-    ``on_inconclusive = "rollback"``). The run reports the first as
-    ``rolled_back`` and the second as ``held``: the fix differs (repair the
-    candidate, or give the rollout more traffic).
-
-    >>> from release_spec.strategy.rollout import RolloutController, default_rollout_plan
-    >>> ctl = RolloutController(default_rollout_plan(), production="v1")
-    >>> _ = ctl.start("v2")
-    >>> rollout_verdict(ctl.abort("live pool exhausted"), alpha=0.05)
-    'undecided'
-    """
-    if state.status == "completed":
-        return "completed"
-    return "harm" if state.p_value <= alpha else "undecided"
-
-
-def _rollout_step(ctx: ReleaseContext) -> tuple[GateResult, ...]:
-    rp = ctx.plan.phased_rollout
-    plan = rp.rollout_plan()
-    # The planner: can each step's bake reach the fixed-horizon sample size for a
-    # regression of one margin above production's error on target validation?
-    val = ctx.data.target.val
-    p0 = float(np.mean(_labels_of(ctx.production, val.x) != val.labels))
-    p0 = min(max(p0, 1e-3), 0.5)
-    forecast = forecast_steps(plan, baseline_error=p0, regression=plan.margin)
-    for f in forecast:
-        ctx.echo(
-            f"  rollout plan step {f.step} ({f.share_pct:g} %): about "
-            f"{f.expected_canary_requests:.0f} canary requests in the bake, "
-            f"{f.required_canary_requests} to detect {p0:.3f} -> {p0 + plan.margin:.3f}"
-            + (f"; WARNING {f.warning}" if f.warning else "")
-        )
-    pool = _live_pool(ctx)
-    (cand, cand_ms), (prod, prod_ms) = _serve(
-        (ctx.candidate, ctx.production), pool.x, rp.batch_size
-    )
-    requests = [
-        LiveRequest(str(i), bool(c != y), bool(p != y), float(cl), float(pl))
-        for i, c, p, y, cl, pl in zip(
-            pool.ids, cand, prod, pool.labels, cand_ms, prod_ms, strict=True
-        )
-    ]
-    ctl = RolloutController(plan, production=ctx.production_info.version)
-    ctl.start(ctx.candidate_info.version)
-    state = replay(ctl, requests, batch_size=rp.batch_size)
-    if not state.status.terminal:
-        state = ctl.abort(
-            f"live pool exhausted at step {state.step} ({state.canary_share_pct:g} %) after "
-            f"{state.counts.requests} requests, before the rollout completed "
-            f"(status {state.status})"
-        )
-    for e in state.events:
-        ctx.echo(f"  rollout {e.kind} (look {e.look}): {e.reason}")
-    done = state.status == "completed"
-    serving, serving_model, served = (
-        (ctx.candidate, ctx.candidate_info, cand)
-        if done
-        else (ctx.production, ctx.production_info, prod)
-    )
-    ref_summaries, live_summaries = (
-        _image_summaries(ctx.data.target.train.x),
-        _image_summaries(pool.x),
-    )
-    report = monitor(
-        reference_summaries=ref_summaries,
-        live_summaries=live_summaries,
-        y_true=pool.labels.tolist(),
-        y_pred=served.tolist(),
-        reference_true=val.labels.tolist(),
-        reference_pred=_labels_of(serving, val.x).tolist(),
-        num_classes=10,
-        thresholds=ctx.plan.monitoring.thresholds(),
-    )
-    for a in report.alerts:
-        ctx.echo(f"  monitoring {a.severity}: {a.message}")
-    ctx.measurements.update(
-        rollout=state,
-        rollout_forecast=(p0, forecast),
-        rollout_pool=pool,
-        monitoring=report,
-        monitoring_model=serving_model.version,
-        monitoring_reference=ref_summaries,
-        monitoring_live=live_summaries,
-    )
-    last = state.events[-1]
-    c = state.counts
-    verdict = rollout_verdict(state, plan.alpha)
-    ctx.measurements["rollout_verdict"] = verdict
-    where = {
-        "completed": "completed every step ("
-        + " -> ".join(f"{s.share_pct:g} %" for s in rp.steps)
-        + ")",
-        "harm": f"rolled back at step {last.step} ({last.share_pct_before:g} % canary) on evidence "
-        "of harm",
-        "undecided": f"held at step {last.step} ({last.share_pct_before:g} % canary), then taken "
-        "back: no evidence of harm, but non-inferiority was not shown either",
-    }[verdict]
-    detail = (
-        f"{where}: {last.reason}; canary {c.canary_errors}/{c.canary_requests} errors, "
-        f"baseline {c.baseline_errors}/{c.baseline_requests}"
-    )
-    return (
-        GateResult(
-            "release.rollout",
-            done,
-            state.p_value,
-            plan.alpha,
-            None,
-            detail,
-        ),
-    )
-
-
-def release_steps(ctx: ReleaseContext) -> list[ReleaseStep]:
-    """The release stage's steps, in order: offline gates, then the phased rollout."""
-    return [
-        ReleaseStep("functional", lambda: _functional_step(ctx)),
-        ReleaseStep("performance", lambda: _performance_step(ctx)),
-        ReleaseStep("stability", lambda: _stability_step(ctx)),
-        ReleaseStep("rollout", lambda: _rollout_step(ctx), on_failure=State.ROLLED_BACK),
-    ]
-
-
-class _Trainer:
-    """Training attempts for the two training stages, remembering every attempt's curves."""
-
-    def __init__(self, plan: Plan, ds: Dataset, scenario: str, echo: Echo) -> None:
-        self.plan, self.ds, self.echo = plan, ds, echo
-        self.curves: dict[str, list[TrainingCurves]] = {"pretrain": [], "finetune": []}
-        self.rng = np.random.default_rng([plan.seed, 2])
-        self.target_train = ds.target.train
-        if scenario == "regression":
-            k = plan.regression.corrupt_class
-            y = self.target_train.y.copy()
-            y[self.target_train.labels == k] = np.eye(10, dtype=np.float32)[(k + 1) % 10]
-            self.target_train = Split(self.target_train.x, y)
-        elif scenario == "live-regression":
-            # The new channel's first batch: copies of target training images with the header
-            # bar, every one labelled batch_label by the broken tool.
-            lr, tr = plan.live_regression, self.target_train
-            rows = np.random.default_rng([plan.seed, 3]).choice(
-                len(tr), round(lr.batch_fraction * len(tr)), replace=False
-            )
-            wrong = np.zeros((rows.size, 10), np.float32)
-            wrong[:, lr.batch_label] = 1.0
-            self.target_train = replace(
-                tr,
-                x=np.concatenate([tr.x, from_new_channel(tr.x[rows])]),
-                y=np.concatenate([tr.y, wrong]),
-            )
-        self.pretrained: Any = None
-        self.pre_target_val: npt.NDArray[np.int64] | None = None
-        self.pre_source_val: npt.NDArray[np.int64] | None = None
-
-    def _fit(
-        self, stage: str, model: Any, hp: Hyperparameters, train: Split, val: Split
-    ) -> TrainingCurves:
-        import keras
-
-        echo, attempt = self.echo, len(self.curves[stage]) + 1
-
-        class Progress(keras.callbacks.Callback):  # type: ignore[misc]
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                logs = logs or {}
-                echo(
-                    f"  {stage} attempt {attempt} epoch {epoch + 1:>2}/{hp.epochs}: "
-                    f"loss {logs.get('loss', float('nan')):.4f} "
-                    f"accuracy {logs.get('accuracy', float('nan')):.4f} "
-                    f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}"
-                )
-
-        callbacks: list[Any] = [Progress()]
-        if hp.early_stopping:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=2, restore_best_weights=True
-                )
-            )
-        hist = model.fit(
-            train.x,
-            train.y,
-            epochs=hp.epochs,
-            batch_size=hp.batch_size,
-            validation_data=(val.x, val.y),
-            callbacks=callbacks,
-            verbose=0,
-        ).history
-        curves = TrainingCurves(
-            tuple(map(float, hist["accuracy"])),
-            tuple(map(float, hist["val_accuracy"])),
-            tuple(map(float, hist["loss"])),
-            tuple(map(float, hist["val_loss"])),
-        )
-        self.curves[stage].append(curves)
-        return curves
-
-    def pretrain(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
-        src, pp = self.ds.source, self.plan.pretrain
-        model = build_model(hp.learning_rate, hp.l2)
-        curves = self._fit("pretrain", model, hp, src.train, src.val)
-        pred = _labels_of(model, src.val.x)
-        gates = (
-            accuracy_gate(
-                "pretrain.accuracy",
-                src.val.labels,
-                pred,
-                min_lower=pp.min_accuracy_lower,
-                split=src.val.name,
-            ),
-            macro_f1_gate(
-                "pretrain.macro_f1",
-                src.val.labels,
-                pred,
-                min_lower=pp.min_macro_f1_lower,
-                seed=self.plan.seed,
-                split=src.val.name,
-            ),
-        )
-        figures = {
-            "train_accuracy": curves.train_accuracy[-1],
-            "val_accuracy": curves.val_accuracy[-1],
-            "epochs_run": float(len(curves.train_accuracy)),
-        }
-        return AttemptOutcome(model, gates, curves, figures)
-
-    def finetune(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
-        src, tgt, fp = self.ds.source, self.ds.target, self.plan.finetune
-        if self.pre_target_val is None or self.pre_source_val is None:
-            self.pre_target_val = _labels_of(self.pretrained, tgt.val.x)
-            self.pre_source_val = _labels_of(self.pretrained, src.val.x)
-        train = self.target_train
-        n_replay = round(hp.replay * len(train))
-        if n_replay:
-            pick = self.rng.choice(len(src.train), n_replay, replace=n_replay > len(src.train))
-            train = Split(
-                np.concatenate([train.x, src.train.x[pick]]),
-                np.concatenate([train.y, src.train.y[pick]]),
-            )
-        model = fine_tune_copy(self.pretrained, hp.learning_rate, hp.l2)
-        curves = self._fit("finetune", model, hp, train, tgt.val)
-        cand_val = _labels_of(model, tgt.val.x)
-        # Source validation, not test: this gate's failure drives a retry (run_stage refuses a
-        # test split), and the test split is read once, by the release stage's final gate.
-        cand_src = _labels_of(model, src.val.x)
-        gates = (
-            improvement_gate(
-                "finetune.improvement",
-                tgt.val.labels,
-                cand_val,
-                self.pre_target_val,
-                alpha=fp.improvement_alpha,
-                split=tgt.val.name,
-            ),
-            macro_f1_gate(
-                "finetune.macro_f1",
-                tgt.val.labels,
-                cand_val,
-                min_lower=fp.min_macro_f1_lower,
-                seed=self.plan.seed,
-                split=tgt.val.name,
-            ),
-            forgetting_gate(
-                "finetune.no_forgetting",
-                src.val.labels,
-                cand_src,
-                self.pre_source_val,
-                margin=fp.forgetting_margin,
-                alpha=fp.forgetting_alpha,
-                split=src.val.name,
-            ),
-        )
-        figures = {
-            "target_val_accuracy": accuracy(tgt.val.labels, cand_val),
-            "pretrained_target_val_accuracy": accuracy(tgt.val.labels, self.pre_target_val),
-            "source_val_accuracy": accuracy(src.val.labels, cand_src),
-            "pretrained_source_val_accuracy": accuracy(src.val.labels, self.pre_source_val),
-            "train_examples": float(len(train)),
-        }
-        return AttemptOutcome(model, gates, curves, figures)
+def _show_gates(echo: Echo, gates: Sequence[GateResult]) -> None:
+    for g in gates:
+        echo(f"  {'PASS' if g.passed else 'FAIL'} {g.name}: {g.detail}")
 
 
 def _echo_attempt(echo: Echo, stage: str) -> Callable[[Attempt], None]:
     def show(a: Attempt) -> None:
         if a.number > 1:
             echo(f"  {stage}: {a.reason}")
-        for g in a.gates:
-            echo(f"  {'PASS' if g.passed else 'FAIL'} {g.name}: {g.detail}")
+        _show_gates(echo, a.gates)
 
     return show
 
 
-def _echo_step(echo: Echo) -> Callable[[str, Sequence[GateResult]], None]:
-    def show(step: str, gates: Sequence[GateResult]) -> None:
-        for g in gates:
-            echo(f"  {'PASS' if g.passed else 'FAIL'} {g.name}: {g.detail}")
-
-    return show
+def _stage_metrics(rec: StageRecord) -> dict[str, float]:
+    """A stage's final gate values, stored with the model (``pretrain.accuracy`` ...)."""
+    return {f"{rec.name}.{g.name.split('.')[-1]}": g.value for g in rec.gates}
 
 
-def _hp(section: Any) -> Hyperparameters:
-    return Hyperparameters(
-        learning_rate=section.learning_rate,
-        epochs=section.epochs,
-        batch_size=section.batch_size,
-        replay=getattr(section, "replay", 0.0),
-        early_stopping=getattr(section, "early_stopping", False),
-    )
+@dataclass
+class ReleaseRun:
+    """One run of the reference release: what set-up made, and what each step found.
+
+    `execute` runs the steps in order; each returns whether the run goes on.
+    Build one with `ReleaseRun.start`.
+    """
+
+    plan: Plan
+    out: Path
+    scenario: str
+    echo: Echo
+    progress: bool
+    store: ModelStore
+    ds: Dataset
+    hashes: dict[str, str]
+    trainer: Trainer
+    started: str
+    clock: float
+    production_before: VersionInfo | None
+    stages: list[StageRecord] = field(default_factory=list)
+    #: The registered pre-trained model (the candidate's parent).
+    pretrained: Version | None = None
+    #: The registered candidate, and production when the release stage began.
+    candidate: Version | None = None
+    production: Version | None = None
+    #: Production's record, when the fine-tuned candidate turned out to be its model again.
+    unchanged: VersionInfo | None = None
+    evidence: Evidence = field(default_factory=Evidence)
+
+    @classmethod
+    def start(
+        cls, plan: Plan, out: Path, *, scenario: str, echo: Echo, progress: bool
+    ) -> ReleaseRun:
+        """Set up: seed Keras, open (or create) the store under ``out``, load the data."""
+        clock = time.perf_counter()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        out.mkdir(parents=True, exist_ok=True)
+        echo(f"[setup] scenario {scenario}, seed {plan.seed}, output {out}")
+        import keras
+
+        keras.utils.set_random_seed(plan.seed)
+        store = ModelStore(out / "store", create=True)
+        ds = load_dataset(plan.seed, plan.data.max_rotation, plan.data.target_train_copies)
+        if scenario == "live-regression":
+            ds = live_regression_dataset(ds, plan)
+        echo(
+            f"[data] source train {len(ds.source.train)}, target train {len(ds.target.train)}, "
+            f"target test {len(ds.target.test)} (keras {keras.__version__})"
+        )
+        trainer = Trainer(plan, ds, scenario, echo)
+        production_before = store.production()
+        return cls(
+            plan,
+            out,
+            scenario,
+            echo,
+            progress,
+            store,
+            ds,
+            ds.hashes(),
+            trainer,
+            started,
+            clock,
+            production_before,
+        )
+
+    def execute(self) -> RunResult:
+        """Run the steps until one says stop, then write the report."""
+        for step in (self.pretrain, self.finetune, self.release, self.monitor):
+            if not step():
+                break
+        return self.write_report()
+
+    def _stage(
+        self, name: str, hp: Hyperparameters, attempt: Any, max_attempts: int
+    ) -> tuple[StageRecord, Any]:
+        rec, model = run_stage(
+            name,
+            hp,
+            attempt,
+            max_attempts=max_attempts,
+            overfit_gap=self.plan.optimise.overfit_gap,
+            max_epochs=self.plan.optimise.max_epochs,
+            on_attempt=_echo_attempt(self.echo, name),
+        )
+        self.stages.append(rec)
+        self.echo(f"[{name}] {rec.state.value} after {len(rec.attempts)} attempt(s)")
+        return rec, model
+
+    def pretrain(self) -> bool:
+        """Pre-train on the clean source domain; once its gates pass, register the model and,
+        on a new store, promote it as the baseline production."""
+        self.echo("[pretrain] running: classic network on the clean source domain")
+        pp = self.plan.pretrain
+        hp = Hyperparameters(pp.learning_rate, pp.epochs, pp.batch_size)
+        rec, model = self._stage("pretrain", hp, self.trainer.pretrain, pp.max_attempts)
+        if rec.state is not State.PASSED:
+            return False
+        info = self.store.save_model(model, metrics=_stage_metrics(rec), data_hashes=self.hashes)
+        self.pretrained = Version(model, info)
+        self.echo(f"[store] registered pre-trained model as {info.version}")
+        if self.production_before is None:
+            self.store.promote(info.version)
+            self.echo(f"[store] no production yet: {info.version} promoted as the baseline")
+        return True
+
+    def finetune(self) -> bool:
+        """Fine-tune from the pre-trained weights; once its gates pass, register the candidate,
+        unless it has production's weights (then the run is ``unchanged``)."""
+        assert self.pretrained is not None
+        self.echo("[finetune] running: from the pre-trained weights on the target domain")
+        fp = self.plan.finetune
+        hp = Hyperparameters(
+            fp.learning_rate,
+            fp.epochs,
+            fp.batch_size,
+            early_stopping=fp.early_stopping,
+            replay=fp.replay,
+        )
+        attempt = self.trainer.finetune(self.pretrained.model)
+        rec, model = self._stage("finetune", hp, attempt, fp.max_attempts)
+        if rec.state is not State.PASSED:
+            return False
+        info = self.store.production()
+        assert info is not None
+        self.production = Version(self.store.load_model(info.version), info)
+        if same_weights(model, self.production.model):
+            # The same plan and seed run again into the same --out: nothing to release.
+            self.unchanged = info
+            self.echo(
+                f"[release] no change: the fine-tuned candidate has the same weights as "
+                f"production {info.version}; nothing registered, nothing rolled out"
+            )
+            return False
+        cand = self.store.save_model(
+            model,
+            metrics=_stage_metrics(rec),
+            data_hashes=self.hashes,
+            parent=self.pretrained.info.version,
+        )
+        self.candidate = Version(self.store.load_model(cand.version), cand)
+        return True
+
+    def release(self) -> bool:
+        """The release stage's steps; promote the candidate if all passed. Go on (to
+        monitoring) once the rollout has run, whatever it decided."""
+        cand, prod = self._pair()
+        self.echo(
+            f"[release] running: candidate {cand.info.version} vs production {prod.info.version}"
+        )
+        rec = run_release(self.release_steps(), on_step=lambda _, g: _show_gates(self.echo, g))
+        if rec.state is State.PASSED:
+            self.store.promote(cand.info.version)
+            rec = transition(rec, State.RELEASED)
+            rec = replace(rec, notes=(f"promoted {cand.info.version} to production",))
+        self.stages.append(rec)
+        self.echo(f"[release] {rec.state.value}")
+        return self.evidence.rollout is not None
+
+    def release_steps(self) -> list[ReleaseStep]:
+        """The release stage's steps, in order: offline gates, then the phased rollout."""
+        return [
+            ReleaseStep("functional", self.functional),
+            ReleaseStep("performance", self.performance),
+            ReleaseStep("stability", self.stability),
+            ReleaseStep("rollout", self.rollout, on_failure=State.ROLLED_BACK),
+        ]
+
+    def _pair(self) -> tuple[Version, Version]:
+        assert self.candidate is not None
+        assert self.production is not None
+        return self.candidate, self.production
+
+    def functional(self) -> tuple[GateResult, ...]:
+        """Shapes, probabilities and edge inputs on a probe of target validation images."""
+        # Validation inputs: the test split is read once, by the performance gate.
+        probe = self.ds.target.val.x[:FUNCTIONAL_PROBE]
+        cand, _ = self._pair()
+        return functional_gates(
+            predictor(cand.model), probe, atol=self.plan.release.functional_atol
+        )
+
+    def performance(self) -> tuple[GateResult, ...]:
+        """Non-inferiority to production on the target test split (its only reading)."""
+        cand, prod = self._pair()
+        test, rel = self.ds.target.test, self.plan.release
+        pred = TestPredictions(
+            predicted_labels(cand.model, test.x), predicted_labels(prod.model, test.x)
+        )
+        self.evidence.test_predictions = pred
+        gate = noninferiority_gate(
+            "release.noninferiority",
+            test.labels,
+            pred.candidate,
+            pred.production,
+            margin=rel.noninferiority_margin,
+            alpha=rel.noninferiority_alpha,
+            reference=f"production {prod.info.version}",
+            split=test.name,
+        )
+        return (gate,)
+
+    def stability(self) -> tuple[GateResult, ...]:
+        """Soak the candidate from ``soak_callers`` threads; judge errors, NaNs and trends.
+
+        The reference workload each caller times after every candidate call is
+        production's model on the same batch: the same runtime and serving path,
+        already released, and called in the same windows, so machine load moves
+        both (see `release_spec.strategy.gates.stability_gates`). Inputs are target
+        validation images (the test split is read once, by the performance gate).
+        """
+        from tqdm import tqdm
+
+        cand, prod = self._pair()
+        rel = self.plan.release
+        with tqdm(desc="  soak", unit="pred", disable=not self.progress, leave=False) as bar:
+            result = soak(
+                predictor(cand.model),
+                self.ds.target.val.x,
+                seconds=rel.soak_seconds,
+                max_predictions=rel.soak_max_predictions,
+                batch_size=rel.soak_batch_size,
+                callers=rel.soak_callers,
+                reference=predictor(prod.model),
+                rss_mb=_rss_mb,
+                on_batch=bar.update,
+            )
+        summary = summarise_soak(result, windows=rel.soak_windows)
+        self.evidence.soak = summary
+        return stability_gates(
+            summary,
+            max_rss_slope_mb_per_min=rel.max_rss_slope_mb_per_min,
+            max_latency_drift=rel.max_latency_drift,
+        )
+
+    def rollout(self) -> tuple[GateResult, ...]:
+        """Replay the live pool through the phased rollout; pass only if it completed."""
+        cand, prod = self._pair()
+        phased = self.plan.phased_rollout
+        rollout_plan = phased.rollout_plan()
+        # The planner: can each step's bake reach the fixed-horizon sample size for a
+        # regression of one margin above production's error on target validation?
+        val = self.ds.target.val
+        p0 = float(np.mean(predicted_labels(prod.model, val.x) != val.labels))
+        p0 = min(max(p0, 1e-3), 0.5)
+        margin = rollout_plan.margin
+        forecast = forecast_steps(rollout_plan, baseline_error=p0, regression=margin)
+        for f in forecast:
+            self.echo(
+                f"  rollout plan step {f.step} ({f.share_pct:g} %): about "
+                f"{f.expected_canary_requests:.0f} canary requests in the bake, "
+                f"{f.required_canary_requests} to detect {p0:.3f} -> {p0 + margin:.3f}"
+                + (f"; WARNING {f.warning}" if f.warning else "")
+            )
+        pool = live_pool(self.plan, self.ds, self.scenario)
+        (cand_pred, cand_ms), (prod_pred, prod_ms) = _serve(
+            (cand.model, prod.model), pool.x, phased.batch_size
+        )
+        requests = [
+            LiveRequest(str(i), bool(c != y), bool(p != y), float(cl), float(pl))
+            for i, c, p, y, cl, pl in zip(
+                pool.ids, cand_pred, prod_pred, pool.labels, cand_ms, prod_ms, strict=True
+            )
+        ]
+        ctl = RolloutController(rollout_plan, production=prod.info.version)
+        ctl.start(cand.info.version)
+        state = replay(ctl, requests, batch_size=phased.batch_size)
+        if not state.status.terminal:
+            state = ctl.abort(
+                f"live pool exhausted at step {state.step} ({state.canary_share_pct:g} %) after "
+                f"{state.counts.requests} requests, before the rollout completed "
+                f"(status {state.status})"
+            )
+        for e in state.events:
+            self.echo(f"  rollout {e.kind} (look {e.look}): {e.reason}")
+        verdict = rollout_verdict(state, rollout_plan.alpha)
+        self.evidence.rollout = RolloutEvidence(
+            cand.info.version,
+            prod.info.version,
+            state,
+            verdict,
+            p0,
+            tuple(forecast),
+            pool,
+            cand_pred,
+            prod_pred,
+        )
+        last, c = state.events[-1], state.counts
+        where = {
+            "completed": "completed every step ("
+            + " -> ".join(f"{s.share_pct:g} %" for s in phased.steps)
+            + ")",
+            "harm": f"rolled back at step {last.step} ({last.share_pct_before:g} % canary) on "
+            "evidence of harm",
+            "undecided": f"held at step {last.step} ({last.share_pct_before:g} % canary), then "
+            "taken back: no evidence of harm, but non-inferiority was not shown either",
+        }[verdict]
+        detail = (
+            f"{where}: {last.reason}; canary {c.canary_errors}/{c.canary_requests} errors, "
+            f"baseline {c.baseline_errors}/{c.baseline_requests}"
+        )
+        done = verdict == "completed"
+        alpha = rollout_plan.alpha
+        return (GateResult("release.rollout", done, state.p_value, alpha, None, detail),)
+
+    def monitor(self) -> bool:
+        """Monitor the model serving after the rollout on its live traffic: input drift
+        against the training inputs, per-class recall against target validation."""
+        assert self.evidence.rollout is not None
+        rollout = self.evidence.rollout
+        cand, prod = self._pair()
+        done = rollout.verdict == "completed"
+        serving = cand if done else prod
+        served = rollout.candidate_labels if done else rollout.production_labels
+        val = self.ds.target.val
+        reference = _image_summaries(self.ds.target.train.x)
+        live = _image_summaries(rollout.pool.x)
+        found = monitor(
+            reference_summaries=reference,
+            live_summaries=live,
+            y_true=rollout.pool.labels.tolist(),
+            y_pred=served.tolist(),
+            reference_true=val.labels.tolist(),
+            reference_pred=predicted_labels(serving.model, val.x).tolist(),
+            num_classes=10,
+            thresholds=self.plan.monitoring.thresholds(),
+        )
+        for a in found.alerts:
+            self.echo(f"  monitoring {a.severity}: {a.message}")
+        self.evidence.monitoring = MonitoringEvidence(serving.info.version, found, reference, live)
+        return True
+
+    def outcome(self) -> RunOutcome:
+        """What the run ended with, from its last stage (and, after a rollback, the verdict)."""
+        last = self.stages[-1].state
+        if self.unchanged is not None:
+            return RunOutcome.UNCHANGED
+        if last is State.RELEASED:
+            return RunOutcome.RELEASED
+        if last is State.ROLLED_BACK:
+            rollout = self.evidence.rollout
+            harm = rollout is None or rollout.verdict != "undecided"
+            return RunOutcome.ROLLED_BACK if harm else RunOutcome.HELD
+        return RunOutcome.STOPPED
+
+    def report(self) -> Report:
+        """The report of the run so far (its figure list is `write_report`'s to fill)."""
+        import keras
+
+        outcome, ev, plan = self.outcome(), self.evidence, self.plan
+        production = self.store.production()
+        test = self.ds.target.test
+        released = None
+        if outcome is RunOutcome.RELEASED and ev.test_predictions is not None:
+            assert self.candidate is not None
+            hits = int(np.sum(ev.test_predictions.candidate == test.labels))
+            conf = plan.release.confidence
+            interval = wilson_interval(hits, len(test), confidence=conf)
+            released = ReleasedModel(
+                self.candidate.info.version, hits / len(test), interval, conf, len(test)
+            )
+        # An unchanged candidate is not registered again: it is production's model, weight for
+        # weight, so the report names production's version.
+        registered = self.candidate.info if self.candidate else self.unchanged
+        candidate = (
+            CandidateReport(registered.version, registered.sha256, self.unchanged is not None)
+            if registered
+            else None
+        )
+        before = self.production_before
+        return Report(
+            schema_version=REPORT_SCHEMA_VERSION,
+            outcome=outcome,
+            scenario=self.scenario,
+            seed=plan.seed,
+            started=self.started,
+            seconds=round(time.perf_counter() - self.clock, 2),
+            versions=Versions(__version__, keras.__version__),
+            stages=tuple(StageReport.of(st) for st in self.stages),
+            failed_gates=tuple(g.name for st in self.stages for g in st.failed_gates),
+            production=ProductionReport(
+                version=production.version if production else None,
+                sha256=production.sha256 if production else None,
+                before=before.version if before else None,
+                baseline_promoted=before is None,
+                candidate_promoted=self.candidate is not None
+                and production is not None
+                and production.version == self.candidate.info.version,
+            ),
+            candidate=candidate,
+            released_model=released,
+            soak=ev.soak,
+            data=DataReport(
+                hashes=self.hashes,
+                sizes={
+                    f"{d.name}.{part}": len(getattr(d, part))
+                    for d in (self.ds.source, self.ds.target)
+                    for part in ("train", "val", "test")
+                },
+            ),
+            plan=plan,
+            rollout=ev.rollout.section(plan.phased_rollout) if ev.rollout else None,
+            monitoring=ev.monitoring.section(plan.monitoring) if ev.monitoring else None,
+            figures=(),
+        )
+
+    def confusion_matrices(self) -> dict[str, IntArray]:
+        """On the target test split: production's and the candidate's once the performance
+        step has read it, else the pre-trained model's (if any)."""
+        test = self.ds.target.test
+        pred = self.evidence.test_predictions
+        if pred is not None:
+            cand, prod = self._pair()
+            return {
+                f"production {prod.info.version}": confusion_matrix(
+                    test.labels, pred.production, num_classes=10
+                ),
+                f"candidate {cand.info.version}": confusion_matrix(
+                    test.labels, pred.candidate, num_classes=10
+                ),
+            }
+        if self.pretrained is None:
+            return {}
+        labels = predicted_labels(self.pretrained.model, test.x)
+        return {"pre-trained": confusion_matrix(test.labels, labels, num_classes=10)}
+
+    def write_report(self) -> RunResult:
+        """Write report.json, report.md and the figures; the run's result."""
+        from release_spec.workbench.report import write_report
+
+        report = write_report(
+            self.report(),
+            self.out,
+            curves=self.trainer.curves,
+            matrices=self.confusion_matrices(),
+        )
+        self.echo(f"[report] {self.out / 'report.md'}, {self.out / 'report.json'}")
+        return RunResult(report.outcome, tuple(self.stages), report, self.out)
 
 
 def run_pipeline(
@@ -676,379 +736,12 @@ def run_pipeline(
         progress: show a progress bar during the soak.
 
     Returns:
-        A `RunResult`; ``outcome`` is ``released``, ``stopped`` or ``rolled_back``.
+        A `RunResult`; its ``outcome`` is a `release_spec.workbench.report_schema.RunOutcome`.
 
     Raises:
         ValueError: unknown scenario.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
-    t_start = time.perf_counter()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # oneDNN kernels reorder float sums, so results would differ between CPUs; the tiny
-    # network loses nothing measurable without them. A value set by the user wins.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    echo(f"[setup] scenario {scenario}, seed {plan.seed}, output {out}")
-    import keras
-
-    keras.utils.set_random_seed(plan.seed)
-    store = ModelStore(out / "store", create=True)
-    ds = load_dataset(plan.seed, plan.data.max_rotation, plan.data.target_train_copies)
-    if scenario == "live-regression":
-        ds = live_regression_dataset(ds, plan)
-    hashes = ds.hashes()
-    echo(
-        f"[data] source train {len(ds.source.train)}, target train {len(ds.target.train)}, "
-        f"target test {len(ds.target.test)} (keras {keras.__version__})"
-    )
-    trainer = _Trainer(plan, ds, scenario, echo)
-    stages: list[StageRecord] = []
-    production_before = store.production()
-    candidate_info: VersionInfo | None = None
-    unchanged: VersionInfo | None = None
-    release_ctx: ReleaseContext | None = None
-
-    echo("[pretrain] running: classic network on the clean source domain")
-    pre_rec, pretrained = run_stage(
-        "pretrain",
-        _hp(plan.pretrain),
-        trainer.pretrain,
-        max_attempts=plan.pretrain.max_attempts,
-        overfit_gap=plan.optimise.overfit_gap,
-        max_epochs=plan.optimise.max_epochs,
-        on_attempt=_echo_attempt(echo, "pretrain"),
-    )
-    stages.append(pre_rec)
-    echo(f"[pretrain] {pre_rec.state.value} after {len(pre_rec.attempts)} attempt(s)")
-
-    if pre_rec.state is State.PASSED:
-        trainer.pretrained = pretrained
-        pre_info = store.save_model(
-            pretrained,
-            metrics={f"pretrain.{g.name.split('.')[-1]}": g.value for g in pre_rec.gates},
-            data_hashes=hashes,
-        )
-        echo(f"[store] registered pre-trained model as {pre_info.version}")
-        if production_before is None:
-            store.promote(pre_info.version)
-            echo(f"[store] no production yet: {pre_info.version} promoted as the baseline")
-        echo("[finetune] running: from the pre-trained weights on the target domain")
-        ft_rec, candidate = run_stage(
-            "finetune",
-            _hp(plan.finetune),
-            trainer.finetune,
-            max_attempts=plan.finetune.max_attempts,
-            overfit_gap=plan.optimise.overfit_gap,
-            max_epochs=plan.optimise.max_epochs,
-            on_attempt=_echo_attempt(echo, "finetune"),
-        )
-        stages.append(ft_rec)
-        echo(f"[finetune] {ft_rec.state.value} after {len(ft_rec.attempts)} attempt(s)")
-        if ft_rec.state is State.PASSED:
-            production_info = store.production()
-            assert production_info is not None
-            production = store.load_model(production_info.version)
-            if same_weights(candidate, production):
-                # The same plan and seed run again into the same --out: nothing to release.
-                unchanged = production_info
-                echo(
-                    f"[release] no change: the fine-tuned candidate has the same weights as "
-                    f"production {production_info.version}; nothing registered, nothing rolled out"
-                )
-            else:
-                candidate_info = store.save_model(
-                    candidate,
-                    metrics={f"finetune.{g.name.split('.')[-1]}": g.value for g in ft_rec.gates},
-                    data_hashes=hashes,
-                    parent=pre_info.version,
-                )
-                echo(
-                    f"[release] running: candidate {candidate_info.version} "
-                    f"vs production {production_info.version}"
-                )
-                release_ctx = ReleaseContext(
-                    plan=plan,
-                    data=ds,
-                    store=store,
-                    candidate=store.load_model(candidate_info.version),
-                    candidate_info=candidate_info,
-                    production=production,
-                    production_info=production_info,
-                    echo=echo,
-                    progress=progress,
-                    scenario=scenario,
-                )
-                rel_rec = run_release(release_steps(release_ctx), on_step=_echo_step(echo))
-                if rel_rec.state is State.PASSED:
-                    store.promote(candidate_info.version)
-                    rel_rec = transition(rel_rec, State.RELEASED)
-                    rel_rec = replace(
-                        rel_rec, notes=(f"promoted {candidate_info.version} to production",)
-                    )
-                stages.append(rel_rec)
-                echo(f"[release] {rel_rec.state.value}")
-
-    outcome: Outcome
-    last = stages[-1].state
-    if unchanged is not None:
-        outcome = "unchanged"
-    elif last is State.RELEASED:
-        outcome = "released"
-    elif last is State.ROLLED_BACK:
-        harm = release_ctx is None or release_ctx.measurements.get("rollout_verdict") != "undecided"
-        outcome = "rolled_back" if harm else "held"
-    else:
-        outcome = "stopped"
-
-    report = _report_dict(
-        plan=plan,
-        scenario=scenario,
-        started=started,
-        seconds=time.perf_counter() - t_start,
-        outcome=outcome,
-        stages=stages,
-        ds=ds,
-        hashes=hashes,
-        store=store,
-        production_before=production_before,
-        candidate_info=candidate_info,
-        unchanged=unchanged,
-        ctx=release_ctx,
-    )
-    from release_spec.workbench.report import write_report
-
-    matrices = _confusion_matrices(ds, trainer, release_ctx)
-    write_report(report, out, curves=trainer.curves, matrices=matrices)
-    echo(f"[report] {out / 'report.md'}, {out / 'report.json'}")
-    return RunResult(outcome, tuple(stages), report, out)
-
-
-def _confusion_matrices(
-    ds: Dataset, trainer: _Trainer, ctx: ReleaseContext | None
-) -> dict[str, npt.NDArray[np.int64]]:
-    test = ds.target.test
-    out: dict[str, npt.NDArray[np.int64]] = {}
-    if ctx is not None and "candidate_test_pred" in ctx.measurements:
-        out[f"production {ctx.production_info.version}"] = confusion_matrix(
-            test.labels, ctx.measurements["production_test_pred"], num_classes=10
-        )
-        out[f"candidate {ctx.candidate_info.version}"] = confusion_matrix(
-            test.labels, ctx.measurements["candidate_test_pred"], num_classes=10
-        )
-    elif trainer.pretrained is not None:
-        out["pre-trained"] = confusion_matrix(
-            test.labels, _labels_of(trainer.pretrained, test.x), num_classes=10
-        )
-    return out
-
-
-def _report_dict(
-    *,
-    plan: Plan,
-    scenario: str,
-    started: str,
-    seconds: float,
-    outcome: Outcome,
-    stages: list[StageRecord],
-    ds: Dataset,
-    hashes: dict[str, str],
-    store: ModelStore,
-    production_before: VersionInfo | None,
-    candidate_info: VersionInfo | None,
-    unchanged: VersionInfo | None,
-    ctx: ReleaseContext | None,
-) -> dict[str, Any]:
-    import keras
-
-    production = store.production()
-    test = ds.target.test
-    released: dict[str, Any] | None = None
-    if outcome == "released" and ctx is not None:
-        pred = ctx.measurements["candidate_test_pred"]
-        hits = int(np.sum(pred == test.labels))
-        conf = plan.release.confidence
-        lo, hi = wilson_interval(hits, len(test), confidence=conf)
-        released = {
-            "version": ctx.candidate_info.version,
-            "target_test_accuracy": hits / len(test),
-            "interval": [lo, hi],
-            "confidence": conf,
-            "n": len(test),
-        }
-    soak = ctx.measurements.get("soak") if ctx is not None else None
-    soak_info = soak.to_dict() if isinstance(soak, SoakSummary) else None
-    # An unchanged candidate is not registered again: it is production's model, weight for
-    # weight, so the report names production's version.
-    registered = candidate_info or unchanged
-    candidate = (
-        {
-            "version": registered.version,
-            "sha256": registered.sha256,
-            "identical_to_production": unchanged is not None,
-        }
-        if registered
-        else None
-    )
-    failed = [g.name for st in stages for g in st.failed_gates]
-    rollout = _rollout_report(ctx)
-    monitoring = _monitoring_report(ctx)
-    figures = ["training_curves.png", "confusion_matrices.png", "gate_summary.png"]
-    figures += ["rollout.png"] if rollout else []
-    figures += ["drift.png"] if monitoring else []
-    return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "outcome": outcome,
-        "scenario": scenario,
-        "seed": plan.seed,
-        "started": started,
-        "seconds": round(seconds, 2),
-        "versions": {"release_spec": __version__, "keras": keras.__version__},
-        "stages": [st.to_dict() for st in stages],
-        "failed_gates": failed,
-        "production": {
-            "version": production.version if production else None,
-            "sha256": production.sha256 if production else None,
-            "before": production_before.version if production_before else None,
-            "baseline_promoted": production_before is None,
-            "candidate_promoted": candidate_info is not None
-            and production is not None
-            and production.version == candidate_info.version,
-        },
-        "candidate": candidate,
-        "released_model": released,
-        "soak": soak_info,
-        "data": {
-            "hashes": hashes,
-            "sizes": {
-                f"{d.name}.{part}": len(getattr(d, part))
-                for d in (ds.source, ds.target)
-                for part in ("train", "val", "test")
-            },
-        },
-        "plan": plan.to_dict(),
-        "rollout": rollout,
-        "monitoring": monitoring,
-        "figures": figures,
-    }
-
-
-def _counts_dict(c: Any) -> dict[str, int]:
-    return {
-        "canary_requests": c.canary_requests,
-        "canary_errors": c.canary_errors,
-        "baseline_requests": c.baseline_requests,
-        "baseline_errors": c.baseline_errors,
-    }
-
-
-def _rollout_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
-    """The rollout's plan, timeline (share and p-value per look), events and evidence."""
-    if ctx is None or not isinstance(ctx.measurements.get("rollout"), RolloutState):
-        return None
-    state: RolloutState = ctx.measurements["rollout"]
-    pool: LivePool = ctx.measurements["rollout_pool"]
-    rp = ctx.plan.phased_rollout
-    minutes = {r.look: r.minutes for r in state.history}
-    events = [
-        {
-            "kind": e.kind,
-            "look": e.look,
-            "minutes": minutes.get(e.look, 0.0),
-            "step": e.step,
-            "share_before": e.share_pct_before,
-            "share_after": e.share_pct_after,
-            "reason": e.reason,
-            "p_value": e.p_value,
-            "upper_bound": e.upper_bound,
-            "counts": _counts_dict(e.counts),
-        }
-        for e in state.events
-    ]
-    abort = next((e for e in state.events if e.kind == "abort"), None)
-    verdict = ctx.measurements["rollout_verdict"]
-    # Where the canary stood when it was taken back, and how much live traffic it had served.
-    end = (
-        {
-            "step": abort.step,
-            "share": abort.share_pct_before,
-            "reason": abort.reason,
-            "canary_requests": abort.counts.canary_requests,
-        }
-        if abort
-        else None
-    )
-    p0, forecast = ctx.measurements["rollout_forecast"]
-    return {
-        "status": state.status,
-        "candidate": ctx.candidate_info.version,
-        "production": ctx.production_info.version,
-        "alpha": rp.alpha,
-        "margin": rp.margin,
-        "steps": [
-            {
-                "share": s.share_pct,
-                "min_canary_requests": s.min_canary_requests,
-                "max_bake_minutes": s.max_bake_minutes,
-            }
-            for s in rp.steps
-        ],
-        "forecast": {
-            "baseline_error": p0,
-            "regression": rp.margin,
-            "steps": [dataclasses.asdict(f) for f in forecast],
-        },
-        "live_requests": len(pool),
-        "live_class_counts": np.bincount(pool.labels, minlength=10).tolist(),
-        "requests_served": state.counts.requests,
-        "counts": _counts_dict(state.counts),
-        "p_value": state.p_value,
-        "upper_bound": state.upper_bound,
-        "verdict": verdict,
-        "rolled_back": end if verdict == "harm" else None,
-        "held": end if verdict == "undecided" else None,
-        "events": events,
-        "timeline": {
-            "look": [r.look for r in state.history],
-            "minutes": [r.minutes for r in state.history],
-            "share": [r.share_pct for r in state.history],
-            "p_value": [r.p_value for r in state.history],
-            "upper_bound": [r.upper_bound for r in state.history],
-        },
-    }
-
-
-def _monitoring_report(ctx: ReleaseContext | None) -> dict[str, Any] | None:
-    """Drift per summary (with histograms for the figure), recall windows and alerts."""
-    if ctx is None or not isinstance(ctx.measurements.get("monitoring"), MonitoringReport):
-        return None
-    m: MonitoringReport = ctx.measurements["monitoring"]
-    ref, live = ctx.measurements["monitoring_reference"], ctx.measurements["monitoring_live"]
-    drift = []
-    for d in m.drift:
-        r, lv = np.asarray(ref[d.feature]), np.asarray(live[d.feature])
-        edges = np.linspace(min(r.min(), lv.min()), max(r.max(), lv.max()), 31)
-        drift.append(
-            {
-                "feature": d.feature,
-                "psi": d.psi,
-                "ks_statistic": d.ks_statistic,
-                "ks_p_value": d.ks_p_value,
-                "ks_p_adjusted": d.ks_p_adjusted,
-                "histogram": {
-                    "edges": edges.tolist(),
-                    "reference": (np.histogram(r, edges)[0] / r.size).tolist(),
-                    "live": (np.histogram(lv, edges)[0] / lv.size).tolist(),
-                },
-            }
-        )
-    return {
-        "model": ctx.measurements["monitoring_model"],
-        "reference": "target-domain training inputs; recall reference: target validation",
-        "thresholds": dataclasses.asdict(ctx.plan.monitoring),
-        "drift": drift,
-        "recall": [dataclasses.asdict(r) for r in m.recall],
-        "alerts": [dataclasses.asdict(a) for a in m.alerts],
-    }
+    run = ReleaseRun.start(plan, Path(out_dir), scenario=scenario, echo=echo, progress=progress)
+    return run.execute()

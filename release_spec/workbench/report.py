@@ -1,6 +1,9 @@
 """The release report: report.json, report.md and the PNG figures.
 
-``report.json`` (``schema_version`` 1) holds, at the top level:
+``report.json`` (``schema_version`` 1) is a
+`release_spec.workbench.report_schema.Report` written by `write_report`; its
+JSON Schema is published with the site (``release/report-schema.json``). It
+holds, at the top level:
 
 * ``outcome``: ``released`` | ``unchanged`` (the fine-tuned candidate has
   production's weights: nothing registered or rolled out) | ``stopped`` (an
@@ -70,7 +73,8 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,7 @@ import numpy.typing as npt
 from release_spec.store import atomic_write
 from release_spec.strategy.stages import TrainingCurves
 from release_spec.workbench.gate_rules import gate_rule
+from release_spec.workbench.report_schema import Report, to_json
 
 __all__ = [
     "OUTCOMES",
@@ -524,43 +529,45 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(obj: Any) -> Any:
-    """Replace non-finite floats (a gate may measure an infinite deviation) by null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    section = data[key]
+    assert isinstance(section, Mapping)
+    return section
 
 
 def write_report(
-    report: Mapping[str, Any],
+    report: Report,
     out_dir: Path,
     *,
     curves: Mapping[str, Sequence[TrainingCurves]],
     matrices: Mapping[str, npt.NDArray[np.int64]],
-) -> list[Path]:
-    """Write report.json, report.md and the figures into ``out_dir``; return the paths.
+) -> Report:
+    """Write report.json, report.md and the figures into ``out_dir``; return the report written.
 
-    The figures are the training curves, confusion matrices and gate summary,
-    plus the rollout timeline and the drift histograms when the report has them.
+    This function owns the figure list: the training curves, confusion
+    matrices and gate summary always, the rollout timeline and the drift
+    histograms when the report has a rollout and monitoring. The report
+    returned is ``report`` with ``figures`` naming them, as written.
+    The figures and report.md are drawn from the report's values as they are
+    (an infinite deviation reads ``inf``); report.json writes a non-finite
+    float as null.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "report.json": (json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n").encode(),
-        "report.md": render_markdown(report).encode(),
-        "training_curves.png": plot_training_curves(curves),
-        "confusion_matrices.png": plot_confusion_matrices(matrices),
-        "gate_summary.png": plot_gate_summary(report),
+    drawers: dict[str, Callable[[Mapping[str, Any]], bytes]] = {
+        "training_curves.png": lambda _: plot_training_curves(curves),
+        "confusion_matrices.png": lambda _: plot_confusion_matrices(matrices),
+        "gate_summary.png": plot_gate_summary,
     }
-    if report.get("rollout"):
-        files["rollout.png"] = plot_rollout(report["rollout"])
-    if report.get("monitoring"):
-        files["drift.png"] = plot_drift(report["monitoring"])
-    paths = []
-    for name, data in files.items():
-        atomic_write(out_dir / name, data)
-        paths.append(out_dir / name)
-    return paths
+    if report.rollout is not None:
+        drawers["rollout.png"] = lambda data: plot_rollout(_section(data, "rollout"))
+    if report.monitoring is not None:
+        drawers["drift.png"] = lambda data: plot_drift(_section(data, "monitoring"))
+    report = replace(report, figures=tuple(drawers))
+    data = to_json(report, null_non_finite=False)
+    assert isinstance(data, dict)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
+    files = {"report.json": text.encode(), "report.md": render_markdown(data).encode()}
+    files.update({name: draw(data) for name, draw in drawers.items()})
+    for name, content in files.items():
+        atomic_write(out_dir / name, content)
+    return report

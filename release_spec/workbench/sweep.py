@@ -25,6 +25,7 @@ This is the front layer (like `release_spec.cli`, whose exit codes it reports).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -119,37 +120,32 @@ def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
     r = result.report
     # The next scenario into the same --out rewrites report.json: keep this one's by name.
     shutil.copyfile(out / "report.json", out / f"report-{scenario}.json")
-    released = r["released_model"]
-    rollout = r["rollout"]
+    released, rollout = r.released_model, r.rollout
     exposure = None
     if rollout is not None:
-        end = rollout["rolled_back"] or rollout["held"]
-        step = end["step"] if end else len(rollout["steps"]) - 1
+        end = rollout.rolled_back or rollout.held
+        step = end.step if end else len(rollout.steps) - 1
         exposure = {
-            "canary_requests": end["canary_requests"]
-            if end
-            else rollout["counts"]["canary_requests"],
+            "canary_requests": end.canary_requests if end else rollout.counts.canary_requests,
             "step": step,
-            "share": rollout["steps"][step]["share"],
+            "share": rollout.steps[step].share,
         }
-    offline = [
-        g["passed"] for st in r["stages"] for g in st["gates"] if g["name"] != "release.rollout"
-    ]
+    offline = [g.passed for st in r.stages for g in st.gates if g.name != "release.rollout"]
     return {
         "seed": plan.seed,
         "scenario": scenario,
-        "outcome": result.outcome,
-        "exit_code": RUN_EXIT_CODES[result.outcome],
-        "accuracy": released["target_test_accuracy"] if released else None,
-        "interval": released["interval"] if released else None,
-        "n": released["n"] if released else None,
-        "failed_gates": r["failed_gates"],
+        "outcome": result.outcome.value,
+        "exit_code": RUN_EXIT_CODES[result.outcome.value],
+        "accuracy": released.target_test_accuracy if released else None,
+        "interval": list(released.interval) if released else None,
+        "n": released.n if released else None,
+        "failed_gates": list(r.failed_gates),
         "offline_gates_passed": bool(offline) and all(offline),
-        "production_before": r["production"]["before"],
-        "production_after": r["production"]["version"],
-        "candidate_promoted": r["production"]["candidate_promoted"],
+        "production_before": r.production.before,
+        "production_after": r.production.version,
+        "candidate_promoted": r.production.candidate_promoted,
         "exposure": exposure,
-        "seconds": r["seconds"],
+        "seconds": r.seconds,
     }
 
 
@@ -273,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenarios", default=",".join(EXPECTED), help="a subset, e.g. live-regression"
     )
     args = parser.parse_args(argv)
+    from release_spec.workbench.pipeline import TENSORFLOW_ENVIRONMENT
+
+    # Before TensorFlow is imported (it reads them once); a value the user set wins.
+    for name, value in TENSORFLOW_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as exc:
