@@ -254,7 +254,6 @@ def macro_f1_gate(
 # --8<-- [end:macro_f1_gate]
 
 
-# --8<-- [start:improvement_gate]
 def improvement_gate(
     name: str,
     y_true: npt.ArrayLike,
@@ -301,9 +300,6 @@ def improvement_gate(
         f"McNemar exact one-sided p = {p:.3g} {'<=' if passed else '>'} {alpha}",
         split,
     )
-
-
-# --8<-- [end:improvement_gate]
 
 
 # --8<-- [start:noninferiority_gate]
