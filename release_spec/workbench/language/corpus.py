@@ -353,7 +353,7 @@ def suite_cases(world: World) -> dict[str, tuple[str, list[tuple[str, str, dict[
     for k, task in enumerate(capability):
         rng = np.random.default_rng([world.seed, 900 + k])
         seen: set[str] = set()
-        cases = []
+        cases: list[tuple[str, str, dict[str, str]]] = []
         # Distinct prompts only (a fact task has one prompt per entity).
         for _ in range(50 * SUITE_CASES["capability"]):
             e = instruction_example(world, task, rng)
