@@ -38,9 +38,8 @@ NOT_PAGES = ("hooks/", "overrides/", "site_tools/", "search/", "assets/", "relea
 # the English page under /zh/ meanwhile).
 PENDING_ZH: frozenset[str] = frozenset(
     {
-        "benchmarks.md",
-        "coverage.md",
-        "formulas/statistics.md",
+        "changelog.md",
+        "contributing.md",
         "integrations/index.md",
         "release/reference-release.md",
     }
