@@ -50,7 +50,7 @@ from release_spec.statistics import (
     sequential_log_evidence,
     two_proportion_z_test,
 )
-from release_spec.strategy._validate import OPEN_FRACTION
+from release_spec.strategy._validate import FRACTION, OPEN_FRACTION, Range
 from release_spec.strategy.rollout import (
     RolloutController,
     RolloutPlan,
@@ -125,13 +125,10 @@ MAX_BATCH_REQUESTS = 2**20
 
 def _size(name: str, value: object, cap: int, cap_name: str) -> int:
     """A whole number (Python or NumPy, never a bool) in [1, cap], else a ValueError naming both."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    k = int(value)
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
-    if k > cap:
-        raise ValueError(f"{name} must be at most {cap_name} = {cap}, got {k}")
+    rng = Range(int, 1, cap)
+    if not rng.contains(value):
+        raise ValueError(f"{name}: expected {rng.describe()} ({cap_name}), got {value!r}")
+    k: int = rng.check(name, value)
     return k
 
 
@@ -145,13 +142,12 @@ def _cells(runs: int, looks: int) -> None:
 def monte_carlo_bound(alpha: float, runs: int, k: float = 3.0) -> float:
     """alpha plus ``k`` binomial standard errors of a rate estimated from ``runs`` rollouts.
 
-    >>> round(monte_carlo_bound(0.05, 2000), 4)
-    0.0646
+    Examples:
+        >>> round(monte_carlo_bound(0.05, 2000), 4)
+        0.0646
     """
-    if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
+    OPEN_FRACTION.check("alpha", alpha)
+    Range(int, 1, None).check("runs", runs)
     return alpha + k * math.sqrt(alpha * (1 - alpha) / runs)
 
 
@@ -215,9 +211,8 @@ def draw_looks(
         raise ValueError(f"canary_fractions must have shape (runs, looks), got {shares.shape}")
     if np.any(~np.isfinite(shares)) or np.any(shares <= 0) or np.any(shares >= 1):
         raise ValueError("canary_fractions must lie in (0, 1)")
-    for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
-        if not (0 <= p <= 1):
-            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    FRACTION.check("baseline_error", baseline_error)
+    FRACTION.check("canary_error", canary_error)
     if shares.size > MAX_CELLS:
         raise ValueError(f"canary_fractions must have at most MAX_CELLS = {MAX_CELLS} looks in all")
     per_look = _size("canary_per_look", canary_per_look, MAX_LOOK_REQUESTS, "MAX_LOOK_REQUESTS")
@@ -280,10 +275,11 @@ def sequential_p_values(looks: Looks) -> FloatArray:
     Exactly `release_spec.statistics.SequentialErrorRateTest.p_value` after each
     update, for all rollouts at once (through ``sequential_log_evidence``).
 
-    >>> one = Looks(np.array([[100, 100]]), np.array([[3, 9]]),
-    ...             np.array([[1900, 1900]]), np.array([[20, 20]]))
-    >>> [round(float(v), 4) for v in sequential_p_values(one)[0]]
-    [0.4981, 0.0003]
+    Examples:
+        >>> one = Looks(np.array([[100, 100]]), np.array([[3, 9]]),
+        ...             np.array([[1900, 1900]]), np.array([[20, 20]]))
+        >>> [round(float(v), 4) for v in sequential_p_values(one)[0]]
+        [0.4981, 0.0003]
     """
     log_m = sequential_log_evidence(
         looks.canary_errors,
@@ -309,11 +305,12 @@ def draw_slow(
     the same array for both arms is a machine whose load varies over time and slows
     both arms alike.
 
-    >>> d = draw_looks(np.random.default_rng(0), np.full((2, 3), 0.1), baseline_error=0.0,
-    ...                canary_error=0.0, canary_per_look=100)
-    >>> s = draw_slow(np.random.default_rng(1), d, baseline_slow=0.0, canary_slow=1.0)
-    >>> bool((s.canary_errors == d.canary_requests).all()), int(s.baseline_errors.sum())
-    (True, 0)
+    Examples:
+        >>> d = draw_looks(np.random.default_rng(0), np.full((2, 3), 0.1), baseline_error=0.0,
+        ...                canary_error=0.0, canary_per_look=100)
+        >>> s = draw_slow(np.random.default_rng(1), d, baseline_slow=0.0, canary_slow=1.0)
+        >>> bool((s.canary_errors == d.canary_requests).all()), int(s.baseline_errors.sum())
+        (True, 0)
     """
     out = []
     for name, rate in (("baseline_slow", baseline_slow), ("canary_slow", canary_slow)):
@@ -337,15 +334,15 @@ def judge_rejections(metrics: Sequence[Looks], alpha: float = 0.05) -> IntArray:
     sequential test at level ``alpha / k`` (Bonferroni), and the judge rejects at the
     first look where any of them does.
 
-    >>> worse = Looks(*(np.full((1, 5), v) for v in (100, 9, 1900, 19)))
-    >>> quiet = Looks(*(np.full((1, 5), v) for v in (100, 1, 1900, 19)))
-    >>> judge_rejections([quiet, worse]), judge_rejections([quiet])
-    (array([0]), array([-1]))
+    Examples:
+        >>> worse = Looks(*(np.full((1, 5), v) for v in (100, 9, 1900, 19)))
+        >>> quiet = Looks(*(np.full((1, 5), v) for v in (100, 1, 1900, 19)))
+        >>> judge_rejections([quiet, worse]), judge_rejections([quiet])
+        (array([0]), array([-1]))
     """
     if not metrics:
         raise ValueError("judge_rejections needs at least one metric")
-    if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    OPEN_FRACTION.check("alpha", alpha)
     hit = np.zeros(metrics[0].canary_requests.shape, dtype=bool)
     for m in metrics:
         hit |= sequential_p_values(m) <= alpha / len(metrics)
@@ -428,8 +425,7 @@ def simulate(
         True
     """
     runs = _size("runs", runs, MAX_RUNS, "MAX_RUNS")
-    if not (0 < alpha < 1):
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    OPEN_FRACTION.check("alpha", alpha)
     arr = np.asarray(canary_fractions, dtype=np.float64)
     if looks is not None:
         looks = _size("looks", looks, MAX_LOOKS, "MAX_LOOKS")
@@ -487,9 +483,8 @@ def simulate_rollout(
         >>> s.status.value, s.production, s.canary_share_pct
         ('aborted', 'production', 0.0)
     """
-    for name, p in (("baseline_error", baseline_error), ("canary_error", canary_error)):
-        if not (0 <= p <= 1):
-            raise ValueError(f"{name} must be in [0, 1], got {p}")
+    FRACTION.check("baseline_error", baseline_error)
+    FRACTION.check("canary_error", canary_error)
     batch_requests = _size(
         "batch_requests", batch_requests, MAX_BATCH_REQUESTS, "MAX_BATCH_REQUESTS"
     )
@@ -651,7 +646,7 @@ class RuleSettings:
         >>> RuleSettings(intervals=0)
         Traceback (most recent call last):
         ...
-        ValueError: intervals must be >= 1, got 0
+        ValueError: intervals: expected an integer in [1, 100000] (MAX_LOOKS), got 0
     """
 
     share: float = 0.05
@@ -670,9 +665,7 @@ class RuleSettings:
 
     def __post_init__(self) -> None:
         for name in ("share", "kayenta_confidence", "alpha"):
-            value = getattr(self, name)
-            if not (0 < value < 1):
-                raise ValueError(f"{name} must be in (0, 1), got {value}")
+            OPEN_FRACTION.check(name, getattr(self, name))
         _size(
             "requests_per_interval",
             self.requests_per_interval,
@@ -682,13 +675,9 @@ class RuleSettings:
         _size("intervals", self.intervals, MAX_LOOKS, "MAX_LOOKS")
         for name in ("argo_every", "flagger_threshold", "kayenta_every"):
             _size(name, getattr(self, name), MAX_LOOKS, "MAX_LOOKS")
-        if self.argo_failure_limit < 0:
-            raise ValueError(f"argo_failure_limit must be >= 0, got {self.argo_failure_limit}")
-        if not (0 <= self.threshold_margin < 1) or not (self.kayenta_tolerance >= 0):
-            raise ValueError(
-                "threshold_margin must be in [0, 1) and kayenta_tolerance >= 0, got "
-                f"{self.threshold_margin} and {self.kayenta_tolerance}"
-            )
+        Range(int, 0, None).check("argo_failure_limit", self.argo_failure_limit)
+        Range(float, 0, 1, closed="left").check("threshold_margin", self.threshold_margin)
+        Range(float, 0, None).check("kayenta_tolerance", self.kayenta_tolerance)
         if not (0 <= self.kayenta_marginal <= self.kayenta_pass <= 100):
             raise ValueError(
                 "need 0 <= kayenta_marginal <= kayenta_pass <= 100, got "
@@ -731,9 +720,10 @@ class Scenario:
             "spike_error",
             "idle_rate",
         ):
-            value = getattr(self, name)
-            if not (0 <= value <= 1):
-                raise ValueError(f"scenario {self.name!r}: {name} must be in [0, 1], got {value}")
+            try:
+                FRACTION.check(name, getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"scenario {self.name!r}: {exc}") from None
 
     @property
     def regression(self) -> bool:
@@ -771,9 +761,10 @@ def draw_scenario(
     to the canary with probability ``share``; every request errs independently with
     its arm's rate in that interval.
 
-    >>> d = draw_scenario(np.random.default_rng(0), SCENARIOS[6], RuleSettings(), 3)
-    >>> d.canary_requests.shape, bool((d.canary_requests + d.baseline_requests == 0).any())
-    ((3, 120), True)
+    Examples:
+        >>> d = draw_scenario(np.random.default_rng(0), SCENARIOS[6], RuleSettings(), 3)
+        >>> d.canary_requests.shape, bool((d.canary_requests + d.baseline_requests == 0).any())
+        ((3, 120), True)
     """
     runs = _size("runs", runs, MAX_RUNS, "MAX_RUNS")
     _cells(runs, settings.intervals)
@@ -824,15 +815,15 @@ def argo_rule(
         Per rollout, the index of the interval at which it aborts (the last interval
         of the deciding measurement), or -1.
 
-    >>> argo_rule(np.array([[0, 5, 5, 0, 5, 5]]), np.full((1, 6), 100), threshold=0.03,
-    ...           failure_limit=3)
-    array([5])
-    >>> argo_rule(np.array([[0, 5, 5, 0, 5, 5]]), np.full((1, 6), 100), threshold=0.02,
-    ...           failure_limit=0, every=2)
-    array([1])
+    Examples:
+        >>> argo_rule(np.array([[0, 5, 5, 0, 5, 5]]), np.full((1, 6), 100), threshold=0.03,
+        ...           failure_limit=3)
+        array([5])
+        >>> argo_rule(np.array([[0, 5, 5, 0, 5, 5]]), np.full((1, 6), 100), threshold=0.02,
+        ...           failure_limit=0, every=2)
+        array([1])
     """
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+    Range(int, 1, None).check("every", every)
     e = np.asarray(canary_errors, dtype=np.int64)
     n = np.asarray(canary_requests, dtype=np.int64)
     blocks = e.shape[-1] // every
@@ -864,9 +855,10 @@ def flagger_rule(
     ``pkg/apis/flagger/v1beta1/canary.go`` (``GetAnalysisThreshold``: default 1),
     fluxcd/flagger#1095 (NaN counts as no values).
 
-    >>> flagger_rule(np.array([[0, 5, 0]]), np.array([[100, 100, 0]]), max_error_rate=0.03,
-    ...              threshold=2)
-    array([2])
+    Examples:
+        >>> flagger_rule(np.array([[0, 5, 0]]), np.array([[100, 100, 0]]), max_error_rate=0.03,
+        ...              threshold=2)
+        array([2])
     """
     rate = _interval_rate(canary_errors, canary_requests)
     failed = np.isnan(rate) | (rate > max_error_rate)
@@ -896,9 +888,10 @@ def mann_whitney_classification(
     References: spinnaker/kayenta ``NetflixACAJudge.scala`` (confidence 0.98,
     fraction 0.25) and ``MannWhitneyClassifier.scala``.
 
-    >>> c = np.array([0.01, 0.02, 0.0, 0.01, 0.03, 0.02, 0.01, 0.02])
-    >>> mann_whitney_classification(c + 0.05, c), mann_whitney_classification(c, c)
-    ('High', 'Pass')
+    Examples:
+        >>> c = np.array([0.01, 0.02, 0.0, 0.01, 0.03, 0.02, 0.01, 0.02])
+        >>> mann_whitney_classification(c + 0.05, c), mann_whitney_classification(c, c)
+        ('High', 'Pass')
     """
     x = np.asarray(experiment, dtype=np.float64)
     y = np.asarray(control, dtype=np.float64)
@@ -931,8 +924,9 @@ def kayenta_score(classifications: Sequence[str]) -> float | None:
     One metric of equal weight per classification (Kayenta's ``WeightedSumScorer``
     with a single group).
 
-    >>> kayenta_score(["Pass", "High", "Low", "Nodata"]), kayenta_score(["Nodata"])
-    (66.66666666666667, None)
+    Examples:
+        >>> kayenta_score(["Pass", "High", "Low", "Nodata"]), kayenta_score(["Nodata"])
+        (66.66666666666667, None)
     """
     judged = [c for c in classifications if c != "Nodata"]
     if not judged:
@@ -958,10 +952,11 @@ def kayenta_rule(
     ``pass_score``. Scores are classified pass (>= pass), marginal (>= marginal) or
     fail. An analysis with no data scores nothing and decides nothing.
 
-    >>> quiet = Looks(*(np.full((1, 60), v) for v in (100, 1, 1900, 19)))
-    >>> worse = Looks(*(np.full((1, 60), v) for v in (100, 9, 1900, 19)))
-    >>> int(kayenta_rule(quiet)[0]), int(kayenta_rule(worse)[0])
-    (-1, 29)
+    Examples:
+        >>> quiet = Looks(*(np.full((1, 60), v) for v in (100, 1, 1900, 19)))
+        >>> worse = Looks(*(np.full((1, 60), v) for v in (100, 9, 1900, 19)))
+        >>> int(kayenta_rule(quiet)[0]), int(kayenta_rule(worse)[0])
+        (-1, 29)
     """
     c_rate = _interval_rate(looks.canary_errors, looks.canary_requests)
     b_rate = _interval_rate(looks.baseline_errors, looks.baseline_requests)
@@ -990,9 +985,10 @@ def kayenta_rule(
 def sequential_rule(looks: Looks, *, alpha: float = 0.05) -> IntArray:
     """The sequential judge at every interval: roll back at the first p <= alpha.
 
-    >>> worse = Looks(*(np.full((1, 5), v) for v in (100, 9, 1900, 19)))
-    >>> sequential_rule(worse)
-    array([0])
+    Examples:
+        >>> worse = Looks(*(np.full((1, 5), v) for v in (100, 9, 1900, 19)))
+        >>> sequential_rule(worse)
+        array([0])
     """
     return _first_true(sequential_p_values(looks) <= alpha)
 
@@ -1003,9 +999,10 @@ def apply_rule(rule: str, looks: Looks, baseline_error: float, settings: RuleSet
     ``baseline_error`` is production's normal error rate, from which the operator of
     Argo or Flagger sets the threshold.
 
-    >>> d = draw_scenario(np.random.default_rng(1), SCENARIOS[3], RuleSettings(), 50)
-    >>> bool((apply_rule("sequential", d, 0.02, RuleSettings()) >= 0).mean() > 0.8)
-    True
+    Examples:
+        >>> d = draw_scenario(np.random.default_rng(1), SCENARIOS[3], RuleSettings(), 50)
+        >>> bool((apply_rule("sequential", d, 0.02, RuleSettings()) >= 0).mean() > 0.8)
+        True
     """
     threshold = baseline_error + settings.threshold_margin
     if rule == "argo":
@@ -1040,12 +1037,13 @@ def apply_rule(rule: str, looks: Looks, baseline_error: float, settings: RuleSet
 def parse_rules(text: str) -> tuple[str, ...]:
     """``"all"`` or a comma-separated subset of `RULES`, in table order, without repeats.
 
-    >>> parse_rules("sequential,argo"), parse_rules("all") == RULES
-    (('argo', 'sequential'), True)
-    >>> parse_rules("argo,spinnaker")
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown rule 'spinnaker' (known: all, argo, flagger, kayenta, sequential)
+    Examples:
+        >>> parse_rules("sequential,argo"), parse_rules("all") == RULES
+        (('argo', 'sequential'), True)
+        >>> parse_rules("argo,spinnaker")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown rule 'spinnaker' (known: all, argo, flagger, kayenta, sequential)
     """
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["all"]:
@@ -1081,9 +1079,10 @@ class RuleResult:
 def rule_label(rule: str, settings: RuleSettings) -> str:
     """The rule and the settings used, as the table says them.
 
-    >>> rule_label("flagger", RuleSettings())
-    'Flagger: canary error rate > p0 + 0.02 fails a check; rollback at threshold 1 failed check(s)'
-    """
+    Examples:
+        >>> rule_label("flagger", RuleSettings())
+        'Flagger: canary error rate > p0 + 0.02 fails a check; rollback at threshold 1 failed check(s)'
+    """  # noqa: E501
     m = f"p0 + {settings.threshold_margin:g}"
     labels = {
         "argo": f"Argo Rollouts: canary error rate <= {m} per measurement (every "
