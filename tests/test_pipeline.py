@@ -130,6 +130,10 @@ def _check_schema(data):
     assert set(data["data"]["hashes"]) >= {"target.test.x", "source.train.y"}
 
 
+def _gates(report):
+    return {g["name"]: g for s in report["stages"] for g in s["gates"]}
+
+
 @pytest.mark.slow
 def test_default_scenario_releases_the_candidate(runs):
     _, (code, report), _ = runs
@@ -138,7 +142,12 @@ def test_default_scenario_releases_the_candidate(runs):
     assert report["outcome"] == "released"
     assert [s["name"] for s in report["stages"]] == ["pretrain", "finetune", "release"]
     assert [s["state"] for s in report["stages"]] == ["passed", "passed", "released"]
-    gates = {g["name"]: g for s in report["stages"] for g in s["gates"]}
+
+
+@pytest.mark.slow
+def test_default_scenario_reports_every_gate_with_its_interval(runs):
+    _, (_, report), _ = runs
+    gates = _gates(report)
     assert {
         "pretrain.accuracy",
         "pretrain.macro_f1",
@@ -147,6 +156,7 @@ def test_default_scenario_releases_the_candidate(runs):
         "release.noninferiority",
         "release.functional.probabilities_sum_to_one",
         "release.stability.latency_drift",
+        "release.rollout",
     } <= set(gates)
     acc = gates["pretrain.accuracy"]
     assert acc["interval"][0] <= acc["value"] <= acc["interval"][1]
@@ -155,6 +165,11 @@ def test_default_scenario_releases_the_candidate(runs):
     assert f1["interval"][0] >= f1["threshold"] == 0.85
     assert "bootstrap BCa interval" in f1["detail"]
     assert "2000 paired resamples, seed 0" in f1["detail"]
+
+
+@pytest.mark.slow
+def test_default_scenario_promotes_the_baseline_then_the_candidate(runs):
+    _, (_, report), _ = runs
     prod = report["production"]
     assert prod["before"] is None
     assert prod["baseline_promoted"]
@@ -165,13 +180,18 @@ def test_default_scenario_releases_the_candidate(runs):
     lo, hi = released["interval"]
     assert lo < released["target_test_accuracy"] < hi
     assert (report["soak"]["callers"], report["soak"]["errors"]) == (4, 0)
-    assert gates["release.rollout"]["passed"]
+
+
+@pytest.mark.slow
+def test_default_scenario_rollout_promotes_step_by_step_and_completes(runs):
+    _, (_, report), _ = runs
+    assert _gates(report)["release.rollout"]["passed"]
     rollout = report["rollout"]
     assert rollout["status"] == "completed"
     assert rollout["rolled_back"] is None
     # Against the baseline this run promoted (its pre-trained model), the candidate's parent.
     assert rollout["production"] == "v0001"
-    assert rollout["candidate"] == prod["version"]
+    assert rollout["candidate"] == report["production"]["version"]
     assert [e["kind"] for e in rollout["events"] if e["kind"] in ("promote", "complete")] == [
         "promote",
         "promote",
@@ -183,11 +203,21 @@ def test_default_scenario_releases_the_candidate(runs):
     assert all(a >= b for a, b in zip(timeline["p_value"], timeline["p_value"][1:], strict=False))
     assert rollout["counts"]["canary_requests"] >= 500 + 1000 + 1000
     assert {"rollout.png", "drift.png"} <= set(report["figures"])
-    forecast = rollout["forecast"]
+
+
+@pytest.mark.slow
+def test_default_scenario_forecast_finds_every_step_feasible(runs):
+    _, (_, report), _ = runs
+    forecast = report["rollout"]["forecast"]
     assert [f["share"] for f in forecast["steps"]] == [5.0, 25.0, 50.0]
     assert all(f["warning"] is None for f in forecast["steps"])
     assert 0 < forecast["baseline_error"] < 0.5
     assert all(f["required_canary_requests"] > 0 for f in forecast["steps"])
+
+
+@pytest.mark.slow
+def test_default_scenario_monitors_every_drift_feature(runs):
+    _, (_, report), _ = runs
     assert [d["feature"] for d in report["monitoring"]["drift"]] == sorted(
         ["mean_intensity", "ink_fraction", "centre_row", "centre_col", "ink_spread"]
     )
