@@ -39,8 +39,6 @@ NOT_PAGES = ("hooks/", "overrides/", "site_tools/", "search/", "assets/", "relea
 PENDING_ZH: frozenset[str] = frozenset(
     {
         "changelog.md",
-        "contributing.md",
-        "integrations/index.md",
         "release/reference-release.md",
     }
 )
