@@ -1,7 +1,8 @@
 """Shared test configuration: Hypothesis profiles, and fixtures more than one file uses.
 
-Fixtures: `fake_keras` (fake ``.keras`` files) and `hold_lock` (a child process
-holding a store's writer lock). The plain helpers behind them, and `CHILD_ENV`
+Fixtures: `keras` (Keras, imported only by the tests that ask for it),
+`fake_keras` (fake ``.keras`` files) and `hold_lock` (a child process holding a
+store's writer lock). The plain helpers behind them, and `CHILD_ENV`
 for child processes, are in tests/fakes.py.
 """
 
@@ -31,6 +32,14 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def keras() -> Any:
+    """Keras, imported on first use: collecting a test file never loads TensorFlow."""
+    import keras
+
+    return keras
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ float64 and agree with ours to ~1e-12.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,6 @@ from release_spec.losses import (
 ROOT = Path(__file__).resolve().parents[1]
 EPS = 1e-7
 KERAS_EXAMPLES = 25
-
-
-@pytest.fixture(scope="module")
-def keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    return keras
 
 
 # ---------------------------------------------------------------- strategies

@@ -13,7 +13,6 @@ Three-way agreement per rule, over many steps:
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,6 @@ KERAS_EXAMPLES = 15
 
 def f32(x: float) -> float:
     return float(np.float32(x))
-
-
-@pytest.fixture(scope="module")
-def keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    return keras
 
 
 def keras_run(keras: Any, optimizer: Any, theta0: np.ndarray, grads: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ interval) and the formulas written out with plain Python loops (float64, ~1e-12)
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -27,14 +26,6 @@ from release_spec.statistics import PerplexityInterval, perplexity_interval
 
 EPS = 1e-7
 KERAS_EXAMPLES = 20
-
-
-@pytest.fixture(scope="module")
-def keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    return keras
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
