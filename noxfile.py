@@ -74,6 +74,28 @@ def bench(session: nox.Session) -> None:
     session.run("python", "tests/bench/run.py", "--out", str(out), *session.posargs, env=QUIET_ENV)
 
 
+@nox.session(name="lm-seeds")
+def lm_seeds(session: nox.Session) -> None:
+    """Run the language model's four scenarios on seeds 0-9 (quick plan).
+
+    Writes docs/data/language-model-seeds.json and the table beside it (.table);
+    exit 3 if a run ends otherwise than its scenario claims. ``-- --seeds 3-5``
+    runs a subset and merges it into the file.
+    """
+    session.install("-e", ".[workbench]")
+    args = session.posargs or []
+    json_path = ROOT / "docs" / "data" / "language-model-seeds.json"
+    session.run(
+        "python",
+        "-m",
+        "release_spec.workbench.language.run",
+        "--json",
+        str(json_path),
+        *args,
+        env={**QUIET_ENV, "TF_ENABLE_ONEDNN_OPTS": "0"},
+    )
+
+
 @nox.session
 def seeds(session: nox.Session) -> None:
     """Run the reference release's three scenarios on seeds 0-19; write docs/data/seeds.json.

@@ -264,8 +264,9 @@ def test_committed_sweep_covers_seeds_0_to_9() -> None:
 def test_the_page_table_is_rendered_from_the_committed_sweep() -> None:
     from release_spec.workbench.language.run import seeds_table
 
+    doc = _sweep()
     table = SEEDS_JSON.with_suffix(".table")
-    assert table.read_text(encoding="utf-8") == seeds_table(_sweep())
+    assert table.read_text(encoding="utf-8") == seeds_table(doc)
 
 
 def test_committed_sweep_exit_codes_follow_the_outcomes() -> None:
