@@ -10,8 +10,10 @@ read).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
+import jsonschema
 import numpy as np
 
 from release_spec.strategy.gates import GateResult
@@ -38,8 +40,11 @@ from release_spec.workbench.report_schema import (
     StageReport,
     Timeline,
     Versions,
+    json_schema,
 )
 
+#: Validates report.json objects against the schema generated from the dataclasses.
+VALIDATOR = jsonschema.Draft202012Validator(json_schema(Report))
 BASE_FIGURES = ("training_curves.png", "confusion_matrices.png", "gate_summary.png")
 
 
@@ -191,3 +196,12 @@ def rolled_out(status: str = "completed") -> Report:
         monitoring=monitoring(),
         figures=(*BASE_FIGURES, "rollout.png", "drift.png"),
     )
+
+
+def check_report_json(data: Mapping[str, Any]) -> Report:
+    """Assert that a report.json object is valid: it matches the JSON Schema, reads back as a
+    `Report`, and that report writes it again key for key; return the `Report`."""
+    VALIDATOR.validate(data)
+    report = Report.from_json(data)
+    assert report.to_json() == data
+    return report

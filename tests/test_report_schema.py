@@ -26,7 +26,9 @@ from release_spec.workbench.report_schema import (
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "docs" / "release" / "report-schema.json"
 REGENERATE = "python -m release_spec.workbench.report_schema > docs/release/report-schema.json"
-VALIDATOR = jsonschema.Draft202012Validator(json_schema(Report))
+VALIDATOR = make.VALIDATOR
+# Where the site build puts the reference run it embeds (docs/hooks), when it has run.
+REFERENCE_RUNS = sorted((ROOT / "docs" / "release" / "run").glob("report.json"))
 
 FACTORIES = {
     "stopped at once": make.report(),
@@ -114,3 +116,11 @@ def test_outcomes_are_the_run_outcomes():
         "held",
         "rolled_back",
     ]
+
+
+@pytest.mark.parametrize(
+    "path", REFERENCE_RUNS, ids=[p.parent.name for p in REFERENCE_RUNS] or None
+)
+def test_the_sites_reference_run_matches_the_schema(path):
+    report = make.check_report_json(json.loads(path.read_text("utf-8")))
+    assert report.outcome is RunOutcome.RELEASED

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from release_spec.strategy.gates import SoakSummary
+from release_spec.strategy.gates import GateResult, SoakSummary
 from release_spec.strategy.monitoring import MonitoringReport
 from release_spec.strategy.plan import MonitoringPlan, PhasedRolloutPlan
 from release_spec.strategy.rollout import RolloutState, StepForecast
@@ -71,7 +71,7 @@ class RolloutEvidence:
             controller's own ``production`` moves to the candidate on completion).
         state: the controller's final state (``completed`` or ``aborted``).
         verdict: ``completed``, ``harm`` or ``undecided`` (see
-            `release_spec.workbench.pipeline.rollout_verdict`).
+            `release_spec.workbench.release.rollout_verdict`).
         baseline_error: production's error on target validation, the
             planner's starting point.
         forecast: the planner's view of each analysed step.
@@ -89,6 +89,25 @@ class RolloutEvidence:
     pool: LivePool
     candidate_labels: IntArray
     production_labels: IntArray
+
+    def gate(self, alpha: float, shares: tuple[float, ...]) -> GateResult:
+        """The release stage's ``release.rollout`` gate: passed when the rollout completed;
+        its value is the judge's final always-valid p-value, against ``alpha``."""
+        state = self.state
+        last, c = state.events[-1], state.counts
+        where = {
+            "completed": "completed every step (" + " -> ".join(f"{x:g} %" for x in shares) + ")",
+            "harm": f"rolled back at step {last.step} ({last.share_pct_before:g} % canary) on "
+            "evidence of harm",
+            "undecided": f"held at step {last.step} ({last.share_pct_before:g} % canary), then "
+            "taken back: no evidence of harm, but non-inferiority was not shown either",
+        }[self.verdict]
+        detail = (
+            f"{where}: {last.reason}; canary {c.canary_errors}/{c.canary_requests} errors, "
+            f"baseline {c.baseline_errors}/{c.baseline_requests}"
+        )
+        passed = self.verdict == "completed"
+        return GateResult("release.rollout", passed, state.p_value, alpha, None, detail)
 
     def section(self, rp: PhasedRolloutPlan) -> RolloutReport:
         """The report's ``rollout``: plan, timeline (share and p-value per look), events."""

@@ -47,7 +47,7 @@ holds, at the top level:
   ``canary_errors``, ``baseline_requests``, ``baseline_errors``), final
   ``p_value`` (always-valid) and ``upper_bound`` (on canary minus baseline
   error rate), ``verdict`` (``completed`` | ``harm`` | ``undecided``, see
-  `release_spec.workbench.pipeline.rollout_verdict`), ``rolled_back`` (on harm) and
+  `release_spec.workbench.release.rollout_verdict`), ``rolled_back`` (on harm) and
   ``held`` (undecided): each ``step``, ``share``, ``reason`` and
   ``canary_requests`` (served before the decision), or null,
   ``events`` (``kind``, ``look``, ``minutes``, ``step``, ``share_before``,

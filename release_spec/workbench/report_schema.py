@@ -99,7 +99,7 @@ class RunOutcome(str, Enum):
     ROLLED_BACK = "rolled_back"
 
 
-#: Why a finished rollout ended (see `release_spec.workbench.pipeline.rollout_verdict`).
+#: Why a finished rollout ended (see `release_spec.workbench.release.rollout_verdict`).
 RolloutVerdict = Literal["completed", "harm", "undecided"]
 
 

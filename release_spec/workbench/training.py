@@ -6,13 +6,19 @@ pre-trained model it is given) for `release_spec.strategy.stages.run_stage`,
 and keeps every attempt's curves for the training-curves figure.
 
 The scenarios' data, each built to hold on every seed (see
-`release_spec.workbench.sweep`): ``regression`` relabels one class of the
-fine-tuning data as the next class (a corrupted labelling batch);
-``live-regression`` adds a mislabelled batch from a new intake channel
-(`release_spec.workbench.data.from_new_channel`) to the fine-tuning data,
-refreshes the test set with a few channel images (`live_regression_dataset`)
-and sends ``live_share`` of the live traffic through the channel
-(`live_pool`).
+`release_spec.workbench.sweep`): ``default``; ``regression``, where the
+fine-tuning data has one class's labels replaced by the next class (a
+corrupted labelling batch): the candidate still beats the pre-trained model
+on average, but cannot read that class, which the fine-tuning macro-F1 gate
+stops whatever the sample; ``live-regression``, where a new intake channel
+(a header bar above the digit, `release_spec.workbench.data.from_new_channel`)
+contributes a mislabelled batch (every image class ``batch_label``) to the
+fine-tuning data (`fine_tuning_split`). The offline validation set has no
+channel image and the test set only ``test_share`` (1 %,
+`live_regression_dataset`), too few for any gate to notice; ``live_share``
+(half) of the live traffic comes through it (`live_pool`), where the
+candidate errs nine times in ten and production as anywhere else: the phased
+rollout must take it back, on evidence of harm.
 """
 
 from __future__ import annotations
