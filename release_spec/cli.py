@@ -46,6 +46,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+from release_spec.strategy._validate import OPEN_FRACTION, Range
 from release_spec.strategy.plan import SCENARIOS
 from release_spec.workbench.language.plan import LANGUAGE_SCENARIOS
 
@@ -102,14 +103,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
-    return value
+def _number(rng: Range) -> Callable[[str], Any]:
+    """An argparse type: a number in ``rng`` (`release_spec.strategy._validate.Range`)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = rng.kind(text)
+        except ValueError:
+            value = text
+        if not rng.contains(value):
+            raise argparse.ArgumentTypeError(f"expected {rng.describe()}, got {text}")
+        return value
+
+    return parse
+
+
+#: run's --seed: a whole number here; its range is the plan's (``Plan.seed``), checked there.
+_seed = _number(Range(int))
 
 
 # ---------------------------------------------------------------------------- run
@@ -178,7 +188,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.seed is not None:
-        plan = replace(plan, seed=args.seed)
+        try:
+            plan = replace(plan, seed=args.seed)
+        except ValueError as exc:
+            # The plan checks its own seed: "seed: expected an integer in [0, ...], got ...".
+            raise UsageError(f"--{exc}") from None
     _output_dir(args.out)
     from release_spec.store import StoreError
     from release_spec.workbench.pipeline import TENSORFLOW_ENVIRONMENT, run_pipeline
@@ -427,23 +441,6 @@ def _add_store(sub: argparse._SubParsersAction[_Parser]) -> None:
 # ---------------------------------------------------------------------------- simulate
 
 
-def _number(kind: type, lo: float, hi: float | None, *, open_lo: bool, open_hi: bool = True) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        above = value > lo if open_lo else value >= lo
-        below = hi is None or (value < hi if open_hi else value <= hi)
-        if not (above and below):
-            left, right = "(" if open_lo else "[", ")" if open_hi else "]"
-            span = f"{left}{lo:g}, {hi:g}{right}" if hi is not None else f">= {lo:g}"
-            raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
-        return value
-
-    return parse
-
-
 def _rules(text: str) -> tuple[str, ...]:
     from release_spec.strategy.simulation import parse_rules
 
@@ -519,10 +516,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             f"--runs x --looks must be at most {MAX_CELLS} (simulation.MAX_CELLS), "
             f"got {args.runs} x {args.looks}"
         )
-    if args.canary_per_look / args.share > MAX_LOOK_REQUESTS:
+    if args.canary_per_look / args.canary_fraction > MAX_LOOK_REQUESTS:
         raise UsageError(
-            f"--canary-per-look / --share must be at most {MAX_LOOK_REQUESTS} requests per look "
-            f"(simulation.MAX_LOOK_REQUESTS), got {args.canary_per_look} / {args.share:g}"
+            f"--canary-per-look / --canary-fraction must be at most {MAX_LOOK_REQUESTS} requests "
+            f"per look (simulation.MAX_LOOK_REQUESTS), got {args.canary_per_look} / "
+            f"{args.canary_fraction:g}"
         )
     if args.baseline_error + args.regression >= 1:
         raise UsageError(
@@ -533,7 +531,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         runs=args.runs,
         baseline_error=args.baseline_error,
         regression=args.regression,
-        share=args.share,
+        canary_fraction=args.canary_fraction,
         canary_per_look=args.canary_per_look,
         looks=args.looks,
         alpha=args.alpha,
@@ -560,55 +558,57 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
 
     p.add_argument(
         "--runs",
-        type=_number(int, 1, MAX_RUNS, open_lo=False, open_hi=False),
+        type=_number(Range(int, 1, MAX_RUNS)),
         default=2000,
         help=f"rollouts per case, at most {MAX_RUNS}; runs x looks at most {MAX_CELLS} "
         "(default 2000)",
     )
     p.add_argument(
         "--baseline-error",
-        type=_number(float, 0, 1, open_lo=True),
+        type=_number(OPEN_FRACTION),
         default=0.02,
         help="production's error rate (default 0.02)",
     )
     p.add_argument(
         "--regression",
-        type=_number(float, 0, 1, open_lo=True),
+        type=_number(OPEN_FRACTION),
         default=0.02,
         help="how much higher the canary's error rate is (default 0.02)",
     )
     p.add_argument(
-        "--share",
-        type=_number(float, 0, 1, open_lo=True),
+        "--canary-fraction",
+        type=_number(OPEN_FRACTION),
         default=0.05,
-        help="canary share of traffic, a fraction (default 0.05)",
+        help="the canary's share of traffic as a fraction, in (0, 1) (default 0.05)",
     )
     p.add_argument(
         "--looks",
-        type=_number(int, 1, MAX_LOOKS, open_lo=False, open_hi=False),
+        type=_number(Range(int, 1, MAX_LOOKS)),
         default=400,
         help=f"looks per rollout, at most {MAX_LOOKS}; runs x looks at most {MAX_CELLS} "
         "(default 400)",
     )
     p.add_argument(
         "--canary-per-look",
-        type=_number(int, 1, None, open_lo=False),
+        type=_number(Range(int, 1, None)),
         default=25,
         help="canary requests between looks (default 25)",
     )
     p.add_argument(
         "--within",
-        type=_number(int, 1, None, open_lo=False),
+        type=_number(Range(int, 1, None)),
         default=2500,
         help="also report detection with at most this many canary requests (default 2500)",
     )
     p.add_argument(
         "--alpha",
-        type=_number(float, 0, 1, open_lo=True),
+        type=_number(OPEN_FRACTION),
         default=0.05,
         help="the judges' significance level (default 0.05)",
     )
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--seed", type=_number(Range(int, 0, None)), default=0, help="random seed (default 0)"
+    )
     p.add_argument(
         "--rules",
         type=_rules,
@@ -704,7 +704,7 @@ def _add_export(sub: argparse._SubParsersAction[_Parser]) -> None:
         p.add_argument(
             flag,
             dest=field,
-            type=_number(int, 1, None, open_lo=False) if number else str,
+            type=_number(Range(int, 1, None)) if number else str,
             default=default,
             help=text if default is None else f"{text} (default {default})",
         )

@@ -639,6 +639,21 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"release-spec {__version__}"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--canary-per-look", "0"), "--canary-per-look: expected an integer >= 1, got 0"),
+        (("--within", "-5"), "--within: expected an integer >= 1, got -5"),
+        (("--canary-fraction", "0"), "--canary-fraction: expected a number in (0, 1), got 0"),
+    ],
+)
+def test_range_errors_read_as_english(args, message, capsys):
+    assert main(["simulate", *args]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err
+    assert "must be in >=" not in err
+
+
 def test_store_list_has_a_header_and_aligned_columns(store_dir, capsys):
     assert main(["store", "list", "--store", str(store_dir)]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
