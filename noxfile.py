@@ -18,6 +18,8 @@ ROOT = Path(__file__).parent
 QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "NO_MKDOCS_2_WARNING": "1",
+    # mkdocs-gen-files depends on properdocs, which prints the same warning otherwise.
+    "DISABLE_MKDOCS_2_WARNING": "true",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
 }
 

@@ -7,8 +7,8 @@ same data and fails when a page no longer says it, so a new benchmark, sweep,
 rule comparison or reference run cannot leave stale prose behind.
 
 The data-file tests are fast. The reference-run tests read the build's cached
-run (``docs/hooks/release_report.py``: the same cache directory, the same
-key); when the cache holds no run for the current sources they start it, as
+run (``docs/hooks/runs.py``: the same directory, ``docs/release/run/``, the same
+key); when it holds no run for the current sources they start it, as
 the build would (about two minutes), so they are marked ``slow``.
 """
 
@@ -155,12 +155,12 @@ def report() -> Iterator[dict[str, Any]]:
     hooks = str(ROOT / "docs" / "hooks")
     sys.path.insert(0, hooks)
     try:
-        hook = importlib.import_module("release_report")
-        run = hook.Run()
+        hook = importlib.import_module("runs")
+        hook.start_run()
         try:
-            run_dir = run.wait()
+            run_dir = hook.finish_run()
         finally:
-            run.cancel()
+            hook.on_build_error(None)
         yield json.loads((run_dir / "report.json").read_text("utf-8"))
     finally:
         sys.path.remove(hooks)

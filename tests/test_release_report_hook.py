@@ -1,15 +1,13 @@
-"""The site hook that embeds a real reference-release run (docs/hooks/release_report.py)."""
+"""The build hook that runs the reference release for its page (docs/hooks/runs.py)."""
 
 from __future__ import annotations
 
-import doctest
 import importlib
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from mkdocs.exceptions import PluginError
@@ -18,41 +16,17 @@ from release_spec.strategy.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = ROOT / "docs" / "hooks"
+PAGE = ROOT / "docs" / "release" / "reference-release.md"
+REAL_RUN = [sys.executable, "-m", "release_spec", "run", "--seed", "0", "--no-progress"]
+REAL_RUN.append("--plan")
+INCLUDE = '{! include-markdown "./run/report.md" heading-offset=2 !}'
 
-REPORT_MD = """# Release report: released
-
-Scenario `default`, seed 0.
-
-## Stages
-
-### pretrain: passed
-
-| gate | result |
-|---|---|
-| `pretrain.accuracy` | pass |
-
-## Figures
-
-![training curves](training_curves.png)
-![gate summary](gate_summary.png)
-"""
-
-
-@pytest.fixture(scope="module")
-def hook() -> Iterator[ModuleType]:
-    # MkDocs loads hooks with their directory on sys.path; do the same.
-    sys.path.insert(0, str(HOOKS))
-    try:
-        yield importlib.import_module("release_report")
-    finally:
-        sys.path.remove(str(HOOKS))
-
-
-# Stands in for `python -m release_spec run ... --out OUT`: writes what a released run writes.
+# Stands in for `python -m release_spec run ... --plan PLAN --out OUT`: writes what a
+# released run writes and exits with the code given in the environment.
 FAKE_RUN = """
-import json, sys
+import json, os, sys
 from pathlib import Path
-out = Path(sys.argv[1])
+out = Path(sys.argv[-1])
 out.mkdir(parents=True)
 (out / "report.md").write_text("# Release report: released\\n")
 (out / "report.json").write_text(json.dumps({"outcome": "released", "figures": ["g.png"]}))
@@ -60,112 +34,85 @@ out.mkdir(parents=True)
 (out / "store").mkdir()
 (out / "store" / "model.keras").write_bytes(b"weights")
 print("outcome: released")
-sys.exit(int(sys.argv[2]))
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 """
 
 
-def _fake_command(code: int, calls: list[Path]) -> Any:
-    def command(out: Path, plan: Path) -> list[str]:
-        calls.append(out)
-        return [sys.executable, "-c", FAKE_RUN, str(out), str(code)]
-
-    return command
-
-
-def test_embed_nests_headings_and_points_figures_at_the_run_dir(hook: ModuleType) -> None:
-    text = hook.embed(REPORT_MD)
-    headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings == [
-        "### Release report: released",
-        "#### Stages",
-        "##### pretrain: passed",
-        "#### Figures",
-    ]
-    assert "![training curves](run/training_curves.png)" in text
-    assert "![gate summary](run/gate_summary.png)" in text
-    # Everything else is the report unchanged.
-    assert "| `pretrain.accuracy` | pass |" in text
-    assert "Scenario `default`, seed 0." in text
+@pytest.fixture
+def hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    # MkDocs loads hooks with their directory on sys.path; do the same.
+    sys.path.insert(0, str(HOOKS))
+    try:
+        module = importlib.import_module("runs")
+        monkeypatch.setattr(module, "OUT", tmp_path / "run")
+        monkeypatch.setattr(module, "RUN", [sys.executable, "-c", FAKE_RUN, "--plan"])
+        yield module
+    finally:
+        sys.path.remove(str(HOOKS))
 
 
-def test_embed_docstring_example(hook: ModuleType) -> None:
-    result = doctest.testmod(hook, verbose=False)
-    assert result.attempted >= 1
-    assert result.failed == 0
+def _tmp_dirs(hook: ModuleType) -> set[Path]:
+    return set((hook.ROOT / ".cache").glob("release-run-*"))
 
 
-def test_embed_refuses_what_it_cannot_shift_safely(hook: ModuleType) -> None:
-    with pytest.raises(PluginError, match="code fence"):
-        hook.embed("# R\n\n```text\n# not a heading\n```\n")
-    with pytest.raises(PluginError, match="below h6"):
-        hook.embed("##### too deep\n")
-
-
-def test_run_key_follows_the_plan(hook: ModuleType, tmp_path: Path) -> None:
-    plan = tmp_path / "plan.toml"
-    plan.write_text("[pretrain]\nepochs = 8\n")
-    first = hook.run_key(plan)
-    assert first == hook.run_key(plan)
-    assert len(first) == 20
-    plan.write_text("[pretrain]\nepochs = 9\n")
-    assert hook.run_key(plan) != first
-
-
-def test_run_happens_once_and_keeps_no_store(
-    hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[Path] = []
-    monkeypatch.setattr(hook, "run_command", _fake_command(0, calls))
-    cache = tmp_path / "cache"
-    first = hook.Run(cache, hook.PLAN).wait()
-    assert first == cache / hook.run_key(hook.PLAN)
-    assert sorted(p.name for p in first.iterdir()) == ["g.png", "report.json", "report.md"]
-    assert hook.figures(first) == ["g.png"]
-    assert hook.Run(cache, hook.PLAN).wait() == first
-    assert len(calls) == 1
-    assert [p.name for p in cache.iterdir()] == [first.name]  # the temporary directory is gone
+def test_run_happens_once_and_keeps_no_store(hook: ModuleType, tmp_path: Path) -> None:
+    before = _tmp_dirs(hook)
+    hook.start_run()
+    assert "proc" in hook._run
+    out = hook.finish_run()
+    assert out == tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == ["KEY", "g.png", "report.json", "report.md"]
+    assert _tmp_dirs(hook) == before  # the temporary directory is gone
+    key = (out / "KEY").read_text()
+    hook.start_run()  # same inputs: nothing to run
+    assert "proc" not in hook._run
+    assert hook.finish_run() == out
+    assert (out / "KEY").read_text() == key
 
 
 @pytest.mark.parametrize("code", [1, 3])
-def test_run_that_does_not_release_fails_and_leaves_no_cache_entry(
+def test_run_that_does_not_release_fails_and_leaves_nothing(
     hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
-    monkeypatch.setattr(hook, "run_command", _fake_command(code, []))
-    cache = tmp_path / "cache"
-    run = hook.Run(cache, hook.PLAN)
-    with pytest.raises(PluginError, match=rf"exited with {code}, expected 0") as info:
-        run.wait()
+    monkeypatch.setenv("FAKE_EXIT", str(code))
+    before = _tmp_dirs(hook)
+    hook.start_run()
+    with pytest.raises(PluginError, match=rf"exited {code}, not 0") as info:
+        hook.finish_run()
     assert "outcome: released" in str(info.value)  # the run's last lines are shown
-    assert list(cache.iterdir()) == []
+    assert not (tmp_path / "run").exists()
+    hook.on_build_error(info.value)
+    assert _tmp_dirs(hook) == before
 
 
-def test_cancel_stops_the_run_and_cleans_up(
+def test_a_changed_input_reruns(
     hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        hook, "run_command", lambda out, plan: [sys.executable, "-c", "import time; time.sleep(60)"]
-    )
-    cache = tmp_path / "cache"
-    run = hook.Run(cache, hook.PLAN)
-    run.cancel()
-    assert list(cache.iterdir()) == []
+    plan = tmp_path / "plan.toml"
+    plan.write_text("[pretrain]\nepochs = 8\n")
+    monkeypatch.setattr(hook, "PLAN", plan)
+    hook.start_run()
+    first = (hook.finish_run() / "KEY").read_text()
+    plan.write_text("[pretrain]\nepochs = 9\n")
+    hook.start_run()
+    assert "proc" in hook._run
+    assert (hook.finish_run() / "KEY").read_text() != first
 
 
-def test_missing_figure_fails_the_build(hook: ModuleType, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "report.json").write_text(json.dumps({"figures": ["gate_summary.png"]}))
-    with pytest.raises(PluginError, match=r"figures missing .*gate_summary\.png"):
-        hook.figures(run_dir)
+def test_build_error_stops_a_run_in_progress(
+    hook: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hook, "RUN", [sys.executable, "-c", "import time; time.sleep(60)"])
+    before = _tmp_dirs(hook)
+    hook.start_run()
+    proc = hook._run["proc"]
+    hook.on_build_error(RuntimeError("boom"))
+    assert proc.wait(timeout=10) != 0
+    assert _tmp_dirs(hook) == before
 
 
-def test_a_run_that_does_not_release_fails_the_build(hook: ModuleType, tmp_path: Path) -> None:
-    # A plan error exits 2 before any training: the quickest non-zero exit of the real command.
-    plan = tmp_path / "bad.toml"
-    plan.write_text("[pretrain]\nepochs = 0\n")
-    with pytest.raises(PluginError, match=r"exited with 2, expected 0 \(released\)") as info:
-        hook.Run(tmp_path / "cache", plan).wait()
-    assert "pretrain.epochs" in str(info.value)
+def test_page_includes_the_report_once() -> None:
+    assert PAGE.read_text("utf-8").count(INCLUDE) == 1
 
 
 def test_quick_plan_is_valid_and_quick() -> None:
@@ -177,20 +124,18 @@ def test_quick_plan_is_valid_and_quick() -> None:
     assert quick.seed == default.seed
 
 
-def test_page_has_the_placeholder_once(hook: ModuleType) -> None:
-    page = (ROOT / "docs" / hook.PAGE).read_text("utf-8")
-    assert page.count(hook.PLACEHOLDER) == 1
-
-
 @pytest.mark.slow
-def test_real_run_is_released_with_its_figures(hook: ModuleType, tmp_path: Path) -> None:
-    run_dir = hook.Run(tmp_path / "cache", hook.PLAN).wait()
+def test_real_run_is_released_with_its_figures(
+    hook: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hook, "RUN", REAL_RUN)
+    hook.start_run()
+    run_dir = hook.finish_run()
     report = json.loads((run_dir / "report.json").read_text())
     assert report["outcome"] == "released"
     assert report["failed_gates"] == []
-    names = hook.figures(run_dir)
+    names = report["figures"]
     assert {"training_curves.png", "confusion_matrices.png", "gate_summary.png"} <= set(names)
+    assert all((run_dir / name).is_file() for name in names)
     assert not (run_dir / "store").exists()
-    embedded = hook.embed((run_dir / "report.md").read_text())
-    assert "### Release report: released" in embedded
-    assert all(f"(run/{name})" in embedded for name in names)
+    assert (run_dir / "report.md").read_text().startswith("# ")

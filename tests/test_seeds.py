@@ -28,9 +28,9 @@ from release_spec.workbench.sweep import (
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_JSON = ROOT / "docs" / "data" / "seeds.json"
-sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+sys.path.insert(0, str(ROOT / "docs" / "site_tools"))
 
-import seeds_page  # noqa: E402
+import macros  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_parse_seeds_and_plan_overrides():
 
 
 def test_page_renders_the_committed_table(committed):
-    text = seeds_page.render(SEEDS_JSON)
+    text = macros.seeds_table("seeds.json")
     for scenario, want in EXPECTED.items():
         n = committed["summary"][scenario]
         assert f"`{scenario}` ended `{want}` on **{n} of 20** seeds" in text
@@ -147,9 +147,9 @@ def test_page_renders_the_committed_table(committed):
 
 
 def test_page_says_how_to_produce_a_missing_file(tmp_path):
-    assert "nox -s seeds" in seeds_page.render(tmp_path / "seeds.json")
-    md = seeds_page.on_page_markdown(f"a\n{seeds_page.MARKER}\nb", None, None, None)
-    assert seeds_page.MARKER not in md
+    assert "nox -s seeds" in macros.seeds_table("seeds.json", tmp_path)
+    page = (ROOT / "docs" / "release" / "reference-release.md").read_text(encoding="utf-8")
+    assert page.count('{{ seeds_table("seeds.json") }}') == 1
 
 
 @pytest.mark.slow
