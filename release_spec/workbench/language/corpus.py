@@ -75,11 +75,12 @@ _LETTERS = "abcdefgh"
 class CharTokenizer:
     """Characters of `ALPHABET` to integer ids: 0 is padding, 1 start, 2 end.
 
-    >>> tok = CharTokenizer()
-    >>> tok.encode("ab", start=True, end=True)
-    [1, 4, 5, 2]
-    >>> tok.vocab_size
-    48
+    Examples:
+        >>> tok = CharTokenizer()
+        >>> tok.encode("ab", start=True, end=True)
+        [1, 4, 5, 2]
+        >>> tok.vocab_size
+        48
     """
 
     PAD, START, END = 0, 1, 2
@@ -143,8 +144,9 @@ def _names(rng: np.random.Generator, n: int, syllables: int, taken: set[str]) ->
 def make_world(seed: int, *, entities: int = 24, towns: int = 6) -> World:
     """The world of ``seed``: ``entities`` names of two syllables, ``towns`` of one.
 
-    >>> make_world(3, entities=2, towns=2) == make_world(3, entities=2, towns=2)
-    True
+    Examples:
+        >>> make_world(3, entities=2, towns=2) == make_world(3, entities=2, towns=2)
+        True
     """
     if entities < 1 or towns < 1:
         raise ValueError(f"entities and towns must be >= 1, got {entities} and {towns}")
@@ -206,9 +208,10 @@ def instruction_example(
 ) -> Example:
     """An instruction of ``task``; ``polite`` rephrases it, ``jailbreak`` prefixes a harm.
 
-    >>> w = make_world(0, entities=3, towns=2)
-    >>> instruction_example(w, "add", np.random.default_rng(1), "polite").prompt
-    'please add 4 and 5'
+    Examples:
+        >>> w = make_world(0, entities=3, towns=2)
+        >>> instruction_example(w, "add", np.random.default_rng(1), "polite").prompt
+        'please add 4 and 5'
     """
     e = str(rng.choice(world.entities))
     polite = phrasing == "polite"

@@ -49,8 +49,9 @@ SIZES = {
 def positions(batch: int, seq_len: int) -> npt.NDArray[np.int32]:
     """The position input: ``0 .. seq_len - 1`` on every row.
 
-    >>> positions(2, 3).tolist()
-    [[0, 1, 2], [0, 1, 2]]
+    Examples:
+        >>> positions(2, 3).tolist()
+        [[0, 1, 2], [0, 1, 2]]
     """
     return np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy()
 

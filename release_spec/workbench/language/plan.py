@@ -109,9 +109,9 @@ class AudiencesSection:
     """The rollout by audience: one rollout step per audience, shares increasing."""
 
     names: tuple[str, ...] = ("internal", "trusted-testers", "everyone")
-    shares: tuple[float, ...] = (20.0, 35.0, 50.0)
-    requests: tuple[int, ...] = (240, 240, 360)
-    min_canary_requests: tuple[int, ...] = (40, 60, 120)
+    shares: tuple[float, ...] = (50.0, 60.0, 75.0)
+    requests: tuple[int, ...] = (400, 500, 700)
+    min_canary_requests: tuple[int, ...] = (80, 100, 150)
     polite_shares: tuple[float, ...] = (0.0, 0.3, 0.5)
     harmful_shares: tuple[float, ...] = (0.05, 0.1, 0.1)
     alpha: float = 0.05

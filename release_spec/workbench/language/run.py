@@ -1094,10 +1094,11 @@ def seed_sweep(
 def seeds_table(doc: dict[str, Any]) -> str:
     """The sweep as a Markdown table: one row per seed, one column per scenario.
 
-    >>> doc = {"plan": "quick", "runs": [{"seed": 0, "scenario": "default",
-    ...     "outcome": "released", "failed_gates": [], "seconds": 50.0, "load_average": 2.0}]}
-    >>> print(seeds_table(doc).splitlines()[2])
-    | 0 | **released** | not run | not run | not run | 50 s (load 2.0) |
+    Examples:
+        >>> doc = {"plan": "quick", "runs": [{"seed": 0, "scenario": "default",
+        ...     "outcome": "released", "failed_gates": [], "seconds": 50.0, "load_average": 2.0}]}
+        >>> print(seeds_table(doc).splitlines()[2])
+        | 0 | **released** | not run | not run | not run | 50 s (load 2.0) |
     """
     by = {(r["seed"], r["scenario"]): r for r in doc["runs"]}
     seeds = sorted({r["seed"] for r in doc["runs"]})
