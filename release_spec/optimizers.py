@@ -580,10 +580,11 @@ def adam_step(
 
         Writing over an input is refused:
 
-        >>> adam_step(theta, grads[0], state, out=(theta, *buffers[1][1:]))
-        Traceback (most recent call last):
-        ...
-        ValueError: out[0] (theta) shares memory with theta; inputs are never overwritten
+        Examples:
+            >>> adam_step(theta, grads[0], state, out=(theta, *buffers[1][1:]))
+            Traceback (most recent call last):
+            ...
+            ValueError: out[0] (theta) shares memory with theta; inputs are never overwritten
     """
     lr = _learning_rate(learning_rate)
     b1 = _unit_interval(beta_1, "beta_1", closed=False)

@@ -55,8 +55,9 @@ class Range:
     def describe(self) -> str:
         """What a valid value is, in words: ``an integer in [1, 1000]``, ``a number > 0``.
 
-        >>> Range(float, 0, None, closed="neither").describe()
-        'a number > 0'
+        Examples:
+            >>> Range(float, 0, None, closed="neither").describe()
+            'a number > 0'
         """
         noun = "an integer" if self.kind is int else "a number"
         left = self.closed in ("both", "left")
@@ -118,10 +119,11 @@ OPEN_FRACTION = Range(float, 0, 1, closed="neither")
 def one_of(name: str, value: object, allowed: Sequence[str]) -> str:
     """``value`` when it is one of ``allowed``, else a ValueError naming ``name``.
 
-    >>> one_of("on_inconclusive", "wait", ("hold", "rollback"))
-    Traceback (most recent call last):
-    ...
-    ValueError: on_inconclusive: expected one of 'hold', 'rollback', got 'wait'
+    Examples:
+        >>> one_of("on_inconclusive", "wait", ("hold", "rollback"))
+        Traceback (most recent call last):
+        ...
+        ValueError: on_inconclusive: expected one of 'hold', 'rollback', got 'wait'
     """
     if not (isinstance(value, str) and value in allowed):
         options = ", ".join(repr(a) for a in allowed)
@@ -155,12 +157,13 @@ def class_labels(
     The one label check of the strategy layer (gates and monitoring): whole numbers
     only (``1.5`` is refused, ``1.0`` is label 1), and the message names the array.
 
-    >>> class_labels("y_true", [0, 2, 1], num_classes=3).tolist()
-    [0, 2, 1]
-    >>> class_labels("y_pred", [0, 3], num_classes=3)
-    Traceback (most recent call last):
-    ...
-    ValueError: y_pred: labels outside [0, 3): [3]
+    Examples:
+        >>> class_labels("y_true", [0, 2, 1], num_classes=3).tolist()
+        [0, 2, 1]
+        >>> class_labels("y_pred", [0, 3], num_classes=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: y_pred: labels outside [0, 3): [3]
     """
     import numpy as np  # here, so that reading a plan does not import NumPy
 

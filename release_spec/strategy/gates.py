@@ -114,8 +114,9 @@ def is_test_split(split: str | None) -> bool:
     a retry must read validation data, or the retries tune on the test set;
     `release_spec.strategy.stages.run_stage` refuses such a gate with this check.
 
-    >>> is_test_split("source.test"), is_test_split("source.val"), is_test_split(None)
-    (True, False, False)
+    Examples:
+        >>> is_test_split("source.test"), is_test_split("source.val"), is_test_split(None)
+        (True, False, False)
     """
     return split is not None and (split == "test" or split.endswith(".test"))
 
@@ -138,9 +139,10 @@ def accuracy_gate(
 ) -> GateResult:
     """Pass when the Wilson lower bound of the accuracy is at least ``min_lower``.
 
-    >>> g = accuracy_gate("a", [0, 1, 1, 0], [0, 1, 0, 0], min_lower=0.5)
-    >>> g.passed, g.value, [round(v, 3) for v in g.interval]
-    (False, 0.75, [0.301, 0.954])
+    Examples:
+        >>> g = accuracy_gate("a", [0, 1, 1, 0], [0, 1, 0, 0], min_lower=0.5)
+        >>> g.passed, g.value, [round(v, 3) for v in g.interval]
+        (False, 0.75, [0.301, 0.954])
     """
     t, p = class_labels("y_true", y_true), class_labels("y_pred", y_pred)
     _same_length(y_true=t, y_pred=p)
@@ -192,12 +194,13 @@ def macro_f1_gate(
     the bootstrap cannot show any spread, so the accuracy gate's Wilson
     interval is then the stricter guard.
 
-    >>> y = np.repeat(np.arange(10), 12)
-    >>> pred = y.copy()
-    >>> pred[:6] = 1  # half of class 0 read as 1
-    >>> g = macro_f1_gate("f", y, pred, min_lower=0.93)  # the point clears 0.93, the bound not
-    >>> g.passed, round(g.value, 4), [round(v, 4) for v in g.interval]
-    (False, 0.9467, [0.9035, 0.9831])
+    Examples:
+        >>> y = np.repeat(np.arange(10), 12)
+        >>> pred = y.copy()
+        >>> pred[:6] = 1  # half of class 0 read as 1
+        >>> g = macro_f1_gate("f", y, pred, min_lower=0.93)  # the point clears 0.93, the bound not
+        >>> g.passed, round(g.value, 4), [round(v, 4) for v in g.interval]
+        (False, 0.9467, [0.9035, 0.9831])
     """
     t, p = class_labels("y_true", y_true), class_labels("y_pred", y_pred)
     _same_length(y_true=t, y_pred=p)
@@ -270,13 +273,14 @@ def improvement_gate(
     right, ``c`` only the baseline right). ``value`` is the p-value and
     ``threshold`` is ``alpha``; the accuracy gain is in ``detail``.
 
-    >>> y = np.zeros(40, int)
-    >>> cand, base = y.copy(), y.copy()
-    >>> base[:12] = 1
-    >>> cand[:2] = 1
-    >>> g = improvement_gate("i", y, cand, base)
-    >>> g.passed, round(g.value, 4)
-    (True, 0.001)
+    Examples:
+        >>> y = np.zeros(40, int)
+        >>> cand, base = y.copy(), y.copy()
+        >>> base[:12] = 1
+        >>> cand[:2] = 1
+        >>> g = improvement_gate("i", y, cand, base)
+        >>> g.passed, round(g.value, 4)
+        (True, 0.001)
     """
     t = class_labels("y_true", y_true)
     c_pred, b_pred = (
@@ -323,10 +327,11 @@ def noninferiority_gate(
     ``interval`` is ``(lower bound, 1)``: one-sided, its upper end is the
     trivial 1.
 
-    >>> y = np.zeros(400, int)
-    >>> g = noninferiority_gate("n", y, y, y, margin=0.02)
-    >>> g.passed, g.threshold
-    (True, -0.02)
+    Examples:
+        >>> y = np.zeros(400, int)
+        >>> g = noninferiority_gate("n", y, y, y, margin=0.02)
+        >>> g.passed, g.threshold
+        (True, -0.02)
     """
     t = class_labels("y_true", y_true)
     c_pred, r_pred = (
@@ -367,9 +372,10 @@ def forgetting_gate(
     Its failure drives a retry of fine-tuning, so it reads the source
     *validation* split: `release_spec.strategy.stages.run_stage` refuses a test split.
 
-    >>> y = np.zeros(400, int)
-    >>> forgetting_gate("f", y, y, y, margin=0.05, split="source.val").passed
-    True
+    Examples:
+        >>> y = np.zeros(400, int)
+        >>> forgetting_gate("f", y, y, y, margin=0.05, split="source.val").passed
+        True
     """
     return noninferiority_gate(
         name,
@@ -413,10 +419,11 @@ def functional_gates(
     ``batch_sizes`` agrees with one call within ``atol``; the all-zero and
     all-one images give finite probabilities.
 
-    >>> def uniform(x):
-    ...     return np.full((len(x), 10), 0.1, np.float32)
-    >>> [g.passed for g in functional_gates(uniform, np.zeros((8, 784), np.float32))]
-    [True, True, True, True, True]
+    Examples:
+        >>> def uniform(x):
+        ...     return np.full((len(x), 10), 0.1, np.float32)
+        >>> [g.passed for g in functional_gates(uniform, np.zeros((8, 784), np.float32))]
+        [True, True, True, True, True]
     """
     out = np.asarray(predict(x), dtype=np.float64)
     expected = (x.shape[0], num_classes)
@@ -578,12 +585,14 @@ def soak(
     growth. ``clock`` is injectable so tests can drive time without sleeping;
     ``on_batch`` receives each batch's size (for a progress bar).
 
-    >>> def uniform(x):
-    ...     return np.full((len(x), 10), 0.1, np.float32)
-    >>> r = soak(uniform, np.zeros((8, 784), np.float32), seconds=0.05, max_predictions=400,
-    ...          batch_size=4, callers=4, reference=np.sum, rss_mb=lambda: 100.0)
-    >>> r.callers, r.errors, r.non_finite, r.predictions <= 400, r.stopped_by in ("time", "count")
-    (4, 0, 0, True, True)
+    Examples:
+        >>> def uniform(x):
+        ...     return np.full((len(x), 10), 0.1, np.float32)
+        >>> r = soak(uniform, np.zeros((8, 784), np.float32), seconds=0.05, max_predictions=400,
+        ...          batch_size=4, callers=4, reference=np.sum, rss_mb=lambda: 100.0)
+        >>> (r.callers, r.errors, r.non_finite,
+        ...  r.predictions <= 400, r.stopped_by in ("time", "count"))
+        (4, 0, 0, True, True)
     """
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be a finite number > 0, got {seconds}")
@@ -770,12 +779,13 @@ def _median(a: npt.NDArray[np.float64]) -> float:
 def summarise_soak(result: SoakResult, *, windows: int = 6) -> SoakSummary:
     """Cut a soak into ``windows`` equal time windows; fit the memory slope and latency drift.
 
-    >>> t = np.linspace(0.1, 60.0, 600)
-    >>> r = SoakResult(60.0, 10**6, 4, 50, 30_000, 60.0, "time", t, np.full(600, 2.0),
-    ...                t, np.full(600, 1.0), t, 500.0 + t / 6, 0, "", 0)  # 10 MB a minute
-    >>> s = summarise_soak(r, windows=6)
-    >>> len(s.windows), round(s.rss_slope_mb_per_min, 3), s.latency_drift, s.windows[0].ratio
-    (6, 10.0, 1.0, 2.0)
+    Examples:
+        >>> t = np.linspace(0.1, 60.0, 600)
+        >>> r = SoakResult(60.0, 10**6, 4, 50, 30_000, 60.0, "time", t, np.full(600, 2.0),
+        ...                t, np.full(600, 1.0), t, 500.0 + t / 6, 0, "", 0)  # 10 MB a minute
+        >>> s = summarise_soak(r, windows=6)
+        >>> len(s.windows), round(s.rss_slope_mb_per_min, 3), s.latency_drift, s.windows[0].ratio
+        (6, 10.0, 1.0, 2.0)
     """
     if windows < 2:
         raise ValueError(f"windows must be >= 2, got {windows}")
@@ -863,12 +873,13 @@ def stability_gates(
     leaves room (the default plan allows 1.5); the raw drift is reported
     beside it. The check is one-sided: getting faster (warm caches) passes.
 
-    >>> w = [SoakWindow(k, 10.0 * k, 10.0 * k + 10, 500, 2.0, 3.0, 1.0, 2.0, 400.0)
-    ...      for k in range(6)]
-    >>> s = SoakSummary(60.0, 4, 100_000, 3000, "time", 0, "", 0, tuple(w), 0.0, 1.0, 1.0)
-    >>> [g.passed for g in stability_gates(s, max_rss_slope_mb_per_min=8.0,
-    ...                                    max_latency_drift=1.5)]
-    [True, True, True, True, True]
+    Examples:
+        >>> w = [SoakWindow(k, 10.0 * k, 10.0 * k + 10, 500, 2.0, 3.0, 1.0, 2.0, 400.0)
+        ...      for k in range(6)]
+        >>> s = SoakSummary(60.0, 4, 100_000, 3000, "time", 0, "", 0, tuple(w), 0.0, 1.0, 1.0)
+        >>> [g.passed for g in stability_gates(s, max_rss_slope_mb_per_min=8.0,
+        ...                                    max_latency_drift=1.5)]
+        [True, True, True, True, True]
     """
     fewest = min(summary.windows, key=lambda w: w.calls)
     size_ok = fewest.calls >= min_window_calls

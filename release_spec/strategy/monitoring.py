@@ -149,10 +149,11 @@ def input_drift(
 ) -> tuple[FeatureDrift, ...]:
     """PSI and Holm-corrected KS for every feature summary.
 
-    >>> ref = {"mean": [i / 100 for i in range(100)]}
-    >>> d, = input_drift(ref, {"mean": [i / 100 + 0.5 for i in range(100)]})
-    >>> d.ks_statistic, d.psi > 0.25
-    (0.5, True)
+    Examples:
+        >>> ref = {"mean": [i / 100 for i in range(100)]}
+        >>> d, = input_drift(ref, {"mean": [i / 100 + 0.5 for i in range(100)]})
+        >>> d.ks_statistic, d.psi > 0.25
+        (0.5, True)
     """
     t = thresholds or MonitoringThresholds()
     if not reference:
@@ -188,13 +189,14 @@ def recall_windows(
     and the window's p-values are Holm-corrected (eq-holm). A trailing partial
     window is analysed if it holds at least half a window.
 
-    >>> ref_t = [0] * 100 + [1] * 100
-    >>> ref_p = [0] * 95 + [1] * 5 + [1] * 95 + [0] * 5
-    >>> live_t, live_p = [0] * 50 + [1] * 50, [0] * 48 + [1] * 2 + [0] * 25 + [1] * 25
-    >>> rows = recall_windows(live_t, live_p, reference_true=ref_t, reference_pred=ref_p,
-    ...                       num_classes=2, thresholds=MonitoringThresholds(recall_window=100))
-    >>> [(r.label, r.recall, r.alert) for r in rows]
-    [(0, 0.96, False), (1, 0.5, True)]
+    Examples:
+        >>> ref_t = [0] * 100 + [1] * 100
+        >>> ref_p = [0] * 95 + [1] * 5 + [1] * 95 + [0] * 5
+        >>> live_t, live_p = [0] * 50 + [1] * 50, [0] * 48 + [1] * 2 + [0] * 25 + [1] * 25
+        >>> rows = recall_windows(live_t, live_p, reference_true=ref_t, reference_pred=ref_p,
+        ...                       num_classes=2, thresholds=MonitoringThresholds(recall_window=100))
+        >>> [(r.label, r.recall, r.alert) for r in rows]
+        [(0, 0.96, False), (1, 0.5, True)]
     """
     t = thresholds or MonitoringThresholds()
     if num_classes < 2:

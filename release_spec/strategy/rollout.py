@@ -282,9 +282,10 @@ class RolloutPlan:
     def judge_config(self) -> JudgeConfig:
         """The judge's settings: alpha split over the error and slow-request metrics.
 
-        >>> cfg = default_rollout_plan().judge_config()
-        >>> cfg.metrics, cfg.metric_alpha, cfg.slow_margin
-        (('errors', 'slow'), 0.025, 0.03)
+        Examples:
+            >>> cfg = default_rollout_plan().judge_config()
+            >>> cfg.metrics, cfg.metric_alpha, cfg.slow_margin
+            (('errors', 'slow'), 0.025, 0.03)
         """
         return JudgeConfig(alpha=self.alpha, margin=self.margin, slow_margin=self.slow_margin)
 
@@ -297,8 +298,9 @@ def default_rollout_plan() -> RolloutPlan:
     that takes a few thousand canary requests, so the 1 % step bakes up to an
     hour. Run `forecast_steps` with your own traffic before using it.
 
-    >>> [s.share_pct for s in default_rollout_plan().steps]
-    [1.0, 5.0, 25.0, 50.0, 100.0]
+    Examples:
+        >>> [s.share_pct for s in default_rollout_plan().steps]
+        [1.0, 5.0, 25.0, 50.0, 100.0]
     """
     return RolloutPlan(
         steps=(
@@ -325,10 +327,11 @@ def route(request_id: str, canary_basis_points: int, salt: str = "") -> Arm:
     stays on it at 5 %. ``salt`` (the candidate's id) reshuffles the buckets
     so successive candidates are tried on different users.
 
-    >>> route("user-42", 0), route("user-42", 10_000)
-    ('baseline', 'canary')
-    >>> route("user-42", 500, salt="v2") == route("user-42", 500, salt="v2")
-    True
+    Examples:
+        >>> route("user-42", 0), route("user-42", 10_000)
+        ('baseline', 'canary')
+        >>> route("user-42", 500, salt="v2") == route("user-42", 500, salt="v2")
+        True
     """
     if not (0 <= canary_basis_points <= BASIS_POINTS):
         raise ValueError(f"canary_basis_points must be in [0, 10000], got {canary_basis_points}")
@@ -422,11 +425,12 @@ class RolloutState:
 def transition(state: RolloutState, to: RolloutStatus, **changes: object) -> RolloutState:
     """``state`` moved to status ``to`` (with ``changes``); `IllegalTransitionError` if not allowed.
 
-    >>> transition(RolloutState(production="v1"), RolloutStatus.COMPLETED)
-    Traceback (most recent call last):
-    ...
-    release_spec.strategy.stages.IllegalTransitionError: rollout: idle -> completed is not allowed
-    """
+    Examples:
+        >>> transition(RolloutState(production="v1"), RolloutStatus.COMPLETED)
+        Traceback (most recent call last):
+        ...
+        release_spec.strategy.stages.IllegalTransitionError: rollout: idle -> completed is not allowed
+    """  # noqa: E501
     if to not in ROLLOUT_TRANSITIONS[state.status]:
         raise IllegalTransitionError(f"rollout: {state.status.value} -> {to.value} is not allowed")
     return replace(state, status=to, **changes)  # type: ignore[arg-type]
@@ -709,12 +713,13 @@ def replay(
     abort or at completion; when the requests run out first, the state is
     returned as it stands (the caller decides what an unfinished rollout means).
 
-    >>> ctl = RolloutController(default_rollout_plan(), production="v1")
-    >>> _ = ctl.start("v2")
-    >>> reqs = [LiveRequest(f"u{i}", canary_error=i % 3 == 0, baseline_error=False)
-    ...         for i in range(100_000)]
-    >>> replay(ctl, reqs, batch_size=1_000).status.value
-    'aborted'
+    Examples:
+        >>> ctl = RolloutController(default_rollout_plan(), production="v1")
+        >>> _ = ctl.start("v2")
+        >>> reqs = [LiveRequest(f"u{i}", canary_error=i % 3 == 0, baseline_error=False)
+        ...         for i in range(100_000)]
+        >>> replay(ctl, reqs, batch_size=1_000).status.value
+        'aborted'
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -783,10 +788,11 @@ class StepForecast:
 def check_effect(baseline_error: float, regression: float) -> None:
     """Refuse an effect that is not a regression between two error rates in (0, 1).
 
-    >>> check_effect(0.02, 0.99)
-    Traceback (most recent call last):
-    ...
-    ValueError: regression must be in (0, 1 - baseline_error), got 0.99 with baseline_error 0.02
+    Examples:
+        >>> check_effect(0.02, 0.99)
+        Traceback (most recent call last):
+        ...
+        ValueError: regression must be in (0, 1 - baseline_error), got 0.99 with baseline_error 0.02
     """
     if not (0 < baseline_error < 1):
         raise ValueError(f"baseline_error must be in (0, 1), got {baseline_error}")
@@ -816,13 +822,14 @@ def forecast_steps(
     so this is a conservative planning figure. The expected number is
     rho x ``requests_per_minute`` x the step's maximum bake.
 
-    >>> quiet = replace(default_rollout_plan(), requests_per_minute=1_000.0)
-    >>> fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
-    >>> [(f.share_pct, f.required_canary_requests, round(f.expected_canary_requests))
-    ...  for f in fc[:2]]
-    [(1.0, 758, 600), (5.0, 774, 1500)]
-    >>> print(fc[0].warning)  # doctest: +ELLIPSIS
-    step 0 (1 %): the 60 min bake brings about 600 canary requests, fewer than the 758 ...
+    Examples:
+        >>> quiet = replace(default_rollout_plan(), requests_per_minute=1_000.0)
+        >>> fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
+        >>> [(f.share_pct, f.required_canary_requests, round(f.expected_canary_requests))
+        ...  for f in fc[:2]]
+        [(1.0, 758, 600), (5.0, 774, 1500)]
+        >>> print(fc[0].warning)  # doctest: +ELLIPSIS
+        step 0 (1 %): the 60 min bake brings about 600 canary requests, fewer than the 758 ...
     """
     check_effect(baseline_error, regression)
     OPEN_FRACTION.check("power", power)

@@ -236,11 +236,12 @@ def diagnose(
     than ``overfit_gap``; otherwise under-fitting (the model does not fit
     even the data it sees well enough).
 
-    >>> c = TrainingCurves((0.80, 0.99), (0.78, 0.90))
-    >>> diagnose([], c, overfit_gap=0.05).cause
-    'over-fitting'
-    >>> diagnose([], TrainingCurves((0.7,), (0.69,)), overfit_gap=0.05).cause
-    'under-fitting'
+    Examples:
+        >>> c = TrainingCurves((0.80, 0.99), (0.78, 0.90))
+        >>> diagnose([], c, overfit_gap=0.05).cause
+        'over-fitting'
+        >>> diagnose([], TrainingCurves((0.7,), (0.69,)), overfit_gap=0.05).cause
+        'under-fitting'
     """
     for g in failed:
         if g.name in forgetting_gates:
@@ -273,11 +274,12 @@ def adjust(hp: Hyperparameters, diagnosis: Diagnosis, *, max_epochs: int = 100) 
     * forgetting: half the learning rate, 25 % fewer epochs, and 0.25 more
       source replay (up to 1.0).
 
-    >>> hp = Hyperparameters(learning_rate=1e-3, epochs=10, batch_size=32)
-    >>> adjust(hp, Diagnosis("forgetting", "")).to_dict()["replay"]
-    0.25
-    >>> adjust(hp, Diagnosis("under-fitting", "")).epochs
-    15
+    Examples:
+        >>> hp = Hyperparameters(learning_rate=1e-3, epochs=10, batch_size=32)
+        >>> adjust(hp, Diagnosis("forgetting", "")).to_dict()["replay"]
+        0.25
+        >>> adjust(hp, Diagnosis("under-fitting", "")).epochs
+        15
     """
     if diagnosis.cause == "under-fitting":
         return replace(hp, epochs=min(max_epochs, math.ceil(hp.epochs * 1.5)), l2=hp.l2 / 10)

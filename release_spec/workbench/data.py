@@ -147,8 +147,9 @@ def array_sha256(a: npt.NDArray[np.generic]) -> str:
     Dtype and shape are hashed too, so a reshaped or recast array of the same
     bytes gets a different digest.
 
-    >>> array_sha256(np.zeros(2, np.float32))[:12]
-    '30f4359060e2'
+    Examples:
+        >>> array_sha256(np.zeros(2, np.float32))[:12]
+        '30f4359060e2'
     """
     h = hashlib.sha256()
     h.update(f"{a.dtype.str}{a.shape}".encode())
@@ -297,9 +298,10 @@ def make_live_pool(ds: Dataset, n: int = 20_000, seed: int | None = None) -> Liv
     Raises:
         ValueError: if ``n`` < 1.
 
-    >>> pool = make_live_pool(load_dataset(seed=0), n=5)
-    >>> pool.ids.tolist()[:2], pool.x.shape
-    (['req-000000', 'req-000001'], (5, 784))
+    Examples:
+        >>> pool = make_live_pool(load_dataset(seed=0), n=5)
+        >>> pool.ids.tolist()[:2], pool.x.shape
+        (['req-000000', 'req-000001'], (5, 784))
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -335,9 +337,10 @@ def from_new_channel(x: FloatArray) -> FloatArray:
     Returns:
         A new array: ``x`` with the bar's pixels raised to at least ``HEADER_INK``.
 
-    >>> out = from_new_channel(np.zeros((1, 784), np.float32))
-    >>> float(out[0, :56].min()), float(out[0, 56:].max())
-    (0.5, 0.0)
+    Examples:
+        >>> out = from_new_channel(np.zeros((1, 784), np.float32))
+        >>> float(out[0, :56].min()), float(out[0, 56:].max())
+        (0.5, 0.0)
     """
     out: FloatArray = np.array(x, dtype=np.float32, copy=True).reshape(len(x), SIDE, SIDE)
     out[:, :HEADER_ROWS, :] = np.maximum(out[:, :HEADER_ROWS, :], HEADER_INK)

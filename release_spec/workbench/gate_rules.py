@@ -60,13 +60,14 @@ class GateRule:
 def gate_rule(g: Mapping[str, Any]) -> GateRule:
     """The gate's rule, read from the last comparison in its ``detail``.
 
-    >>> r = gate_rule({"value": 0.95, "threshold": 0.88, "interval": [0.9, 0.98],
-    ...                "passed": True, "detail": "accuracy 0.95; lower bound >= 0.88"})
-    >>> r.rule, round(r.headroom, 4)
-    ('lower bound ≥ 0.88', 0.0227)
-    >>> gate_rule({"value": 1e-9, "threshold": 0.05, "interval": None, "passed": True,
-    ...            "detail": "McNemar p = 1e-09 <= 0.05"}).rule
-    'value ≤ 0.05'
+    Examples:
+        >>> r = gate_rule({"value": 0.95, "threshold": 0.88, "interval": [0.9, 0.98],
+        ...                "passed": True, "detail": "accuracy 0.95; lower bound >= 0.88"})
+        >>> r.rule, round(r.headroom, 4)
+        ('lower bound ≥ 0.88', 0.0227)
+        >>> gate_rule({"value": 1e-9, "threshold": 0.05, "interval": None, "passed": True,
+        ...            "detail": "McNemar p = 1e-09 <= 0.05"}).rule
+        'value ≤ 0.05'
     """
     value, threshold, detail = float(g["value"]), float(g["threshold"]), str(g["detail"])
     found = list(_RELATION.finditer(detail))

@@ -439,11 +439,12 @@ OUTCOMES = {
 def outcome_summary(report: Mapping[str, Any]) -> str:
     """One sentence saying what a run's outcome means, with the step and exposure if any.
 
-    >>> outcome_summary({"outcome": "stopped"})
-    'stopped by an offline gate before any live traffic; production unchanged'
-    >>> end = {"step": 0, "share": 1.0, "canary_requests": 11}
-    >>> outcome_summary({"outcome": "rolled_back", "rollout": {"rolled_back": end}})[-47:]
-    'at step 0 (1 % canary) after 11 canary requests'
+    Examples:
+        >>> outcome_summary({"outcome": "stopped"})
+        'stopped by an offline gate before any live traffic; production unchanged'
+        >>> end = {"step": 0, "share": 1.0, "canary_requests": 11}
+        >>> outcome_summary({"outcome": "rolled_back", "rollout": {"rolled_back": end}})[-47:]
+        'at step 0 (1 % canary) after 11 canary requests'
     """
     text = OUTCOMES[report["outcome"]]
     rollout = report.get("rollout") or {}

@@ -20,11 +20,12 @@ finite (a gate may measure an infinite deviation) as null, which is read
 back as NaN. Every key is always present; a section that did not happen is
 null.
 
->>> end = RolloutEnd(step=0, share=1.0, reason="judge rejected", canary_requests=11)
->>> to_json(end)
-{'step': 0, 'share': 1.0, 'reason': 'judge rejected', 'canary_requests': 11}
->>> from_json(RolloutEnd, to_json(end)) == end
-True
+Examples:
+    >>> end = RolloutEnd(step=0, share=1.0, reason="judge rejected", canary_requests=11)
+    >>> to_json(end)
+    {'step': 0, 'share': 1.0, 'reason': 'judge rejected', 'canary_requests': 11}
+    >>> from_json(RolloutEnd, to_json(end)) == end
+    True
 """
 
 from __future__ import annotations
@@ -376,10 +377,11 @@ def to_json(obj: object, *, null_non_finite: bool = True) -> JsonValue:
     arrays, and non-finite floats as null (kept as they are with ``null_non_finite=False``,
     for report.md and the figures, which print them).
 
-    >>> to_json(ArmCounts(10, 1, 90, 2))
-    {'canary_requests': 10, 'canary_errors': 1, 'baseline_requests': 90, 'baseline_errors': 2}
-    >>> to_json((1.5, math.inf)), to_json((1.5, math.inf), null_non_finite=False)
-    ([1.5, None], [1.5, inf])
+    Examples:
+        >>> to_json(ArmCounts(10, 1, 90, 2))
+        {'canary_requests': 10, 'canary_errors': 1, 'baseline_requests': 90, 'baseline_errors': 2}
+        >>> to_json((1.5, math.inf)), to_json((1.5, math.inf), null_non_finite=False)
+        ([1.5, None], [1.5, inf])
     """
 
     def walk(obj: object) -> JsonValue:
@@ -409,11 +411,12 @@ def from_json(cls: type[T], data: JsonValue) -> T:
         ValueError: a missing or unknown key, or a value of the wrong type; the
             message names the path, e.g. ``report.rollout.counts.canary_errors``.
 
-    >>> from_json(ArmCounts, {"canary_requests": 10, "canary_errors": 1,
-    ...                       "baseline_requests": 90, "baseline_errors": "2"})
-    Traceback (most recent call last):
-    ...
-    ValueError: report.baseline_errors: expected an integer, got '2'
+    Examples:
+        >>> from_json(ArmCounts, {"canary_requests": 10, "canary_errors": 1,
+        ...                       "baseline_requests": 90, "baseline_errors": "2"})
+        Traceback (most recent call last):
+        ...
+        ValueError: report.baseline_errors: expected an integer, got '2'
     """
     out = _read(cls, data, "report")
     if not isinstance(out, cls):
@@ -512,8 +515,9 @@ def json_schema(cls: type) -> JsonObject:
     Every key is required and no other key is allowed; a float may be null
     (how a non-finite value is written).
 
-    >>> json_schema(ArmCounts)["$defs"]["ArmCounts"]["required"][:2]
-    ['canary_requests', 'canary_errors']
+    Examples:
+        >>> json_schema(ArmCounts)["$defs"]["ArmCounts"]["required"][:2]
+        ['canary_requests', 'canary_errors']
     """
     defs: dict[str, JsonValue] = {}
     root = _schema(cls, defs)

@@ -69,12 +69,13 @@ OVERRIDE_REASON = (
 def parse_seeds(text: str) -> list[int]:
     """Seeds from ``"0-19"``, ``"1,5,7"`` or a mix (``"0-3,9"``).
 
-    >>> parse_seeds("0-3,9")
-    [0, 1, 2, 3, 9]
-    >>> parse_seeds("3-1")
-    Traceback (most recent call last):
-    ...
-    ValueError: seeds: empty range '3-1'
+    Examples:
+        >>> parse_seeds("0-3,9")
+        [0, 1, 2, 3, 9]
+        >>> parse_seeds("3-1")
+        Traceback (most recent call last):
+        ...
+        ValueError: seeds: empty range '3-1'
     """
     seeds: list[int] = []
     for part in text.split(","):
@@ -95,8 +96,9 @@ def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
     Raises:
         ValueError: an override names an unknown key or an invalid value.
 
-    >>> plan_with({"finetune": {"epochs": 3}}).finetune.epochs
-    3
+    Examples:
+        >>> plan_with({"finetune": {"epochs": 3}}).finetune.epochs
+        3
     """
     from release_spec.strategy.plan import default_plan_text, parse_plan
 
@@ -152,10 +154,11 @@ def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
 def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every row that breaks the documented claim, as one line each (empty: all hold).
 
-    >>> ok = {"seed": 0, "scenario": "default", "outcome": "released", "exit_code": 0,
-    ...       "accuracy": 0.96, "candidate_promoted": True, "offline_gates_passed": True}
-    >>> check_claims([ok]), check_claims([{**ok, "accuracy": 0.93}])
-    ([], ['seed 0 default: accuracy 0.930 < 0.94'])
+    Examples:
+        >>> ok = {"seed": 0, "scenario": "default", "outcome": "released", "exit_code": 0,
+        ...       "accuracy": 0.96, "candidate_promoted": True, "offline_gates_passed": True}
+        >>> check_claims([ok]), check_claims([{**ok, "accuracy": 0.93}])
+        ([], ['seed 0 default: accuracy 0.930 < 0.94'])
     """
     problems = []
     for r in rows:
