@@ -1,18 +1,16 @@
 """What the build executes: the notebooks (mkdocs-jupyter 0.26) and the reference release run.
 
-Both are cached by `inputs_digest`. mkdocs-jupyter keys its own cache on the
-notebook and its options only, so its ``cache_dir`` is named by the digest (others
-are deleted after a build) and its kernel is pinned to this Python. On notebook
-pages the template's MathJax and Mermaid loaders go (KaTeX is vendored), the
-575 kB JupyterLab stylesheet is linked once instead of inlined, and relative links
-to ``.md``/``.ipynb`` sources become page URLs. On every page code and outputs are
-marked ``data-search-exclude``, which keeps Material's search index small.
-
+Both are cached by `inputs_digest`: mkdocs-jupyter keys its cache on the notebook
+and its options only, so its ``cache_dir`` is named by the digest (others are
+deleted after a build); its kernel is this Python. Notebook pages lose the MathJax
+and Mermaid loaders (KaTeX is vendored), link the 575 kB JupyterLab stylesheet
+once instead of inlining it, and get page URLs for links to ``.md``/``.ipynb``
+sources. Code and outputs are ``data-search-exclude`` (a small search index).
 The reference run (``release-spec run``, default plan, seed 0) starts with the
-build, overlapping the notebooks, and is waited for just before the Reference
-release page, which includes ``release/run/report.md`` (mkdocs-include-markdown-plugin).
-``docs/release/run/KEY`` holds its digest: a rebuild with nothing changed reuses it.
-A run that does not release (exit 0) fails the build and leaves nothing behind.
+build, overlapping the notebooks, and is awaited just before the Reference release
+page includes ``release/run/report.md`` (mkdocs-include-markdown-plugin).
+``docs/release/run/KEY`` holds its digest: a rebuild with nothing changed reuses
+it. A run that does not release (exit 0) fails the build and leaves nothing.
 """
 
 import hashlib
