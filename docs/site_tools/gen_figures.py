@@ -30,7 +30,7 @@ def _box(ax, x0, x1, yc, h, title, sub, colours, pill=False):
     xc = (x0 + x1) / 2
     ax.text(xc, yc + (8 if sub else 0), title, ha="center", va="center", weight="bold", color=INK)
     if sub:
-        ax.text(xc, yc - 9, sub, ha="center", va="center", color=INK, size=10.5)
+        ax.text(xc, yc - 9, sub, ha="center", va="center", color=INK, size=11)
 
 
 def _arrow(ax, a, b, colour=GREY, dashed=False, rad=0.0):
@@ -76,9 +76,9 @@ def draw() -> str:
             _arrow(ax, (a, row), (b, row))
         for gate_x, stage_x in ((210, 75), (480, 345)):
             _arrow(ax, (gate_x, row + 26), (gate_x, 373), RED)
-            ax.text(gate_x + 5, 352, "fail", color=RED, size=10.5)
+            ax.text(gate_x + 5, 352, "fail", color=RED, size=11)
             _arrow(ax, (gate_x - 30, 373), (stage_x, row + 26), GREY, dashed=True, rad=0.25)
-        ax.text(120, 352, "retrain", color=GREY, size=10.5, ha="right")
+        ax.text(120, 352, "retrain", color=GREY, size=11, ha="right")
         # The release stage: three offline gates, then the phased rollout.
         top, mid = 220, 165
         ax.add_patch(
@@ -100,7 +100,7 @@ def draw() -> str:
             color=STAGE[1],
         )
         ax.plot([525, 600], [row, row], color=GREY, lw=1.4)
-        ax.text(562, row + 6, "pass", color=GREY, size=10.5, ha="center")
+        ax.text(562, row + 6, "pass", color=GREY, size=11, ha="center")
         _arrow(ax, (600, row), (600, top), rad=0)
         gates = [
             (15, 120, "functional", "output contract"),
@@ -117,19 +117,19 @@ def draw() -> str:
         _box(ax, 20, 355, 55, 40, "stop: the stage fails", "nothing is served", BAD)
         for x in (67, 185, 305):
             _arrow(ax, (x, mid - 23), (x, 75), RED)
-        ax.text(72, 95, "fail", color=RED, size=10.5)
+        ax.text(72, 95, "fail", color=RED, size=11)
         _box(ax, 385, 570, 55, 40, "Monitoring", "sequential judge per look", STAGE)
         _arrow(ax, (477, mid - 25), (477, 75))
         _box(ax, 595, 700, 55, 40, "Rollback", "canary share → 0", BAD)
         _arrow(ax, (570, 55), (595, 55), RED)
-        ax.text(582, 80, "regression", color=RED, size=10.5, ha="center")
+        ax.text(582, 80, "regression", color=RED, size=11, ha="center")
         ax.text(
             W / 2,
             12,
             "Every version lives in the model registry; a rollback restores the previous one.",
             ha="center",
             color=GREY,
-            size=10.5,
+            size=11,
         )
         buf = io.StringIO()
         fig.savefig(buf, format="svg", transparent=True)
