@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 from release_spec.strategy._validate import OPEN_FRACTION, Range
 from release_spec.strategy.plan import SCENARIOS
 from release_spec.workbench.language.plan import LANGUAGE_SCENARIOS
+from release_spec.workbench.report_schema import RunOutcome
 
 #: ``run --scenario``'s choices: the classic example's and the language model's.
 _RUN_SCENARIOS = tuple(dict.fromkeys((*SCENARIOS, *LANGUAGE_SCENARIOS)))
@@ -65,16 +66,9 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_STOPPED, EXIT_HELD = 0, 1, 2, 3, 4
-#: ``run``'s exit code per outcome: 0 nothing to fix (released, or nothing to release),
-#: 3 the candidate is bad (a gate stopped it, or the rollout found harm), 4 undecided
-#: (the rollout ran out of traffic before it could promote or reject the candidate).
-RUN_EXIT_CODES = {
-    "released": EXIT_OK,
-    "unchanged": EXIT_OK,
-    "stopped": EXIT_STOPPED,
-    "rolled_back": EXIT_STOPPED,
-    "held": EXIT_HELD,
-}
+#: ``run``'s exit code per outcome (`RunOutcome.exit_code`): 0 nothing to fix, 3 the
+#: candidate is bad, 4 undecided.
+RUN_EXIT_CODES = {outcome.value: outcome.exit_code for outcome in RunOutcome}
 PROG = "release-spec"
 
 EXIT_CODES_HELP = """\

@@ -99,6 +99,22 @@ class RunOutcome(str, Enum):
     HELD = "held"
     ROLLED_BACK = "rolled_back"
 
+    @property
+    def exit_code(self) -> int:
+        """The exit code of ``release-spec run``: 0 nothing to fix, 3 a bad candidate, 4 undecided.
+
+        0: released, or nothing to release; 3: a gate stopped the candidate or
+        the rollout found harm; 4: the rollout ran out of traffic before it
+        could promote or reject the candidate.
+
+        Example:
+            >>> RunOutcome.ROLLED_BACK.exit_code
+            3
+        """
+        if self in (RunOutcome.RELEASED, RunOutcome.UNCHANGED):
+            return 0
+        return 4 if self is RunOutcome.HELD else 3
+
 
 #: Why a finished rollout ended (see `release_spec.workbench.release.rollout_verdict`).
 RolloutVerdict = Literal["completed", "harm", "undecided"]

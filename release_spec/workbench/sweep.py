@@ -19,7 +19,8 @@ One process imports TensorFlow once; each run seeds Keras afresh
 for every run and unrelated to the seed, so the sweep shortens it to keep 60
 runs within reasonable time; the JSON records the override.
 
-This is the front layer (like `release_spec.cli`, whose exit codes it reports).
+An entry point of its own in the workbench: each row records the exit code
+``release-spec run`` would give (`RunOutcome.exit_code`), without importing the CLI.
 """
 
 from __future__ import annotations
@@ -115,7 +116,6 @@ def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
 
 def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
     """Run one scenario and condense its report to one row of the sweep."""
-    from release_spec.cli import RUN_EXIT_CODES
     from release_spec.workbench.pipeline import run_pipeline
 
     result = run_pipeline(plan, out, scenario=scenario, echo=lambda _: None, progress=False)
@@ -137,7 +137,7 @@ def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
         "seed": plan.seed,
         "scenario": scenario,
         "outcome": result.outcome.value,
-        "exit_code": RUN_EXIT_CODES[result.outcome.value],
+        "exit_code": result.outcome.exit_code,
         "accuracy": released.target_test_accuracy if released else None,
         "interval": list(released.interval) if released else None,
         "n": released.n if released else None,

@@ -41,7 +41,7 @@ Scenarios (`release_spec.workbench.language.plan.LANGUAGE_SCENARIOS`):
   and everyone phrase politely, and the rollout rolls the candidate back.
 
 Outcomes and exit codes are the classic run's (``released``, ``unchanged``,
-``stopped``, ``held``, ``rolled_back``; `release_spec.cli.RUN_EXIT_CODES`).
+``stopped``, ``held``, ``rolled_back``; exit codes by `RunOutcome.exit_code`).
 """
 
 from __future__ import annotations
@@ -1044,8 +1044,8 @@ def seed_sweep(
     import platform
     import tempfile
 
-    from release_spec.cli import RUN_EXIT_CODES
     from release_spec.workbench.language.plan import load_language_plan
+    from release_spec.workbench.report_schema import RunOutcome
 
     path = Path(json_path)
     old: dict[str, Any] = (
@@ -1069,7 +1069,7 @@ def seed_sweep(
                     "seed": seed,
                     "scenario": scenario,
                     "outcome": res.outcome,
-                    "exit_code": RUN_EXIT_CODES[res.outcome],
+                    "exit_code": RunOutcome(res.outcome).exit_code,
                     "failed_gates": res.report["failed_gates"],
                     "seconds": res.report["seconds"],
                     "load_average": round(load, 2),
