@@ -249,6 +249,18 @@ def test_same_sources_figures_and_macros(page: str) -> None:
     assert includes(_text(zh_of(page))) == includes(_text(page))
 
 
+def front_matter(page: str) -> list[str]:
+    """The page's front matter lines (render_macros, hide, ...): a Chinese page without
+    `render_macros: true` would show its twin's macros as raw text."""
+    match = _FRONT_MATTER.match((DOCS / page).read_text(encoding="utf-8"))
+    return sorted(line.strip() for line in match.group(0).splitlines()) if match else []
+
+
+@pytest.mark.parametrize("page", TRANSLATED)
+def test_same_front_matter(page: str) -> None:
+    assert front_matter(zh_of(page)) == front_matter(page)
+
+
 @pytest.mark.parametrize("page", TRANSLATED)
 def test_no_untranslated_prose(page: str) -> None:
     left = [p for p in prose_paragraphs(_text(zh_of(page))) if untranslated(p)]
