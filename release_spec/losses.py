@@ -156,7 +156,7 @@ def mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         ValueError: Empty input, a shape mismatch, a non-numeric dtype, or
             NaN/inf in either input.
 
-    Example:
+    Examples:
         >>> mean_squared_error([0.0, 1.0, 2.0, 3.0], [0.5, 1.0, 1.0, 3.0])
         0.3125
     """
@@ -227,7 +227,7 @@ def categorical_crossentropy(
         ValueError: Empty input, a shape mismatch, NaN/inf, values outside
             [0, 1], rows not summing to 1, or ``epsilon`` out of range.
 
-    Example:
+    Examples:
         >>> round(categorical_crossentropy([[0, 1, 0], [0, 0, 1]],
         ...                                [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]), 6)
         0.458145
@@ -287,7 +287,7 @@ def sparse_categorical_crossentropy(
             non-integer or >= K, NaN/inf, probabilities outside [0, 1], rows
             not summing to 1, or ``epsilon`` out of range.
 
-    Example:
+    Examples:
         >>> round(sparse_categorical_crossentropy([1, 2],
         ...                                       [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]), 6)
         0.458145
@@ -356,7 +356,7 @@ def token_crossentropies(
     Raises:
         ValueError: As `sparse_categorical_crossentropy`; for logits, NaN/inf.
 
-    Example:
+    Examples:
         >>> token_crossentropies([1, 2], [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]).round(6)
         array([0.223144, 0.693147])
     """
@@ -432,7 +432,7 @@ def perplexity(
         ValueError: As `sparse_categorical_crossentropy`; a mask of the wrong
             shape or values, or one that drops every token.
 
-    Example:
+    Examples:
         >>> round(perplexity([1, 2], [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]), 6)
         1.581139
     """
@@ -478,7 +478,7 @@ def sequence_crossentropies(
     Raises:
         ValueError: As `token_crossentropies`; labels that are not 2-D; a bad mask.
 
-    Example:
+    Examples:
         >>> sums, counts = sequence_crossentropies([[1, 2]], [[[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]])
         >>> sums.round(6), counts
         (array([0.916291]), array([2]))

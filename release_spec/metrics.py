@@ -257,7 +257,7 @@ def confusion_matrix(
             `MAX_CLASSES` when ``num_classes`` is ``None``), or a bad
             ``num_classes`` (not a positive integer, or above `MAX_CLASSES`).
 
-    Example:
+    Examples:
         >>> confusion_matrix([0, 0, 1, 1, 1, 2, 2, 2, 2, 2],
         ...                  [0, 1, 1, 1, 0, 2, 2, 2, 1, 0])
         array([[1, 1, 0],
@@ -304,7 +304,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         ValueError: empty input, length mismatch, NaN/inf, a negative or
             non-integer label.
 
-    Example:
+    Examples:
         >>> accuracy([1, 1, 1, 0, 0, 0, 0, 1], [1, 0, 1, 0, 1, 0, 0, 1])
         0.75
     """
@@ -466,7 +466,7 @@ def precision(
         ValueError: bad labels (see `confusion_matrix`), unknown
             ``average`` or a ``zero_division`` other than 0, 1 or nan.
 
-    Example:
+    Examples:
         >>> t = [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
         >>> p = [0, 1, 1, 1, 0, 2, 2, 2, 1, 0]
         >>> precision(t, p, average=None)
@@ -542,7 +542,7 @@ def recall(
         ValueError: bad labels (see `confusion_matrix`), unknown
             ``average`` or a ``zero_division`` other than 0, 1 or nan.
 
-    Example:
+    Examples:
         >>> t = [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
         >>> p = [0, 1, 1, 1, 0, 2, 2, 2, 1, 0]
         >>> recall(t, p, average=None)
@@ -620,7 +620,7 @@ def f1_score(
         ValueError: bad labels (see `confusion_matrix`), unknown
             ``average`` or a ``zero_division`` other than 0, 1 or nan.
 
-    Example:
+    Examples:
         >>> t = [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
         >>> p = [0, 1, 1, 1, 0, 2, 2, 2, 1, 0]
         >>> f1_score(t, p, average=None)
@@ -653,7 +653,7 @@ class ConfusionMatrix:
     Raises:
         ValueError: a bad ``num_classes``; `update` as `confusion_matrix`.
 
-    Example:
+    Examples:
         >>> cm = ConfusionMatrix(num_classes=3)
         >>> cm.update([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
         >>> cm.update([2, 2, 2, 2, 2], [2, 2, 2, 1, 0])
@@ -797,7 +797,7 @@ def threshold_predictions(y_prob: ArrayLike, threshold: float = 0.5) -> NDArray[
         ValueError: empty input, NaN/inf, values outside [0, 1], or a
             threshold outside [0, 1].
 
-    Example:
+    Examples:
         >>> threshold_predictions([0.2, 0.5, 0.51, 0.9])
         array([0, 0, 1, 1])
     """
@@ -832,7 +832,7 @@ def argmax_predictions(y_prob: ArrayLike) -> NDArray[np.int64]:
         ValueError: not 2-D, empty, NaN/inf, values outside [0, 1], or a row
             not summing to 1.
 
-    Example:
+    Examples:
         >>> argmax_predictions([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]])
         array([1, 0])
     """

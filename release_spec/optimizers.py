@@ -217,7 +217,7 @@ def gradient_descent_step(
             learning rate that is not a finite positive number, or an
             unsuitable ``out``.
 
-    Example:
+    Examples:
         >>> gradient_descent_step([1.0, -2.0], [0.5, -1.0], learning_rate=0.1)
         array([ 0.95, -1.9 ])
     """
@@ -244,7 +244,7 @@ def gradient_descent_step(
 def momentum_init(theta: ArrayLike) -> FloatArray:
     """Initial velocity for `momentum_step`: zeros shaped like ``theta``.
 
-    Example:
+    Examples:
         >>> momentum_init([1.0, 2.0])
         array([0., 0.])
     """
@@ -310,7 +310,7 @@ def momentum_step(
             rate that is not a finite positive number, momentum outside [0, 1],
             a ``nesterov`` that is not a bool, or an unsuitable ``out``.
 
-    Example:
+    Examples:
         >>> theta, v = momentum_step([1.0], [0.5], [0.0], learning_rate=0.1, momentum=0.9)
         >>> theta, v
         (array([0.95]), array([-0.05]))
@@ -374,7 +374,7 @@ class AdamState:
 def adam_init(theta: ArrayLike) -> AdamState:
     """Initial Adam state: zero moments shaped like ``theta``, ``t = 0``.
 
-    Example:
+    Examples:
         >>> adam_init([1.0, 2.0])
         AdamState(m=array([0., 0.]), v=array([0., 0.]), t=0)
     """
@@ -539,7 +539,7 @@ def adam_step(
             element of ``state.v`` below 0), an unknown form, or an unsuitable
             ``out`` (the message names it).
 
-    Example:
+    Examples:
         >>> state = adam_init([1.0, 1.0])
         >>> theta, state = adam_step([1.0, 1.0], [0.5, -2.0], state, learning_rate=0.1)
         >>> theta.round(8), state.m, state.v, state.t
@@ -580,11 +580,10 @@ def adam_step(
 
         Writing over an input is refused:
 
-        Examples:
-            >>> adam_step(theta, grads[0], state, out=(theta, *buffers[1][1:]))
-            Traceback (most recent call last):
-            ...
-            ValueError: out[0] (theta) shares memory with theta; inputs are never overwritten
+        >>> adam_step(theta, grads[0], state, out=(theta, *buffers[1][1:]))
+        Traceback (most recent call last):
+        ...
+        ValueError: out[0] (theta) shares memory with theta; inputs are never overwritten
     """
     lr = _learning_rate(learning_rate)
     b1 = _unit_interval(beta_1, "beta_1", closed=False)

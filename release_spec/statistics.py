@@ -308,7 +308,7 @@ def sequential_log_evidence(
             counts, errors above requests, shapes that do not broadcast, or a bad
             ``prior_scale`` or ``grid_size``.
 
-    Example:
+    Examples:
         >>> log_m = sequential_log_evidence([3, 9], [100, 100], [20, 20], [1900, 1900])
         >>> np.round(log_m, 3)
         array([0.697, 8.092])
@@ -414,7 +414,7 @@ class SequentialErrorRateTest:
         ValueError: alpha outside (0, 1), bad prior settings, bad counts in ``update``
             (a refused update changes nothing).
 
-    Example:
+    Examples:
         >>> test = SequentialErrorRateTest(alpha=0.05)
         >>> test.update(canary_errors=3, canary_requests=100,
         ...             baseline_errors=20, baseline_requests=1900)
@@ -532,7 +532,7 @@ def two_proportion_z_test(
     Raises:
         ValueError: bad counts, zero requests in an arm, unknown alternative.
 
-    Example:
+    Examples:
         >>> float(np.round(two_proportion_z_test(12, 200, 40, 1800), 5))
         0.00072
     """
@@ -611,7 +611,7 @@ def bernoulli_confidence_sequence(
     Raises:
         ValueError: bad counts, alpha outside (0, 1), nonpositive prior parameters.
 
-    Example:
+    Examples:
         >>> lo, hi = bernoulli_confidence_sequence(20, 1000)
         >>> round(float(lo), 4), round(float(hi), 4)
         (0.0078, 0.0406)
@@ -812,7 +812,7 @@ def error_rate_difference_bounds(
     Raises:
         ValueError: bad counts, alpha outside (0, 1), bad prior parameters.
 
-    Example:
+    Examples:
         >>> lo, hi = error_rate_difference_bounds(20, 1000, 400, 20000)
         >>> round(float(lo), 4), round(float(hi), 4)
         (-0.0171, 0.0258)
@@ -862,7 +862,7 @@ class ErrorRateConfidenceSequence:
         prior_a: Beta mixing parameter $a$.
         prior_b: Beta mixing parameter $b$.
 
-    Example:
+    Examples:
         >>> cs = ErrorRateConfidenceSequence(alpha=0.05)
         >>> cs.update(canary_errors=80, canary_requests=4000,
         ...           baseline_errors=1520, baseline_requests=76000)
@@ -993,7 +993,7 @@ def fixed_horizon_sample_size(
         ValueError: rates, alpha, power or canary_fraction outside (0, 1); ``p0 == p1``; unknown
             alternative or method.
 
-    Example:
+    Examples:
         >>> fixed_horizon_sample_size(0.02, 0.04, canary_fraction=0.05)
         SampleSize(canary_requests=774, baseline_requests=14701)
     """
@@ -1066,7 +1066,7 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> Inte
         ValueError: negative, fractional or non-finite counts, $x > n$, $n = 0$,
             confidence outside (0, 1).
 
-    Example:
+    Examples:
         >>> lo, hi = wilson_interval(95, 100)
         >>> round(lo, 4), round(hi, 4)
         (0.8882, 0.9785)
@@ -1129,7 +1129,7 @@ def mcnemar_exact(
     Raises:
         ValueError: negative, fractional or non-finite counts; unknown alternative.
 
-    Example:
+    Examples:
         >>> round(mcnemar_exact(12, 3), 4)
         0.0352
     """
@@ -1242,7 +1242,7 @@ def paired_noninferiority(
         ValueError: empty or mismatched inputs, values other than 0/1, margin outside
             [0, 1), alpha outside (0, 1).
 
-    Example:
+    Examples:
         >>> cand = np.r_[np.ones(940), np.zeros(60)]
         >>> prod = np.r_[np.ones(930), np.zeros(10), np.ones(20), np.zeros(40)]
         >>> r = paired_noninferiority(cand, prod, margin=0.02)
@@ -1360,7 +1360,7 @@ def population_stability_index(
             edges not strictly increasing or not covering the data; epsilon outside
             (0, 1).
 
-    Example:
+    Examples:
         >>> ref = np.arange(1000) / 1000
         >>> round(population_stability_index(ref, ref ** 2, bins=[0, 0.25, 0.5, 0.75, 1]), 4)
         0.296
@@ -1445,7 +1445,7 @@ def ks_two_sample(x: ArrayLike, y: ArrayLike) -> KSResult:
     Raises:
         ValueError: empty, non-1-D or non-finite samples.
 
-    Example:
+    Examples:
         >>> r = ks_two_sample(np.arange(100), np.arange(100) + 20)
         >>> round(r.statistic, 2), round(r.p_value, 4)
         (0.2, 0.0314)
@@ -1509,7 +1509,7 @@ def holm(p_values: ArrayLike, alpha: float = 0.05) -> HolmResult:
     Raises:
         ValueError: empty, non-1-D, non-finite or out-of-range p-values; bad alpha.
 
-    Example:
+    Examples:
         >>> r = holm([0.01, 0.04, 0.03, 0.005])
         >>> r.reject, [round(v, 3) for v in r.adjusted]
         ((True, False, False, True), [0.03, 0.06, 0.06, 0.02])
@@ -1632,7 +1632,7 @@ def perplexity_interval(
             token counts that are not whole numbers >= 1 or do not match, a bad
             confidence.
 
-    Example:
+    Examples:
         >>> r = perplexity_interval([2.0, 3.5, 1.0, 4.5], [2, 3, 1, 4])
         >>> round(r.estimate, 4), round(r.low, 4), round(r.high, 4)
         (3.0042, 2.6746, 3.3744)
@@ -1755,7 +1755,7 @@ def clustered_paired_noninferiority(
         ValueError: fewer than 2 prompts, different numbers of prompts, a prompt
             without samples, values other than 0/1, a bad margin or alpha.
 
-    Example:
+    Examples:
         >>> cand = [[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1], [1, 0, 1, 1]]
         >>> prod = [[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1], [1, 1, 0, 1]]
         >>> r = clustered_paired_noninferiority(cand, prod, margin=0.2)

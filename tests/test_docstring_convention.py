@@ -1,9 +1,10 @@
 """One doctest convention: every doctest of ``release_spec`` sits in an ``Examples:`` section.
 
 The site renders docstrings with mkdocstrings' Google parser, which shows ``>>>``
-lines as code only inside an ``Examples:`` (or ``Example:``) section; a bare
-doctest in prose would render as text (an output such as ``[1.0, 5.0]`` even
-as a link). Doctests run either way; this keeps them readable on the site.
+lines as code only inside an ``Examples:`` section (it reads a singular
+``Example:`` as an admonition of Markdown); a bare doctest in prose would render
+as text (an output such as ``[1.0, 5.0]`` even as a link). Doctests run either
+way; this keeps them readable on the site.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def bare_doctests(docstring: str) -> list[str]:
             section, indent = "", -1
         if (m := HEADER.match(line)) and (indent < 0 or width <= indent):
             section, indent = m.group(2), width
-        elif line.lstrip().startswith(">>>") and section not in ("Examples", "Example"):
+        elif line.lstrip().startswith(">>>") and section != "Examples":
             bare.append(line.strip())
     return bare
 

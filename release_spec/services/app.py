@@ -283,7 +283,7 @@ def _finite(value: Any) -> Any:
     Python's JSON parser reads ``NaN`` and ``Infinity``; a 422 echoing such an input
     must still be valid JSON (strict JSON rendering refuses them).
 
-    Example:
+    Examples:
         >>> _finite({"input": [float("nan"), 1.5, {"x": float("inf")}]})
         {'input': ['nan', 1.5, {'x': 'inf'}]}
     """

@@ -53,7 +53,7 @@ def rollout_id(
         ValueError: an id the service cannot address (see `ROLLOUT_ID`), naming the
             payload field it came from.
 
-    Example:
+    Examples:
         >>> rollout_id("podinfo", "test", {}, "6d4f8b9c7")
         'test.podinfo.6d4f8b9c7'
         >>> rollout_id("podinfo", "test", {"rollout": "r7"}, "6d4f8b9c7")
@@ -78,7 +78,7 @@ def rollout_id(
 def answer(hook: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
     """``(status, body)`` for a hook given the rollout's verdict body.
 
-    Example:
+    Examples:
         >>> answer("confirm-promotion", {"decision": "continue", "closed": False})[0]
         409
         >>> answer("rollback", {"decision": "reject", "closed": False})[0]

@@ -43,7 +43,7 @@ _KIND = re.compile(r"^(?:(?P<family>.*?)[\s_\-.:]+)?(?P<kind>requests|errors|slo
 def metric_kind(name: str) -> tuple[str, str] | None:
     """``(family, kind)`` of a metric name, or None when it follows no convention.
 
-    Example:
+    Examples:
         >>> metric_kind("checkout_errors"), metric_kind("Requests"), metric_kind("latency")
         (('checkout', 'errors'), ('', 'requests'), None)
     """
@@ -130,7 +130,7 @@ def judge_metric_set_pairs(body: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         InvalidError: a missing or malformed field, named.
 
-    Example:
+    Examples:
         >>> pair = lambda name, c, e: {"name": name, "id": name, "tags": {},
         ...     "values": {"control": c, "experiment": e}}
         >>> result = judge_metric_set_pairs({

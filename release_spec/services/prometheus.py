@@ -41,7 +41,7 @@ class SourceError(Exception):
 def window_query(template: str, seconds: float) -> str:
     """The PromQL for one counter over a window of ``seconds``.
 
-    Example:
+    Examples:
         >>> window_query('http_requests_total{track="canary"}', 30)
         'sum(increase(http_requests_total{track="canary"}[30000ms]))'
         >>> window_query("sum(rate(x[$window])) * 30", 30.0005)
@@ -82,7 +82,7 @@ MAX_ANSWER_BYTES = 16 << 20
 def public_url(url: str) -> str:
     """``url`` without its user information, for messages (credentials never leave).
 
-    Example:
+    Examples:
         >>> public_url("http://admin:s3cret@prometheus:9090/")
         'http://prometheus:9090/'
         >>> public_url("http://127.0.0.1:9090")

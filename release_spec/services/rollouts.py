@@ -137,7 +137,7 @@ class RolloutConfig:
 def verdict_body(rollout_id: str, verdict: Verdict, *, closed: bool) -> dict[str, Any]:
     """The JSON body of ``GET /v1/rollouts/{id}``.
 
-    Example:
+    Examples:
         >>> body = verdict_body("r1", CanaryJudge(JudgeConfig()).verdict, closed=False)
         >>> body["decision"], body["bounds"], body["looks"]
         ('continue', [-1.0, 1.0], 0)
@@ -476,7 +476,7 @@ def _replace(row: RolloutRow, **changes: Any) -> RolloutRow:
 def parse_counts(name: str, raw: Mapping[str, Any]) -> ArmCounts:
     """`ArmCounts` from a JSON object; `InvalidError` naming ``name.field``.
 
-    Example:
+    Examples:
         >>> parse_counts("canary", {"requests": 10, "errors": 1})
         ArmCounts(requests=10, errors=1, slow=0)
     """

@@ -241,7 +241,7 @@ class SQLiteStore(Store):
     Args:
         path: the database file (created with its tables if absent).
 
-    Example:
+    Examples:
         >>> import tempfile, os
         >>> with tempfile.TemporaryDirectory() as d:
         ...     store = SQLiteStore(os.path.join(d, "judge.db"))
@@ -410,7 +410,7 @@ def open_store(db: str) -> Store:
     Raises:
         ValueError: the database cannot be opened, naming it.
 
-    Example:
+    Examples:
         >>> _redact("postgresql://judge:secret@127.0.0.1:5432/judge")
         'postgresql://judge:***@127.0.0.1:5432/judge'
     """

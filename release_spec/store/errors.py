@@ -34,7 +34,7 @@ def _shown(text: object) -> str:
     File names come from directory listings an attacker may control; a name with
     a newline or a terminal escape must not forge lines of a report or an error.
 
-    Example:
+    Examples:
         >>> _shown("versions/v1\\nok: 2 version(s)")
         'versions/v1\\\\nok: 2 version(s)'
     """

@@ -118,7 +118,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     Raises:
         StoreWriteError: The write failed (the old file, if any, is unchanged).
 
-    Example:
+    Examples:
         >>> import shutil, tempfile
         >>> target = Path(tempfile.mkdtemp()) / "note.txt"
         >>> atomic_write(target, b"hello")

@@ -240,7 +240,7 @@ def reproducible_keras(src: Path | str, dst: Path | str) -> None:
     Raises:
         UnsafeModelError: ``src`` is not a Keras v3 zip (see `check_model_file`).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> tmp = Path(tempfile.mkdtemp())
         >>> for name, stamp in (("a", "2026-01-01@10:00:00"), ("b", "2026-06-30@23:59:59")):

@@ -45,7 +45,7 @@ and the old state stays as it was.
 Keras is imported only inside `safe_load_model` and
 `ModelStore.save_model`.
 
-Example:
+Examples:
     >>> import shutil, tempfile, zipfile
     >>> from pathlib import Path
     >>> tmp = Path(tempfile.mkdtemp())

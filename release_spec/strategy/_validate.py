@@ -9,7 +9,7 @@ a command-line flag.
 The formula modules (``release_spec.losses``, ``metrics``, ``optimizers``,
 ``statistics``) keep their own small checks so that each can be copied alone.
 
-Example:
+Examples:
     >>> ALPHA = Range(float, 0, 1, closed="neither")
     >>> ALPHA.check("alpha", 0.05)
     0.05

@@ -14,7 +14,7 @@ of 0.96 measured on 100 images is weaker evidence than on 10,000, and the
 Wilson lower bound (accuracy) or the bootstrap BCa lower bound (macro-F1)
 says by how much.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> y = np.repeat(np.arange(10), 20)
     >>> g = accuracy_gate("pretrain.accuracy", y, y, min_lower=0.9)

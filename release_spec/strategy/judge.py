@@ -70,7 +70,7 @@ class ArmCounts:
         ValueError: a count that is negative, not a whole number (bools refused), or
             errors/slow above requests; the message names the field.
 
-    Example:
+    Examples:
         >>> ArmCounts(requests=1000, errors=3, slow=12)
         ArmCounts(requests=1000, errors=3, slow=12)
         >>> ArmCounts(requests=10, errors=11)
@@ -95,7 +95,7 @@ class ArmCounts:
     def bad(self, metric: MetricName) -> int:
         """The count of ``metric`` (``"errors"`` or ``"slow"``).
 
-        Example:
+        Examples:
             >>> ArmCounts(requests=100, errors=2, slow=5).bad("slow")
             5
         """
@@ -123,7 +123,7 @@ class JudgeConfig:
     Raises:
         ValueError: a setting out of range, naming it.
 
-    Example:
+    Examples:
         >>> JudgeConfig(alpha=0.05, slow_margin=0.05).metrics
         ('errors', 'slow')
         >>> JudgeConfig(alpha=0.05, slow_margin=0.05).metric_alpha
@@ -157,7 +157,7 @@ class JudgeConfig:
     def margin_of(self, metric: MetricName) -> float:
         """The promotion margin of ``metric``.
 
-        Example:
+        Examples:
             >>> JudgeConfig(margin=0.02, slow_margin=0.1).margin_of("slow")
             0.1
         """
@@ -297,7 +297,7 @@ class CanaryJudge:
     Args:
         config: the judge's settings.
 
-    Example:
+    Examples:
         >>> judge = CanaryJudge(JudgeConfig(alpha=0.05, margin=0.02))
         >>> v = judge.update(ArmCounts(requests=4000, errors=80),
         ...                  ArmCounts(requests=76000, errors=1520))
@@ -417,7 +417,7 @@ class CanaryJudge:
         repr that reads back to the same double), the sequential test's log-mixture
         vector as base64 of its little-endian float64 bytes (compact).
 
-        Example:
+        Examples:
             >>> judge = CanaryJudge(JudgeConfig())
             >>> _ = judge.update(ArmCounts(100, 3), ArmCounts(1900, 20))
             >>> again = CanaryJudge.from_state(JudgeConfig(), judge.state())

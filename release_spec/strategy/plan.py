@@ -14,7 +14,7 @@ monitoring share with `release_spec.strategy.rollout.RolloutPlan` and
 `release_spec.strategy.monitoring.MonitoringThresholds` take their defaults from
 there: one default per knob.
 
-Example:
+Examples:
     >>> plan = parse_plan({"seed": 7, "finetune": {"epochs": 4}})
     >>> plan.seed, plan.finetune.epochs, plan.pretrain.epochs
     (7, 4, 20)

@@ -418,7 +418,7 @@ def simulate(
         alpha: level of both judges.
         seed: seed of the NumPy generator.
 
-    Example:
+    Examples:
         >>> sim = simulate(runs=200, baseline_error=0.02, canary_error=0.04,
         ...                canary_fractions=0.05, canary_per_look=50, looks=60, seed=1)
         >>> sim.sequential.rolled_back_within(2500) > 0.9
@@ -477,7 +477,7 @@ def simulate_rollout(
     promotion is applied at once. Stops when the rollout is aborted or complete,
     or after ``max_requests`` (a holding step may never decide).
 
-    Example:
+    Examples:
         >>> from release_spec.strategy.rollout import default_rollout_plan
         >>> s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.06)
         >>> s.status.value, s.production, s.canary_share_pct
@@ -571,7 +571,7 @@ def compare_judges(
     ``looks``; exposure is the canary requests served until then (see
     `JudgeRun`).
 
-    Example:
+    Examples:
         >>> c = compare_judges(runs=300, looks=100, seed=2)
         >>> c.fixed_horizon, c.null.sequential.rollback_rate <= 0.05 < c.null.naive.rollback_rate
         (610, True)
@@ -642,7 +642,7 @@ class RuleSettings:
         kayenta_marginal: score below which a Kayenta analysis fails at once.
         alpha: level of the sequential judge.
 
-    Example:
+    Examples:
         >>> RuleSettings(intervals=0)
         Traceback (most recent call last):
         ...
@@ -1179,7 +1179,7 @@ def compare_rules(
     Scenario ``i`` is drawn from ``np.random.default_rng([seed, i])``, so a subset
     of rules (or the same rules again) sees exactly the same intervals.
 
-    Example:
+    Examples:
         >>> c = compare_rules(("flagger", "sequential"), runs=200, seed=1)
         >>> flag, seq = c.result("flagger", "none-5"), c.result("sequential", "none-5")
         >>> seq.rollback_rate <= 0.05 < flag.rollback_rate

@@ -25,7 +25,7 @@ taken back from the candidate).
 
 Plain Python over metrics and gate results: no TensorFlow.
 
-Example:
+Examples:
     >>> rec = StageRecord("pretrain")
     >>> rec = transition(transition(rec, State.RUNNING), State.PASSED)
     >>> [s.value for s in rec.history]

@@ -39,7 +39,7 @@ does not change with the file's formatting, comments, key order or case
 order; it is the figure to record in a model manifest next to the data's
 hashes. The hash names a checker function, not its code.
 
-Example:
+Examples:
     >>> suite = PromptSuite("demo", "1", "capability", (
     ...     PromptCase("a", "2 + 3 =", make_checker({"exact": "5"})),
     ...     PromptCase("b", "2 + 2 =", make_checker({"pattern": "4|four"})),

@@ -33,7 +33,7 @@ by up to `TRAIN_JITTER` pixels, a standard augmentation; validation and test
 sets hold one copy per base image, so their samples are independent and the
 binomial intervals computed on them are honest.
 
-Example:
+Examples:
     >>> ds = load_dataset(seed=0)
     >>> ds.target.train.x.shape[1], float(ds.source.test.x.min()) >= 0.0
     (784, True)

@@ -107,7 +107,7 @@ class RunOutcome(str, Enum):
         the rollout found harm; 4: the rollout ran out of traffic before it
         could promote or reject the candidate.
 
-        Example:
+        Examples:
             >>> RunOutcome.ROLLED_BACK.exit_code
             3
         """

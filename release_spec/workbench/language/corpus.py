@@ -18,7 +18,7 @@ suite means something. Two variations matter to the scenarios:
   and the offline material (validation split and suite files) does not: the
   offline material predates it.
 
-Example:
+Examples:
     >>> tok = CharTokenizer()
     >>> tok.decode(tok.encode("bako is red."))
     'bako is red.'

@@ -6,7 +6,7 @@ the seed sweep). A plan file of your own overrides any subset of the
 default. An unknown table or key, a value of the wrong type or out of range
 is a `ValueError` naming the key.
 
-Example:
+Examples:
     >>> plan = parse_language_plan({"seed": 3, "pretrain": {"epochs": 2}})
     >>> plan.seed, plan.pretrain.epochs
     (3, 2)
