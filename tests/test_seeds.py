@@ -50,17 +50,6 @@ def test_committed_sweep_covers_seeds_0_to_19_and_every_scenario(committed):
     assert committed["generated"] == "python -m release_spec.workbench.sweep --seeds 0-19 --out DIR"
 
 
-# The committed sweep does not meet every claim yet: seed 11's released model scored 0.948
-# (221 of 233, one image short of 0.95), seed 19 failed the pre-training gate (source
-# validation accuracy 0.925 on 107 images) and seed 6's live-regression candidate failed the
-# forgetting gate (lower bound -0.052 vs -0.05). Strict: when a sweep meets them, remove this.
-CLAIMS_NOT_MET = pytest.mark.xfail(
-    strict=True,
-    reason="seed 11 accuracy 0.948; seed 19 pre-training gate; seed 6 live: no_forgetting",
-)
-
-
-@CLAIMS_NOT_MET
 def test_committed_sweep_meets_every_claim(committed):
     rows = committed["runs"]
     assert check_claims(rows) == []
@@ -72,7 +61,6 @@ def test_committed_sweep_meets_every_claim(committed):
     assert {r["exit_code"] for r in rows if r["scenario"] != "default"} == {3}
 
 
-@CLAIMS_NOT_MET
 def test_committed_default_runs_release_models_above_the_claim(committed):
     assert all(r["accuracy"] >= ACCURACY_CLAIM for r in _rows(committed, "default"))
 
