@@ -92,9 +92,13 @@ def _clip_bounds(epsilon: object) -> tuple[float, float]:
     return eps, 1.0 - eps
 
 
-def _sparse_labels(y_true: ArrayLike, p: NDArray[Any]) -> NDArray[np.intp]:
-    """Integer labels for predictions ``p`` (..., K), checked; shape ``p.shape[:-1]``."""
+def _sparse_labels(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[NDArray[np.intp], NDArray[Any]]:
+    """Integer labels and predictions ``p`` (..., K), checked (``y_true`` first).
+
+    The labels have shape ``p.shape[:-1]``.
+    """
     labels = _real_array(y_true, "y_true")
+    p = _real_array(y_pred, "y_pred")
     if p.ndim == 0:
         raise ValueError("y_pred must have a class axis (ndim >= 1), got a scalar")
     if labels.ndim == p.ndim and labels.shape[-1:] == (1,):
@@ -115,7 +119,7 @@ def _sparse_labels(y_true: ArrayLike, p: NDArray[Any]) -> NDArray[np.intp]:
         raise ValueError(f"y_true has negative labels (min {labels.min()})")
     if labels.max() >= n_classes:
         raise ValueError(f"y_true labels must be < num_classes={n_classes} (max {labels.max()})")
-    return labels.astype(np.intp)
+    return labels.astype(np.intp), p
 
 
 # --8<-- [start:mean_squared_error]
@@ -293,8 +297,8 @@ def sparse_categorical_crossentropy(
         0.458145
     """
     lo, hi = _clip_bounds(epsilon)
-    p = _real_array(y_pred, "y_pred")
-    flat = _sparse_labels(y_true, p).reshape(-1)
+    labels, p = _sparse_labels(y_true, y_pred)
+    flat = labels.reshape(-1)
     p_rows = _probability_rows(p, "y_pred")
     picked = p_rows[np.arange(p_rows.shape[0]), flat]
     return float(-np.mean(np.log(np.clip(picked, lo, hi))))
@@ -361,8 +365,7 @@ def token_crossentropies(
         array([0.223144, 0.693147])
     """
     lo, hi = _clip_bounds(epsilon)
-    p = _real_array(y_pred, "y_pred")
-    labels = _sparse_labels(y_true, p)
+    labels, p = _sparse_labels(y_true, y_pred)
     flat = labels.reshape(-1)
     if from_logits:
         _require_finite(p, "y_pred")

@@ -220,7 +220,7 @@ GOOD = [[0.2, 0.8], [0.5, 0.5]]
         ([0, 1], GOOD, {"mask": [False, False]}, "mask drops every token"),
         ([0, 1], GOOD, {"mask": [True]}, "shape mismatch: mask"),
         ([0, 1], GOOD, {"mask": [2, 1]}, "mask must hold booleans or 0/1"),
-        ([], np.zeros((0, 2)), {}, "y_pred is empty"),
+        ([], np.zeros((0, 2)), {}, "y_true is empty"),
     ],
 )
 def test_perplexity_rejects_bad_input(

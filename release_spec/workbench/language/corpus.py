@@ -211,7 +211,7 @@ def instruction_example(
     Examples:
         >>> w = make_world(0, entities=3, towns=2)
         >>> instruction_example(w, "add", np.random.default_rng(1), "polite").prompt
-        'please add 4 and 5'
+        'please add 2 and 3'
     """
     e = str(rng.choice(world.entities))
     polite = phrasing == "polite"
