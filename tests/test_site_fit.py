@@ -83,6 +83,11 @@ return out;
 KNOWN_WIDE: dict[str, tuple[str, ...]] = {
     # mkdocstrings' parameter table of ExportOptions (long defaults): docs-site.
     "api/services/export/": ("scrolls: div.md-typeset__scrollwrap",),
+    # mkdocstrings' parameter table of run_language_model (long type names): docs-site.
+    "api/workbench/language/run/": (
+        "scrolls: div.md-typeset__scrollwrap",
+        "wider than the column: table",
+    ),
     # Display equations in release_spec/statistics.py's docstrings (the page's
     # own copies are on aligned lines): the statistics module's owner.
     "api/statistics/": ("scrolls: span.katex-display",),
