@@ -529,33 +529,23 @@ class _Release:
         reg = d.suites["regression"]
         seeds = [d.plan.seed * 1000 + 700 + k for k in range(sp.samples)]
         temps = [sp.temperature] * sp.samples
-        cand = score_suite(
-            reg,
-            _suite_answers(
-                self.candidate,
-                d,
+        # Candidate and production answer the same prompts with the same sampling seeds.
+        cand, prod = (
+            score_suite(
                 reg,
-                samples=sp.samples,
-                temperature=sp.temperature,
-                seed=seeds[0],
-            ),
-            seeds=seeds,
-            temperatures=temps,
-            confidence=sp.confidence,
-        )
-        prod = score_suite(
-            reg,
-            _suite_answers(
-                self.production,
-                d,
-                reg,
-                samples=sp.samples,
-                temperature=sp.temperature,
-                seed=seeds[0],
-            ),
-            seeds=seeds,
-            temperatures=temps,
-            confidence=sp.confidence,
+                _suite_answers(
+                    model,
+                    d,
+                    reg,
+                    samples=sp.samples,
+                    temperature=sp.temperature,
+                    seed=seeds[0],
+                ),
+                seeds=seeds,
+                temperatures=temps,
+                confidence=sp.confidence,
+            )
+            for model in (self.candidate, self.production)
         )
         gates.append(suite_paired_gate(cand, prod, margin=sp.regression_margin, alpha=sp.alpha))
         scores["regression"], scores["regression@production"] = cand, prod
