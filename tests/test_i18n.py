@@ -9,6 +9,9 @@ without taking it off the list). A Chinese page
   English page, so that links with ``#anchor`` work from either edition (Chinese headings
   take the English anchor with an explicit ``{ #anchor }``);
 * includes the same sources (``--8<--`` snippets), figures and macros;
+* quotes every figure its English page quotes (``0.980``, ``45,200``, ``6e-11``): the
+  English prose figures are checked against the build's data by
+  ``tests/test_prose_figures.py``, so a Chinese page cannot keep a stale copy;
 * has no untranslated prose paragraph: outside code, math, tables, link targets and
   quoted titles, a paragraph with 40 or more ASCII letters and few Chinese characters
   is English left in place.
@@ -36,16 +39,8 @@ NOT_PAGES = ("hooks/", "overrides/", "site_tools/", "search/", "assets/", "relea
 
 # English pages whose Chinese edition is still to be written (the build falls back to
 # the English page under /zh/ meanwhile):
-# - release/reference-release.md: not translated in time; its prose quotes the figures of
-#   the build's reference run, which tests/test_prose_figures.py checks on the English page
-#   only, so a translation needs those figures from the build too (macros), not typed in;
 # - changelog.md: a record of renames for people updating code, kept in English.
-PENDING_ZH: frozenset[str] = frozenset(
-    {
-        "changelog.md",
-        "release/reference-release.md",
-    }
-)
+PENDING_ZH: frozenset[str] = frozenset({"changelog.md"})
 
 _FENCE = re.compile(r"^([ \t]*)(```|~~~).*?^\1\2[ \t]*$", re.MULTILINE | re.DOTALL)
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
@@ -149,6 +144,20 @@ def includes(text: str) -> dict[str, list[str]]:
         "images": sorted(_IMAGE.findall(body)),
         "macros": sorted(re.sub(r"\s+", "", m).replace("'", '"') for m in macros),
     }
+
+
+# A quoted figure: a number with a decimal point, a thousands separator or an exponent
+# (plain integers such as step numbers are written out in words as often as not).
+_FIGURE = re.compile(
+    r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+(?:\.\d+)?e[-+]?\d+)(?![\w])"
+)
+
+
+def figures(text: str) -> set[str]:
+    """The figures a page quotes outside code blocks, included sources and link targets."""
+    body = _SNIPPET.sub("", _fence_free(text))
+    body = re.sub(r"\]\([^)]*\)|<https?://[^>]*>|https?://\S+", "", body)
+    return set(_FIGURE.findall(body))
 
 
 _STRIP = [
@@ -262,6 +271,12 @@ def test_same_front_matter(page: str) -> None:
 
 
 @pytest.mark.parametrize("page", TRANSLATED)
+def test_same_figures(page: str) -> None:
+    # The Chinese page may add figures (124M is written 1.24 亿), never drop one.
+    assert figures(_text(page)) - figures(_text(zh_of(page))) == set()
+
+
+@pytest.mark.parametrize("page", TRANSLATED)
 def test_no_untranslated_prose(page: str) -> None:
     left = [p for p in prose_paragraphs(_text(zh_of(page))) if untranslated(p)]
     assert left == []
@@ -298,6 +313,16 @@ def test_code_math_and_tables_are_not_prose() -> None:
         "| english column | another english column with words |\n|---|---|\n"
     )
     assert [p for p in prose_paragraphs(text) if untranslated(p)] == []
+
+
+def test_figures_are_read_and_a_dropped_one_is_found() -> None:
+    english = (
+        "Accuracy **0.980** [0.954, 0.991]; 45,200 of the 55,000 requests; p = 6e-11; "
+        "step 3.\n\n```console\n$ run --soak 60.5\n```\n\n[arXiv](https://arxiv.org/abs/1412.6980)\n"
+    )
+    assert figures(english) == {"0.980", "0.954", "0.991", "45,200", "55,000", "6e-11"}
+    stale = "准确率 **0.978** [0.954, 0.991]；55,000 个请求中的 45,200 个；p = 6e-11。"
+    assert figures(english) - figures(stale) == {"0.980"}
 
 
 def test_equation_ids_and_anchors_are_read() -> None:
