@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from release_spec.strategy._validate import OPEN_FRACTION, Range
 from release_spec.strategy.plan import SCENARIOS
@@ -112,6 +112,25 @@ def _number(rng: Range) -> Callable[[str], Any]:
     return parse
 
 
+def _add_option(
+    p: argparse.ArgumentParser,
+    flag: str,
+    kind: Callable[[str], Any],
+    default: object,
+    text: str,
+    *,
+    dest: str | None = None,
+) -> None:
+    """An option whose help ends with its default (when it has one)."""
+    p.add_argument(
+        flag,
+        dest=dest or flag.removeprefix("--").replace("-", "_"),
+        type=kind,
+        default=default,
+        help=text if default is None else f"{text} (default {default})",
+    )
+
+
 #: run's --seed: a whole number here; its range is the plan's (``Plan.seed``), checked there.
 _seed = _number(Range(int))
 
@@ -160,6 +179,15 @@ def _output_dir(out: Path) -> None:
         raise UsageError(f"--out {out}: cannot write into the directory: {exc.strerror}") from None
 
 
+class _Ran(NamedTuple):
+    """What ``run`` prints of a finished run: its outcome, production and failed gates."""
+
+    outcome: str
+    production: str
+    failed_gates: Sequence[str]
+    text: str
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     # Before anything touches the disk or imports TensorFlow.
     missing = _missing_workbench()
@@ -168,8 +196,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"run needs the workbench extra, which is not installed (missing: "
             f"{', '.join(missing)}); install it with: {WORKBENCH_INSTALL}"
         )
-    if args.example == "language-model":
-        return _run_language_model(args)
+    # Each example checks its scenario and reads its plan, then hands back the run itself.
+    run = _language_model_run(args) if args.example == "language-model" else _classic_run(args)
+    _output_dir(args.out)
+    from release_spec.store import StoreError
+    from release_spec.workbench.pipeline import TENSORFLOW_ENVIRONMENT
+
+    # Before TensorFlow is imported (it reads them once); a value the user set wins.
+    for name, value in TENSORFLOW_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    try:
+        ran = run()
+    except StoreError as exc:
+        # The store's messages name the file, or the lock's holder and lock file.
+        raise UsageError(f"run stopped: {exc}") from None
+    except OSError as exc:
+        # A full disk or a read-only file system while writing the report or figures.
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
+    summary = f"outcome: {ran.outcome}; production {ran.production}"
+    if ran.failed_gates:
+        summary += "; failed gate(s): " + ", ".join(ran.failed_gates)
+    print(summary)
+    print(f"{ran.outcome}: {ran.text}")
+    return RUN_EXIT_CODES[ran.outcome]
+
+
+def _classic_run(args: argparse.Namespace) -> Callable[[], _Ran]:
+    """``run`` (``--example classic``): `release_spec.workbench.pipeline.run_pipeline`."""
     if args.scenario not in SCENARIOS:
         raise UsageError(
             f"--scenario {args.scenario} is a language-model scenario; the classic example's "
@@ -187,36 +242,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             # The plan checks its own seed: "seed: expected an integer in [0, ...], got ...".
             raise UsageError(f"--{exc}") from None
-    _output_dir(args.out)
-    from release_spec.store import StoreError
-    from release_spec.workbench.pipeline import TENSORFLOW_ENVIRONMENT, run_pipeline
 
-    # Before TensorFlow is imported (it reads them once); a value the user set wins.
-    for name, value in TENSORFLOW_ENVIRONMENT.items():
-        os.environ.setdefault(name, value)
-    try:
+    def run() -> _Ran:
+        from release_spec.workbench.pipeline import run_pipeline
+        from release_spec.workbench.report import outcome_summary
+
         result = run_pipeline(plan, args.out, scenario=args.scenario, progress=not args.no_progress)
-    except StoreError as exc:
-        # The store's messages name the file, or the lock's holder and lock file.
-        raise UsageError(f"run stopped: {exc}") from None
-    except OSError as exc:
-        # A full disk or a read-only file system while writing the report or figures.
-        if exc.errno not in _WRITE_ERRNOS:
-            raise
-        raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
-    from release_spec.workbench.report import outcome_summary
+        report = result.report
+        prod = f"{report.production.version} (sha256 {report.production.sha256})"
+        text = outcome_summary(report.to_json())
+        return _Ran(result.outcome.value, prod, report.failed_gates, text)
 
-    outcome, prod = result.outcome.value, result.report.production
-    failed = result.report.failed_gates
-    summary = f"outcome: {outcome}; production {prod.version} (sha256 {prod.sha256})"
-    if failed:
-        summary += "; failed gate(s): " + ", ".join(failed)
-    print(summary)
-    print(f"{outcome}: {outcome_summary(result.report.to_json())}")
-    return RUN_EXIT_CODES[outcome]
+    return run
 
 
-def _run_language_model(args: argparse.Namespace) -> int:
+def _language_model_run(args: argparse.Namespace) -> Callable[[], _Ran]:
     """``run --example language-model``: `release_spec.workbench.language.run`."""
     from release_spec.workbench.language.plan import load_language_plan
 
@@ -231,31 +271,17 @@ def _run_language_model(args: argparse.Namespace) -> int:
             plan = replace(plan, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _output_dir(args.out)
-    import os
 
-    from release_spec.store import StoreError
+    def run() -> _Ran:
+        from release_spec.workbench.language.report import OUTCOME_TEXT
+        from release_spec.workbench.language.run import run_language_model
 
-    # Before TensorFlow is imported (it reads them once); a value the user set wins.
-    for name, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("TF_ENABLE_ONEDNN_OPTS", "0")):
-        os.environ.setdefault(name, value)
-    from release_spec.workbench.language.run import OUTCOME_TEXT, run_language_model
-
-    try:
         result = run_language_model(plan, args.out, scenario=args.scenario)
-    except StoreError as exc:
-        raise UsageError(f"run stopped: {exc}") from None
-    except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS:
-            raise
-        raise UsageError(f"cannot write {exc.filename or args.out}: {exc.strerror}") from None
-    prod = result.report["production"] or {}
-    summary = f"outcome: {result.outcome}; production {prod.get('version')}"
-    if result.report["failed_gates"]:
-        summary += "; failed gate(s): " + ", ".join(result.report["failed_gates"])
-    print(summary)
-    print(f"{result.outcome}: {OUTCOME_TEXT[result.outcome]}")
-    return RUN_EXIT_CODES[result.outcome]
+        prod, failed = result.report.production, result.report.failed_gates
+        version = prod.version if prod else None
+        return _Ran(result.outcome.value, str(version), failed, OUTCOME_TEXT[result.outcome])
+
+    return run
 
 
 def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -550,59 +576,35 @@ def _add_simulate(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     from release_spec.strategy.simulation import MAX_CELLS, MAX_LOOKS, MAX_RUNS
 
-    p.add_argument(
-        "--runs",
-        type=_number(Range(int, 1, MAX_RUNS)),
-        default=2000,
-        help=f"rollouts per case, at most {MAX_RUNS}; runs x looks at most {MAX_CELLS} "
-        "(default 2000)",
-    )
-    p.add_argument(
-        "--baseline-error",
-        type=_number(OPEN_FRACTION),
-        default=0.02,
-        help="production's error rate (default 0.02)",
-    )
-    p.add_argument(
-        "--regression",
-        type=_number(OPEN_FRACTION),
-        default=0.02,
-        help="how much higher the canary's error rate is (default 0.02)",
-    )
-    p.add_argument(
-        "--canary-fraction",
-        type=_number(OPEN_FRACTION),
-        default=0.05,
-        help="the canary's share of traffic as a fraction, in (0, 1) (default 0.05)",
-    )
-    p.add_argument(
-        "--looks",
-        type=_number(Range(int, 1, MAX_LOOKS)),
-        default=400,
-        help=f"looks per rollout, at most {MAX_LOOKS}; runs x looks at most {MAX_CELLS} "
-        "(default 400)",
-    )
-    p.add_argument(
-        "--canary-per-look",
-        type=_number(Range(int, 1, None)),
-        default=25,
-        help="canary requests between looks (default 25)",
-    )
-    p.add_argument(
-        "--within",
-        type=_number(Range(int, 1, None)),
-        default=2500,
-        help="also report detection with at most this many canary requests (default 2500)",
-    )
-    p.add_argument(
-        "--alpha",
-        type=_number(OPEN_FRACTION),
-        default=0.05,
-        help="the judges' significance level (default 0.05)",
-    )
-    p.add_argument(
-        "--seed", type=_number(Range(int, 0, None)), default=0, help="random seed (default 0)"
-    )
+    options = {
+        "--runs": (
+            Range(int, 1, MAX_RUNS),
+            2000,
+            f"rollouts per case, at most {MAX_RUNS}; runs x looks at most {MAX_CELLS}",
+        ),
+        "--baseline-error": (OPEN_FRACTION, 0.02, "production's error rate"),
+        "--regression": (OPEN_FRACTION, 0.02, "how much higher the canary's error rate is"),
+        "--canary-fraction": (
+            OPEN_FRACTION,
+            0.05,
+            "the canary's share of traffic as a fraction, in (0, 1)",
+        ),
+        "--looks": (
+            Range(int, 1, MAX_LOOKS),
+            400,
+            f"looks per rollout, at most {MAX_LOOKS}; runs x looks at most {MAX_CELLS}",
+        ),
+        "--canary-per-look": (Range(int, 1, None), 25, "canary requests between looks"),
+        "--within": (
+            Range(int, 1, None),
+            2500,
+            "also report detection with at most this many canary requests",
+        ),
+        "--alpha": (OPEN_FRACTION, 0.05, "the judges' significance level"),
+        "--seed": (Range(int, 0, None), 0, "random seed"),
+    }
+    for flag, (rng, default, text) in options.items():
+        _add_option(p, flag, _number(rng), default, text)
     p.add_argument(
         "--rules",
         type=_rules,
@@ -693,15 +695,9 @@ def _add_export(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--plan", type=Path, help="TOML release plan (default: the embedded plan)")
     p.add_argument("--out", type=Path, help="write this file instead of stdout")
     for field, (flag, text) in _EXPORT_FLAGS.items():
-        default = getattr(defaults, field)
         number = field in ("port", "interval_seconds")
-        p.add_argument(
-            flag,
-            dest=field,
-            type=_number(Range(int, 1, None)) if number else str,
-            default=default,
-            help=text if default is None else f"{text} (default {default})",
-        )
+        kind = _number(Range(int, 1, None)) if number else str
+        _add_option(p, flag, kind, getattr(defaults, field), text, dest=field)
     p.set_defaults(handler=_cmd_export)
 
 
