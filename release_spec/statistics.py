@@ -20,6 +20,7 @@ update leaves them exactly as they were.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -620,11 +621,11 @@ def bernoulli_confidence_sequence(
     log_inv_alpha = math.log(1.0 / _check_alpha(alpha))
     prior_a, prior_b = _check_beta_prior(prior_a, prior_b)
     x, n = np.broadcast_arrays(x, n)
+    if x.ndim == 0:
+        lo, hi = _arm_interval(float(x), float(n), log_inv_alpha, prior_a, prior_b)
+        return IntervalArray(np.asarray(lo), np.asarray(hi))
     threshold = special.betaln(prior_a + x, prior_b + n - x) - special.betaln(prior_a, prior_b)
     threshold = threshold - log_inv_alpha
-    if x.ndim == 0:
-        lo, hi = _beta_binomial_interval(float(x), float(n), float(threshold))
-        return IntervalArray(np.asarray(lo), np.asarray(hi))
     p_hat = np.divide(x, n, out=np.full(x.shape, 0.5), where=n > 0)
 
     def inside(p: FloatArray) -> NDArray[np.bool_]:
@@ -650,6 +651,20 @@ def _beta_binomial_interval(x: float, n: float, threshold: float) -> tuple[float
     if x < n:
         upper = _halvings(x, m, threshold, p_hat, 1.0, inside_is_high=False)
     return lower, upper
+
+
+def _arm_interval(
+    x: float, n: float, log_inv_alpha: float, prior_a: float, prior_b: float
+) -> tuple[float, float]:
+    """One arm's interval at one look: the scalar form, on checked counts."""
+    threshold = special.betaln(prior_a + x, prior_b + n - x) - _prior_betaln(prior_a, prior_b)
+    return _beta_binomial_interval(x, n, float(threshold - log_inv_alpha))
+
+
+@functools.cache
+def _prior_betaln(prior_a: float, prior_b: float) -> np.float64:
+    """``special.betaln`` of the prior, once per prior (the same double every time)."""
+    return np.float64(special.betaln(prior_a, prior_b))
 
 
 # Relative margin by which a computed log-likelihood must clear the threshold to stand
@@ -898,20 +913,38 @@ class ErrorRateConfidenceSequence:
         x_c, m_c, x_b, m_b = _look_counts(
             canary_errors, canary_requests, baseline_errors, baseline_requests
         )
-        totals = (
-            self.canary_errors + int(x_c),
-            self.canary_requests + int(m_c),
-            self.baseline_errors + int(x_b),
-            self.baseline_requests + int(m_b),
+        # The totals too, as `error_rate_difference_bounds` would check them.
+        _errors_and_requests(
+            "canary", self.canary_errors + int(x_c), self.canary_requests + int(m_c)
         )
-        lo, hi = error_rate_difference_bounds(
-            *totals, alpha=self.alpha, prior_a=self.prior_a, prior_b=self.prior_b
+        _errors_and_requests(
+            "baseline", self.baseline_errors + int(x_b), self.baseline_requests + int(m_b)
         )
-        self.canary_errors, self.canary_requests, self.baseline_errors, self.baseline_requests = (
-            totals
+        self._add_look(x_c, m_c, x_b, m_b)
+
+    def _add_look(self, x_c: float, m_c: float, x_b: float, m_b: float) -> None:
+        """One look on checked counts: the arithmetic of `update`, no checks.
+
+        `error_rate_difference_bounds` on the totals, through the same scalar form
+        (`_arm_interval`) its one-look case takes, so the bounds are the same doubles.
+        A look without requests leaves the totals, hence the bounds, as they were.
+        """
+        self.canary_errors += int(x_c)
+        self.canary_requests += int(m_c)
+        self.baseline_errors += int(x_b)
+        self.baseline_requests += int(m_b)
+        if not (m_c or m_b):
+            return
+        log_inv_alpha = math.log(1.0 / (self.alpha / 2.0))
+        a, b = self.prior_a, self.prior_b
+        lc, uc = _arm_interval(
+            float(self.canary_errors), float(self.canary_requests), log_inv_alpha, a, b
         )
-        self.lower = max(self.lower, float(lo))
-        self.upper = min(self.upper, float(hi))
+        lb, ub = _arm_interval(
+            float(self.baseline_errors), float(self.baseline_requests), log_inv_alpha, a, b
+        )
+        self.lower = max(self.lower, lc - ub)
+        self.upper = min(self.upper, uc - lb)
 
     def shows_not_worse(self, margin: float) -> bool:
         """True once the upper bound on $p_c - p_b$ is below ``margin``, in [0, 1]."""

@@ -441,6 +441,30 @@ def test_error_rate_confidence_sequence_is_running_intersection(
 
 
 @pytest.mark.spec("eq-confidence-sequence", kind="property")
+@given(looks)
+def test_error_rate_confidence_sequence_equals_the_bounds_on_the_totals_to_the_last_bit(
+    data: list[tuple[int, int, int, int]],
+) -> None:
+    """`update` is `error_rate_difference_bounds` on the running totals, intersected.
+
+    Looks without requests included: they leave the totals, hence the bounds, alone.
+    """
+    cs = ErrorRateConfidenceSequence(0.1, prior_a=0.7, prior_b=2.0)
+    lower, upper, totals = -1.0, 1.0, np.zeros(4, dtype=np.int64)
+    for look in [(0, 0, 0, 0), *data, (0, 0, 0, 0)]:
+        cs.update(**dict(zip(COUNT_NAMES, look, strict=True)))
+        totals += look
+        lo, hi = error_rate_difference_bounds(
+            *map(int, totals), alpha=0.1, prior_a=0.7, prior_b=2.0
+        )
+        lower, upper = max(lower, float(lo)), min(upper, float(hi))
+        assert (cs.lower, cs.upper) == (lower, upper)
+    assert (cs.canary_errors, cs.canary_requests, cs.baseline_errors, cs.baseline_requests) == (
+        tuple(int(t) for t in totals)
+    )
+
+
+@pytest.mark.spec("eq-confidence-sequence", kind="property")
 def test_error_rate_confidence_sequence_promotes_equal_canary() -> None:
     # Equal 2 % error rates, 5 % share: the upper bound falls below a 2-point margin.
     cs = ErrorRateConfidenceSequence()

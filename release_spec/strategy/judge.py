@@ -18,20 +18,17 @@ Strategy layer: the standard library, NumPy and the formulas in
 from __future__ import annotations
 
 import base64
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import special
 
 from release_spec.statistics import (
     ErrorRateConfidenceSequence,
     Interval,
     SequentialErrorRateTest,
-    _beta_binomial_interval,
 )
 
 __all__ = [
@@ -214,71 +211,6 @@ class Verdict:
 _LABEL = {"errors": "error rate", "slow": "slow-request rate"}
 
 
-class _Bounds(ErrorRateConfidenceSequence):
-    """`ErrorRateConfidenceSequence` without re-validating counts `ArmCounts` already checked.
-
-    The parent's update validates every count through NumPy arrays, which costs more
-    than the bisections themselves on the service's per-look path. The arithmetic is
-    the parent's, step for step (`bernoulli_confidence_sequence` at alpha/2 per arm on
-    the cumulative counts, then the running intersection), so the bounds are equal to
-    the last bit; ``tests/test_judge.py`` checks that against the parent.
-    """
-
-    def update(
-        self,
-        *,
-        canary_errors: int,
-        canary_requests: int,
-        baseline_errors: int,
-        baseline_requests: int,
-    ) -> None:
-        self.canary_errors += canary_errors
-        self.canary_requests += canary_requests
-        self.baseline_errors += baseline_errors
-        self.baseline_requests += baseline_requests
-        log_inv_alpha = math.log(1.0 / (self.alpha / 2.0))
-        lc, uc = self._arm(self.canary_errors, self.canary_requests, log_inv_alpha)
-        lb, ub = self._arm(self.baseline_errors, self.baseline_requests, log_inv_alpha)
-        self.lower = max(self.lower, lc - ub)
-        self.upper = min(self.upper, uc - lb)
-
-    def _arm(self, errors: int, requests: int, log_inv_alpha: float) -> tuple[float, float]:
-        a, b = float(self.prior_a), float(self.prior_b)
-        x, n = float(errors), float(requests)
-        threshold = special.betaln(a + x, b + n - x) - _betaln(a, b)
-        return _beta_binomial_interval(x, n, float(threshold - log_inv_alpha))
-
-
-@functools.cache
-def _betaln(a: float, b: float) -> np.float64:
-    """``special.betaln(a, b)`` of the prior, once per prior (the same double every time)."""
-    return np.float64(special.betaln(a, b))
-
-
-class _Test(SequentialErrorRateTest):
-    """`SequentialErrorRateTest` without re-validating counts `ArmCounts` already checked.
-
-    It calls the parent's own arithmetic (`_add_look`) on the same doubles (the counts
-    are whole numbers below 2**53, exact as floats), so its state is equal to the last
-    bit; ``tests/test_judge.py`` checks that against the parent.
-    """
-
-    def update(
-        self,
-        *,
-        canary_errors: int,
-        canary_requests: int,
-        baseline_errors: int,
-        baseline_requests: int,
-    ) -> None:
-        self._add_look(
-            float(canary_errors),
-            float(canary_requests),
-            float(baseline_errors),
-            float(baseline_requests),
-        )
-
-
 class CanaryJudge:
     r"""Anytime-valid canary judge over the error rate and, optionally, the slow-request rate.
 
@@ -314,8 +246,8 @@ class CanaryJudge:
             raise ValueError(f"config must be a JudgeConfig, got {config!r}")
         self.config = config
         a = config.metric_alpha
-        self._tests = {m: _Test(a) for m in config.metrics}
-        self._bounds = {m: _Bounds(a) for m in config.metrics}
+        self._tests = {m: SequentialErrorRateTest(a) for m in config.metrics}
+        self._bounds = {m: ErrorRateConfidenceSequence(a) for m in config.metrics}
         self._looks = 0
         self._canary_requests = 0
         self._baseline_requests = 0
@@ -330,19 +262,19 @@ class CanaryJudge:
         for name, arm in (("canary", canary), ("baseline", baseline)):
             if not isinstance(arm, ArmCounts):
                 raise ValueError(f"{name} must be an ArmCounts, got {arm!r}")
-        # ArmCounts are validated on construction, so nothing below can fail half-way.
+        # ArmCounts are validated on construction, so nothing below can fail half-way, and
+        # the statistics classes' checks, which cost more than their arithmetic on this
+        # per-look path, are skipped: their `_add_look` is the arithmetic of `update`.
+        # The counts are whole numbers below 2**53, exact as floats.
         for m in self.config.metrics:
-            kwargs = {
-                "canary_errors": canary.bad(m),
-                "canary_requests": canary.requests,
-                "baseline_errors": baseline.bad(m),
-                "baseline_requests": baseline.requests,
-            }
-            self._tests[m].update(**kwargs)
-            # A look without requests leaves the cumulative counts, hence the bounds and
-            # their running intersection, unchanged: skip the bisections (the costly part).
-            if canary.requests or baseline.requests:
-                self._bounds[m].update(**kwargs)
+            look = (
+                float(canary.bad(m)),
+                float(canary.requests),
+                float(baseline.bad(m)),
+                float(baseline.requests),
+            )
+            self._tests[m]._add_look(*look)
+            self._bounds[m]._add_look(*look)
         self._looks += 1
         self._canary_requests += canary.requests
         self._baseline_requests += baseline.requests
