@@ -24,7 +24,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -1284,12 +1284,8 @@ def paired_noninferiority(
     """
     cand = _binary("candidate_correct", candidate_correct)
     prod = _binary("production_correct", production_correct)
-    if cand.shape != prod.shape:
-        raise ValueError(
-            f"candidate_correct and production_correct differ in length: {cand.size} != {prod.size}"
-        )
-    margin = _in_range("margin", margin, 0.0, 1.0, closed_lo=True)
-    alpha = _check_alpha(alpha)
+    _same_size(("candidate_correct", cand), ("production_correct", prod), "length")
+    margin, alpha = _margin_and_alpha(margin, alpha)
     n = float(cand.size)
     b = float(np.sum(cand & ~prod))
     c = float(np.sum(~cand & prod))
@@ -1329,6 +1325,20 @@ def _binary(name: str, values: ArrayLike) -> NDArray[np.bool_]:
     if arr.dtype.kind not in "iuf" or not np.all(np.isin(arr, (0, 1))):
         raise ValueError(f"{name} must hold only 0/1 or booleans")
     return arr.astype(bool)
+
+
+def _same_size(
+    candidate: tuple[str, NDArray[Any]], production: tuple[str, NDArray[Any]], unit: str
+) -> None:
+    """Both sides of a paired test have one entry per item (``unit`` names the items)."""
+    (c_name, c), (p_name, p) = candidate, production
+    if c.size != p.size:
+        raise ValueError(f"{c_name} and {p_name} differ in {unit}: {c.size} != {p.size}")
+
+
+def _margin_and_alpha(margin: object, alpha: object) -> tuple[float, float]:
+    """A non-inferiority margin in [0, 1) and a one-sided level in (0, 1)."""
+    return _in_range("margin", margin, 0.0, 1.0, closed_lo=True), _check_alpha(alpha)
 
 
 def _sample(name: str, values: ArrayLike) -> FloatArray:
@@ -1797,14 +1807,10 @@ def clustered_paired_noninferiority(
     """
     cand = _per_prompt_rates("candidate_passes", candidate_passes)
     prod = _per_prompt_rates("production_passes", production_passes)
-    if cand.size != prod.size:
-        raise ValueError(
-            f"candidate_passes and production_passes differ in prompts: {cand.size} != {prod.size}"
-        )
+    _same_size(("candidate_passes", cand), ("production_passes", prod), "prompts")
     if cand.size < 2:
         raise ValueError(f"need at least 2 prompts, got {cand.size}")
-    margin = _in_range("margin", margin, 0.0, 1.0, closed_lo=True)
-    alpha = _check_alpha(alpha)
+    margin, alpha = _margin_and_alpha(margin, alpha)
     d = cand - prod
     m = d.size
     diff = float(d.mean())
