@@ -73,8 +73,17 @@ _FRACTIONS = (0.58, 0.10, 0.03, 0.10, 0.14)
 SIDE = 28
 
 
+class _Rows:
+    """Inputs ``x``, one row per example: the length is the number of rows."""
+
+    x: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
 @dataclass(frozen=True)
-class Split:
+class Split(_Rows):
     """Inputs ``x`` (N × 784, float32 in [0, 1]) and one-hot labels ``y`` (N × 10).
 
     ``name`` is ``"<domain>.<part>"`` (``"source.val"``) for the splits of
@@ -92,9 +101,6 @@ class Split:
         out: IntArray = np.argmax(self.y, axis=1).astype(np.int64)
         return out
 
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
 
 @dataclass(frozen=True)
 class Domain:
@@ -107,15 +113,12 @@ class Domain:
 
 
 @dataclass(frozen=True)
-class LivePool:
+class LivePool(_Rows):
     """Simulated live requests: ids, inputs and the labels known in simulation."""
 
     ids: npt.NDArray[np.str_]
     x: FloatArray
     labels: IntArray
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,14 @@ class Dataset:
                 out[f"{dom.name}.{part}.y"] = array_sha256(split.y)
         out["live_base.x"] = array_sha256(self.live_base_x)
         return out
+
+    def sizes(self) -> dict[str, int]:
+        """The number of examples in every split (``source.train`` ...), for the report."""
+        return {
+            f"{dom.name}.{part}": len(getattr(dom, part))
+            for dom in (self.source, self.target)
+            for part in ("train", "val", "test")
+        }
 
 
 def array_sha256(a: npt.NDArray[np.generic]) -> str:

@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
+from release_spec.metrics import confusion_matrix
+from release_spec.statistics import wilson_interval
 from release_spec.strategy.gates import GateResult, SoakSummary
 from release_spec.strategy.monitoring import MonitoringReport
 from release_spec.strategy.plan import MonitoringPlan, PhasedRolloutPlan
 from release_spec.strategy.rollout import RolloutState, StepForecast
-from release_spec.workbench.data import LivePool
+from release_spec.workbench.data import IntArray, LivePool
 from release_spec.workbench.report_schema import (
     ArmCounts,
     DriftReport,
@@ -29,6 +30,7 @@ from release_spec.workbench.report_schema import (
     ForecastStepReport,
     Histogram,
     MonitoringSection,
+    ReleasedModel,
     RolloutEnd,
     RolloutEventReport,
     RolloutReport,
@@ -44,7 +46,6 @@ __all__ = [
     "TestPredictions",
 ]
 
-IntArray = npt.NDArray[np.int64]
 #: Where the reference of the drift and recall monitors comes from (the report says it).
 MONITORING_REFERENCE = "target-domain training inputs; recall reference: target validation"
 #: Bins of the drift figure's histograms.
@@ -59,6 +60,21 @@ class TestPredictions:
 
     candidate: IntArray
     production: IntArray
+
+    def released_model(self, version: str, labels: IntArray, confidence: float) -> ReleasedModel:
+        """The report's ``released_model``: the candidate's test accuracy, Wilson interval."""
+        hits, n = int(np.sum(self.candidate == labels)), len(labels)
+        interval = wilson_interval(hits, n, confidence=confidence)
+        return ReleasedModel(version, hits / n, interval, confidence, n)
+
+    def confusion_matrices(
+        self, labels: IntArray, candidate: str, production: str
+    ) -> dict[str, IntArray]:
+        """Production's and the candidate's confusion matrices, named by their versions."""
+        return {
+            f"production {production}": confusion_matrix(labels, self.production, num_classes=10),
+            f"candidate {candidate}": confusion_matrix(labels, self.candidate, num_classes=10),
+        }
 
 
 @dataclass(frozen=True)

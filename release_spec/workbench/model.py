@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_model", "fine_tune_copy"]
+import numpy as np
+
+__all__ = ["build_model", "fine_tune_copy", "same_weights"]
 
 
 # --8<-- [start:build_model]
@@ -59,3 +61,25 @@ def fine_tune_copy(pretrained: Any, learning_rate: float, l2: float = 0.0) -> An
     model = build_model(learning_rate=learning_rate, l2=l2)
     model.set_weights(pretrained.get_weights())
     return model
+
+
+def same_weights(a: Any, b: Any) -> bool:
+    """Whether two Keras models hold the same weights, array for array, bit for bit.
+
+    How a run recognises a candidate that is production's model again (the
+    same plan and seed run twice into one ``--out``): exact equality, not a
+    tolerance, because a model that differs at all is a change to judge.
+
+    Examples:
+        >>> class M:
+        ...     def __init__(self, *w):
+        ...         self.w = [np.asarray(x, np.float32) for x in w]
+        ...     def get_weights(self):
+        ...         return self.w
+        >>> same_weights(M([1, 2], [3]), M([1, 2], [3])), same_weights(M([1, 2]), M([1, 2.5]))
+        (True, False)
+    """
+    wa, wb = a.get_weights(), b.get_weights()
+    return len(wa) == len(wb) and all(
+        x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb, strict=True)
+    )

@@ -49,16 +49,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from release_spec import __version__
 from release_spec.metrics import confusion_matrix
-from release_spec.statistics import wilson_interval
 from release_spec.store.registry import ModelStore, VersionInfo
-from release_spec.strategy.gates import (
-    GateResult,
-)
+from release_spec.strategy.gates import GateResult
 from release_spec.strategy.plan import SCENARIOS, Plan
 from release_spec.strategy.stages import (
     Attempt,
@@ -69,29 +63,29 @@ from release_spec.strategy.stages import (
     run_stage,
     transition,
 )
-from release_spec.workbench.data import Dataset, load_dataset
-from release_spec.workbench.evidence import (
-    Evidence,
-)
+from release_spec.workbench.data import Dataset, IntArray, load_dataset
+from release_spec.workbench.evidence import Evidence
+from release_spec.workbench.model import same_weights
 from release_spec.workbench.release import ReleaseStage, Version, rollout_verdict
 from release_spec.workbench.report_schema import (
     REPORT_SCHEMA_VERSION,
     CandidateReport,
     DataReport,
     ProductionReport,
-    ReleasedModel,
     Report,
     RunOutcome,
     StageReport,
     Versions,
 )
 from release_spec.workbench.training import (
+    Echo,
     Trainer,
     live_regression_dataset,
     predicted_labels,
 )
 
-# rollout_verdict is defined in release.py and importable here too, where it always was.
+# rollout_verdict (release.py) and same_weights (model.py) are importable here too, where
+# they always were.
 __all__ = [
     "TENSORFLOW_ENVIRONMENT",
     "ReleaseRun",
@@ -101,9 +95,6 @@ __all__ = [
     "same_weights",
 ]
 
-Echo = Callable[[str], None]
-FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 #: What a process that runs the workbench sets (unless already set) before it imports
 #: TensorFlow: quiet C++ logs, and no oneDNN kernels, which reorder float sums so that
 #: results would differ between CPUs (the tiny network loses nothing measurable without
@@ -120,28 +111,6 @@ class RunResult:
     stages: tuple[StageRecord, ...]
     report: Report
     out_dir: Path
-
-
-def same_weights(a: Any, b: Any) -> bool:
-    """Whether two Keras models hold the same weights, array for array, bit for bit.
-
-    How a run recognises a candidate that is production's model again (the
-    same plan and seed run twice into one ``--out``): exact equality, not a
-    tolerance, because a model that differs at all is a change to judge.
-
-    Examples:
-        >>> class M:
-        ...     def __init__(self, *w):
-        ...         self.w = [np.asarray(x, np.float32) for x in w]
-        ...     def get_weights(self):
-        ...         return self.w
-        >>> same_weights(M([1, 2], [3]), M([1, 2], [3])), same_weights(M([1, 2]), M([1, 2.5]))
-        (True, False)
-    """
-    wa, wb = a.get_weights(), b.get_weights()
-    return len(wa) == len(wb) and all(
-        x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb, strict=True)
-    )
 
 
 def _show_gates(echo: Echo, gates: Sequence[GateResult]) -> None:
@@ -364,15 +333,11 @@ class ReleaseRun:
 
         outcome, ev, plan = self.outcome(), self.evidence, self.plan
         production = self.store.production()
-        test = self.ds.target.test
         released = None
         if outcome is RunOutcome.RELEASED and ev.test_predictions is not None:
             assert self.candidate is not None
-            hits = int(np.sum(ev.test_predictions.candidate == test.labels))
-            conf = plan.release.confidence
-            interval = wilson_interval(hits, len(test), confidence=conf)
-            released = ReleasedModel(
-                self.candidate.info.version, hits / len(test), interval, conf, len(test)
+            released = ev.test_predictions.released_model(
+                self.candidate.info.version, self.ds.target.test.labels, plan.release.confidence
             )
         # An unchanged candidate is not registered again: it is production's model, weight for
         # weight, so the report names production's version.
@@ -405,14 +370,7 @@ class ReleaseRun:
             candidate=candidate,
             released_model=released,
             soak=ev.soak,
-            data=DataReport(
-                hashes=self.hashes,
-                sizes={
-                    f"{d.name}.{part}": len(getattr(d, part))
-                    for d in (self.ds.source, self.ds.target)
-                    for part in ("train", "val", "test")
-                },
-            ),
+            data=DataReport(hashes=self.hashes, sizes=self.ds.sizes()),
             plan=plan,
             rollout=ev.rollout.section(plan.phased_rollout) if ev.rollout else None,
             monitoring=ev.monitoring.section(plan.monitoring) if ev.monitoring else None,
@@ -426,14 +384,7 @@ class ReleaseRun:
         pred = self.evidence.test_predictions
         if pred is not None and self.release_stage is not None:
             cand, prod = self.release_stage.candidate, self.release_stage.production
-            return {
-                f"production {prod.info.version}": confusion_matrix(
-                    test.labels, pred.production, num_classes=10
-                ),
-                f"candidate {cand.info.version}": confusion_matrix(
-                    test.labels, pred.candidate, num_classes=10
-                ),
-            }
+            return pred.confusion_matrices(test.labels, cand.info.version, prod.info.version)
         if self.pretrained is None:
             return {}
         labels = predicted_labels(self.pretrained.model, test.x)

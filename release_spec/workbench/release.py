@@ -16,7 +16,6 @@ it measured in `evidence` (`release_spec.workbench.evidence`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +49,10 @@ from release_spec.workbench.evidence import (
 )
 from release_spec.workbench.report_schema import RolloutVerdict
 from release_spec.workbench.serving import image_summaries, rss_mb, serve
-from release_spec.workbench.training import live_pool, predicted_labels, predictor
+from release_spec.workbench.training import Echo, live_pool, predicted_labels, predictor
 
 __all__ = ["FUNCTIONAL_PROBE", "ReleaseStage", "Version", "rollout_verdict"]
 
-Echo = Callable[[str], None]
 #: Size of the functional gate's probe batch (target validation images).
 FUNCTIONAL_PROBE = 256
 

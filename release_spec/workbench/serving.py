@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from release_spec.workbench.data import FloatArray, IntArray
 from release_spec.workbench.training import predictor
 
 __all__ = ["image_summaries", "rss_mb", "serve"]
-
-FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 
 
 def rss_mb() -> float:

@@ -28,10 +28,10 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from release_spec.metrics import accuracy
 from release_spec.strategy.gates import (
+    GateResult,
     accuracy_gate,
     forgetting_gate,
     improvement_gate,
@@ -41,6 +41,8 @@ from release_spec.strategy.plan import Plan
 from release_spec.strategy.stages import AttemptOutcome, Hyperparameters, TrainingCurves
 from release_spec.workbench.data import (
     Dataset,
+    FloatArray,
+    IntArray,
     LivePool,
     Split,
     from_new_channel,
@@ -49,6 +51,7 @@ from release_spec.workbench.data import (
 from release_spec.workbench.model import build_model, fine_tune_copy
 
 __all__ = [
+    "Echo",
     "Trainer",
     "fine_tuning_split",
     "live_pool",
@@ -57,9 +60,8 @@ __all__ = [
     "predictor",
 ]
 
+#: Receives the run's status lines (``print`` by default).
 Echo = Callable[[str], None]
-FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
 
 
 def predictor(model: Any) -> Callable[[FloatArray], FloatArray]:
@@ -206,6 +208,12 @@ class Trainer:
         self.curves[stage].append(curves)
         return curves
 
+    def _macro_f1_gate(self, name: str, val: Split, pred: IntArray, min_lower: float) -> GateResult:
+        """A stage's macro-F1 gate on its validation split, bootstrapped with the plan's seed."""
+        return macro_f1_gate(
+            name, val.labels, pred, min_lower=min_lower, seed=self.plan.seed, split=val.name
+        )
+
     def pretrain(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
         """One pre-training attempt on the source domain, judged on source validation."""
         src, pp = self.ds.source, self.plan.pretrain
@@ -220,14 +228,7 @@ class Trainer:
                 min_lower=pp.min_accuracy_lower,
                 split=src.val.name,
             ),
-            macro_f1_gate(
-                "pretrain.macro_f1",
-                src.val.labels,
-                pred,
-                min_lower=pp.min_macro_f1_lower,
-                seed=self.plan.seed,
-                split=src.val.name,
-            ),
+            self._macro_f1_gate("pretrain.macro_f1", src.val, pred, pp.min_macro_f1_lower),
         )
         figures = {
             "train_accuracy": curves.train_accuracy[-1],
@@ -268,14 +269,7 @@ class Trainer:
                     alpha=fp.improvement_alpha,
                     split=tgt.val.name,
                 ),
-                macro_f1_gate(
-                    "finetune.macro_f1",
-                    tgt.val.labels,
-                    cand_val,
-                    min_lower=fp.min_macro_f1_lower,
-                    seed=self.plan.seed,
-                    split=tgt.val.name,
-                ),
+                self._macro_f1_gate("finetune.macro_f1", tgt.val, cand_val, fp.min_macro_f1_lower),
                 forgetting_gate(
                     "finetune.no_forgetting",
                     src.val.labels,
