@@ -296,12 +296,7 @@ def sparse_categorical_crossentropy(
         ...                                       [[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]]), 6)
         0.458145
     """
-    lo, hi = _clip_bounds(epsilon)
-    labels, p = _sparse_labels(y_true, y_pred)
-    flat = labels.reshape(-1)
-    p_rows = _probability_rows(p, "y_pred")
-    picked = p_rows[np.arange(p_rows.shape[0]), flat]
-    return float(-np.mean(np.log(np.clip(picked, lo, hi))))
+    return float(np.mean(token_crossentropies(y_true, y_pred, epsilon=epsilon)))
 
 
 # --8<-- [end:sparse_categorical_crossentropy]
