@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from release_spec.strategy.monitoring import (
+    MonitoringReport,
     MonitoringThresholds,
     input_drift,
     monitor,
@@ -36,10 +37,13 @@ def _predictions(
     return [int(v) for v in y], [int(v) for v in pred]
 
 
-def test_input_drift_no_shift_raises_no_alert() -> None:
-    rng = np.random.default_rng(RNG_SEED)
-    ref, live = _summaries(rng, 2000), _summaries(rng, 1000)
-    report = monitor(
+def _drift_monitor(
+    ref: dict[str, list[float]],
+    live: dict[str, list[float]],
+    thresholds: MonitoringThresholds | None = None,
+) -> MonitoringReport:
+    """`monitor` on these summaries, with one live request (too few for a recall window)."""
+    return monitor(
         reference_summaries=ref,
         live_summaries=live,
         y_true=[0],
@@ -47,7 +51,14 @@ def test_input_drift_no_shift_raises_no_alert() -> None:
         reference_true=[0, 1],
         reference_pred=[0, 1],
         num_classes=2,
+        thresholds=thresholds,
     )
+
+
+def test_input_drift_no_shift_raises_no_alert() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    ref, live = _summaries(rng, 2000), _summaries(rng, 1000)
+    report = _drift_monitor(ref, live)
     assert [d.feature for d in report.drift] == ["ink_fraction", "mean_intensity"]
     assert all(d.psi < 0.1 for d in report.drift)
     assert report.alerts == ()
@@ -70,15 +81,7 @@ def test_input_drift_shift_is_flagged_by_psi_and_ks() -> None:
     )
     assert moved.psi > 0.25
     assert still.psi < 0.1
-    report = monitor(
-        reference_summaries=ref,
-        live_summaries=live,
-        y_true=[0],
-        y_pred=[0],
-        reference_true=[0, 1],
-        reference_pred=[0, 1],
-        num_classes=2,
-    )
+    report = _drift_monitor(ref, live)
     kinds = sorted((a.subject, a.severity, a.message.split()[0]) for a in report.alerts)
     assert kinds == [("mean_intensity", "alert", "KS"), ("mean_intensity", "alert", "PSI")]
 
@@ -88,16 +91,7 @@ def test_psi_warning_between_thresholds() -> None:
     ref, live = _summaries(rng, 4000), _summaries(rng, 4000, shift=0.012)
     (d,) = [d for d in input_drift(ref, live) if d.feature == "mean_intensity"]
     t = MonitoringThresholds(psi_warning=d.psi * 0.9, psi_alert=d.psi * 1.1, ks_alpha=1e-300)
-    report = monitor(
-        reference_summaries=ref,
-        live_summaries=live,
-        y_true=[0],
-        y_pred=[0],
-        reference_true=[0, 1],
-        reference_pred=[0, 1],
-        num_classes=2,
-        thresholds=t,
-    )
+    report = _drift_monitor(ref, live, t)
     (alert,) = report.alerts
     assert alert.severity == "warning"
     assert alert.value == pytest.approx(d.psi)
@@ -183,14 +177,6 @@ def test_thresholds_reject_bad_values(kwargs: dict[str, float], message: str) ->
 def test_alerts_are_frozen_values() -> None:
     rng = np.random.default_rng(RNG_SEED)
     ref, live = _summaries(rng, 500), _summaries(rng, 500, shift=0.1)
-    report = monitor(
-        reference_summaries=ref,
-        live_summaries=live,
-        y_true=[0],
-        y_pred=[0],
-        reference_true=[0, 1],
-        reference_pred=[0, 1],
-        num_classes=2,
-    )
+    report = _drift_monitor(ref, live)
     with pytest.raises(dataclasses.FrozenInstanceError):
         report.alerts[0].severity = "warning"  # type: ignore[misc]

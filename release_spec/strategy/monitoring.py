@@ -216,22 +216,14 @@ def recall_windows(
             ("reference_pred", reference_pred),
         )
     )
-    ref_support = [0] * num_classes
-    ref_misses = [0] * num_classes
-    for a, b in zip(rt, rp, strict=True):
-        ref_support[a] += 1
-        ref_misses[a] += a != b
+    ref_support, ref_misses = _support_and_misses(rt, rp, num_classes)
     rows: list[ClassRecall] = []
     w = t.recall_window
     for k, start in enumerate(range(0, len(yt), w)):
         end = min(start + w, len(yt))
         if end - start < max(1, w // 2):
             break
-        support = [0] * num_classes
-        misses = [0] * num_classes
-        for a, b in zip(yt[start:end], yp[start:end], strict=True):
-            support[a] += 1
-            misses[a] += a != b
+        support, misses = _support_and_misses(yt[start:end], yp[start:end], num_classes)
         tested = [
             c for c in range(num_classes) if support[c] >= t.min_class_support and ref_support[c]
         ]
@@ -258,6 +250,18 @@ def recall_windows(
                 )
             )
     return tuple(rows)
+
+
+def _support_and_misses(
+    y_true: Sequence[int], y_pred: Sequence[int], num_classes: int
+) -> tuple[list[int], list[int]]:
+    """Per class: its requests, and how many of them the model got wrong."""
+    support = [0] * num_classes
+    misses = [0] * num_classes
+    for a, b in zip(y_true, y_pred, strict=True):
+        support[a] += 1
+        misses[a] += a != b
+    return support, misses
 
 
 def _alerts(
