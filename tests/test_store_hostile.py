@@ -256,16 +256,20 @@ def test_unlisted_link_in_a_version_is_reported_without_following_it(
 # ------------------------------------------------------------------ FIFOs and endless files
 
 
-def cli_child(*args: str, limit_memory: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a child process; a hang fails the test instead of blocking the run.
+def cli_child(
+    *args: str, limit: tuple[int, int] = (resource.RLIMIT_AS, 2 << 30)
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a child process under one resource limit; a hang fails the test
+    instead of blocking the run.
 
-    The timeout only detects a hang (the fixed store answers at once); the
-    address-space limit keeps an endless read from taking the machine's memory.
+    The timeout only detects a hang (the fixed store answers at once). The
+    default limit, on the address space, keeps an endless read from taking the
+    machine's memory; ``(resource.RLIMIT_FSIZE, n)`` lets the child write no
+    file larger than ``n`` bytes.
     """
 
     def limits() -> None:
-        if limit_memory:
-            resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+        resource.setrlimit(limit[0], (limit[1], limit[1]))
 
     try:
         return subprocess.run(
@@ -339,19 +343,9 @@ def test_restore_of_a_sparse_2_gib_member_writes_nothing(tmp_path: Path) -> None
     archive = _gnu_sparse_archive(tmp_path, 2 << 30)
     assert archive.stat().st_size < 1024
 
-    def limits() -> None:
-        # Were the member written, the child would stop at 64 MiB (EFBIG), not fill the disk.
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
-
     args = ["store", "restore", "--archive", str(archive), "--store", str(tmp_path / "restored")]
-    proc = subprocess.run(
-        [sys.executable, "-m", "release_spec", *args],
-        capture_output=True,
-        text=True,
-        env=CHILD_ENV,
-        timeout=300,
-        preexec_fn=limits,
-    )
+    # Were the member written, the child would stop at 64 MiB (EFBIG), not fill the disk.
+    proc = cli_child(*args, limit=(resource.RLIMIT_FSIZE, 64 << 20))
     assert proc.returncode == EXIT_USAGE
     assert one_line(proc.stderr) == (
         f"release-spec: error: store restore: {archive}: archive member "
@@ -460,17 +454,8 @@ def test_write_error_names_the_file_and_keeps_the_old_state(store: ModelStore) -
     before = pointer.read_bytes()
     assert len(before) > 256
 
-    def limits() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256, 256))
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "release_spec", "store", "rollback", "--store", str(store.root)],
-        capture_output=True,
-        text=True,
-        env=CHILD_ENV,
-        timeout=300,
-        preexec_fn=limits,
-    )
+    args = ("store", "rollback", "--store", str(store.root))
+    proc = cli_child(*args, limit=(resource.RLIMIT_FSIZE, 256))
     assert proc.returncode == EXIT_USAGE
     assert one_line(proc.stderr) == (
         f"release-spec: error: store rollback: cannot write {pointer}: File too large"
