@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -168,13 +169,17 @@ def quadratic(a: np.ndarray, theta: np.ndarray) -> float:
     return 0.5 * float(theta @ a @ theta)
 
 
+def gd_problems(fractions: st.SearchStrategy[float]) -> st.SearchStrategy[tuple[Any, ...]]:
+    """(A, theta0, lr) with lr a fraction of 2 / L, the stability limit of gradient descent."""
+    return st.builds(lambda p, f: (p[0], p[1], f * 2.0 / p[2]), quadratics(), fractions)
+
+
 @pytest.mark.spec("eq-gd", kind="property")
-@given(quadratics(), st.floats(0.05, 0.95))
+@given(gd_problems(st.floats(0.05, 0.95)))
 def test_gradient_descent_step_decreases_convex_quadratic(
-    problem: tuple[np.ndarray, np.ndarray, float], fraction: float
+    problem: tuple[np.ndarray, np.ndarray, float],
 ) -> None:
-    a, theta, lipschitz = problem
-    lr = fraction * 2.0 / lipschitz
+    a, theta, lr = problem
     loss = quadratic(a, theta)
     for _ in range(25):
         theta = gradient_descent_step(theta, a @ theta, learning_rate=lr)
@@ -184,12 +189,11 @@ def test_gradient_descent_step_decreases_convex_quadratic(
 
 
 @pytest.mark.spec("eq-gd", kind="property")
-@given(quadratics(), st.floats(1.05, 2.0))
+@given(gd_problems(st.floats(1.05, 2.0)))
 def test_gradient_descent_step_diverges_above_two_over_l(
-    problem: tuple[np.ndarray, np.ndarray, float], fraction: float
+    problem: tuple[np.ndarray, np.ndarray, float],
 ) -> None:
-    a, theta, lipschitz = problem
-    lr = fraction * 2.0 / lipschitz
+    a, theta, lr = problem
     start = quadratic(a, theta)
     for _ in range(100):
         theta = gradient_descent_step(theta, a @ theta, learning_rate=lr)
@@ -279,30 +283,51 @@ betas_2 = st.floats(0.5, 0.9999).map(f32)
 epsilons = st.sampled_from([1e-7, 1e-8, 1e-4, 1e-2]).map(f32)
 
 
+@dataclass(frozen=True)
+class AdamRun:
+    """A float32-exact run of gradients and Adam's float32-rounded hyperparameters."""
+
+    theta0: np.ndarray
+    grads: np.ndarray
+    lr: float
+    b1: float
+    b2: float
+    eps: float
+
+    @property
+    def kw(self) -> dict[str, float]:
+        """The hyperparameters as `adam_step` (and Keras's Adam) name them."""
+        return {"learning_rate": self.lr, "beta_1": self.b1, "beta_2": self.b2, "epsilon": self.eps}
+
+    def literal(self, form: str) -> list[float]:
+        return literal_adam(self.theta0, self.grads, self.lr, self.b1, self.b2, self.eps, form)
+
+    def ours(self, dtype: type = np.float64, **kw: Any) -> np.ndarray:
+        return run_adam(self.theta0.astype(dtype), self.grads.astype(dtype), **self.kw, **kw)
+
+    def float32_tolerance(self, literal: list[float]) -> float:
+        # |m| <= max|g| and sqrt(v) >= sqrt(1 - b2) |g_latest|..., so one step is
+        # at most lr (1 - b1) / sqrt(1 - b2) / (1 - b1) per unit ratio; 1/sqrt(1 - b2)
+        # bounds how far float32 rounding in v can move the step.
+        step_bound = self.lr * max(1.0, 1.0 / math.sqrt(1.0 - self.b2))
+        return float32_tolerance(len(self.grads), np.asarray(literal), step_bound)
+
+
+adam_runs = st.builds(
+    lambda run, *hyper: AdamRun(*run, *hyper), runs(), learning_rates, betas_1, betas_2, epsilons
+)
+
+
 @pytest.mark.spec("eq-adam", kind="parity")
 @settings(max_examples=KERAS_EXAMPLES)
-@given(runs(), learning_rates, betas_1, betas_2, epsilons)
-def test_adam_step_matches_keras_and_formula(
-    keras: Any,
-    run: tuple[np.ndarray, np.ndarray],
-    lr: float,
-    b1: float,
-    b2: float,
-    eps: float,
-) -> None:
-    theta0, grads = run
-    kw = {"learning_rate": lr, "beta_1": b1, "beta_2": b2, "epsilon": eps}
-    ours64 = run_adam(theta0, grads, **kw)
-    ours32 = run_adam(theta0.astype(np.float32), grads.astype(np.float32), **kw)
-    literal = literal_adam(theta0, grads, lr, b1, b2, eps, "keras")
-    theirs = keras_run(keras, keras.optimizers.Adam(**kw), theta0, grads)
+@given(adam_runs)
+def test_adam_step_matches_keras_and_formula(keras: Any, run: AdamRun) -> None:
+    ours64, ours32 = run.ours(), run.ours(np.float32)
+    literal = run.literal("keras")
+    theirs = keras_run(keras, keras.optimizers.Adam(**run.kw), run.theta0, run.grads)
     np.testing.assert_allclose(ours64, literal, rtol=1e-12, atol=1e-12)
     assert ours32.dtype == np.float32
-    # |m| <= max|g| and sqrt(v) >= sqrt(1 - b2) |g_latest|..., so one step is
-    # at most lr (1 - b1) / sqrt(1 - b2) / (1 - b1) per unit ratio; 1/sqrt(1 - b2)
-    # bounds how far float32 rounding in v can move the step.
-    step_bound = lr * max(1.0, 1.0 / math.sqrt(1.0 - b2))
-    tol = float32_tolerance(len(grads), np.asarray(literal), step_bound)
+    tol = run.float32_tolerance(literal)
     np.testing.assert_allclose(ours32, theirs, rtol=0, atol=tol)
     np.testing.assert_allclose(ours32, literal, rtol=0, atol=tol)
 
@@ -323,15 +348,10 @@ def test_adam_step_matches_keras_defaults_over_many_steps(keras: Any, seed: int)
 
 
 @pytest.mark.spec("eq-adam", kind="parity")
-@given(runs(), learning_rates, betas_1, betas_2, epsilons)
-def test_adam_step_paper_form_matches_algorithm_1(
-    run: tuple[np.ndarray, np.ndarray], lr: float, b1: float, b2: float, eps: float
-) -> None:
-    theta0, grads = run
-    kw = {"learning_rate": lr, "beta_1": b1, "beta_2": b2, "epsilon": eps}
-    ours = run_adam(theta0, grads, form="paper", **kw)
-    literal = literal_adam(theta0, grads, lr, b1, b2, eps, "paper")
-    np.testing.assert_allclose(ours, literal, rtol=1e-12, atol=1e-12)
+@given(adam_runs)
+def test_adam_step_paper_form_matches_algorithm_1(run: AdamRun) -> None:
+    literal = run.literal("paper")
+    np.testing.assert_allclose(run.ours(form="paper"), literal, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.spec("eq-adam", kind="parity")
@@ -402,29 +422,12 @@ def torch_run(torch: Any, theta0: np.ndarray, grads: np.ndarray, **kw: Any) -> n
 
 @pytest.mark.spec("eq-adam", kind="parity")
 @settings(max_examples=KERAS_EXAMPLES)
-@given(runs(), learning_rates, betas_1, betas_2, epsilons)
-def test_torch_adam_is_the_paper_form(
-    torch: Any,
-    run: tuple[np.ndarray, np.ndarray],
-    lr: float,
-    b1: float,
-    b2: float,
-    eps: float,
-) -> None:
-    theta0, grads = run
-    theirs = torch_run(torch, theta0, grads, lr=lr, betas=(b1, b2), eps=eps)
-    ours32 = run_adam(
-        theta0.astype(np.float32),
-        grads.astype(np.float32),
-        learning_rate=lr,
-        beta_1=b1,
-        beta_2=b2,
-        epsilon=eps,
-        form="paper",
-    )
-    literal = literal_adam(theta0, grads, lr, b1, b2, eps, "paper")
-    step_bound = lr * max(1.0, 1.0 / math.sqrt(1.0 - b2))
-    tol = float32_tolerance(len(grads), np.asarray(literal), step_bound)
+@given(adam_runs)
+def test_torch_adam_is_the_paper_form(torch: Any, run: AdamRun) -> None:
+    theirs = torch_run(torch, run.theta0, run.grads, lr=run.lr, betas=(run.b1, run.b2), eps=run.eps)
+    ours32 = run.ours(np.float32, form="paper")
+    literal = run.literal("paper")
+    tol = run.float32_tolerance(literal)
     np.testing.assert_allclose(ours32, theirs, rtol=0, atol=tol)
     np.testing.assert_allclose(theirs, literal, rtol=0, atol=tol)
 

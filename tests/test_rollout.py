@@ -7,6 +7,7 @@ import json
 import math
 import random
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -41,14 +42,18 @@ from release_spec.strategy.rollout import (
 )
 from release_spec.strategy.stages import IllegalTransitionError
 
+
+def _plan(*steps: tuple[float, int, float], **settings: Any) -> RolloutPlan:
+    """A plan of ``(share_pct, min_canary_requests, max_bake_minutes)`` steps."""
+    return RolloutPlan(steps=tuple(RolloutStep(*s) for s in steps), **settings)
+
+
 # A plan small enough to walk through by hand: 100 requests per minute, so a
 # 1-minute bake is 100 routed requests.
-SMALL = RolloutPlan(
-    steps=(
-        RolloutStep(10.0, 20, 1.0),
-        RolloutStep(50.0, 20, 1.0),
-        RolloutStep(100.0, 0, 1.0),
-    ),
+SMALL = _plan(
+    (10.0, 20, 1.0),
+    (50.0, 20, 1.0),
+    (100.0, 0, 1.0),
     alpha=0.05,
     margin=0.05,
     latency_slo_ms=100.0,
@@ -347,8 +352,9 @@ def test_slow_metric_rejection_names_the_slo_and_the_rates() -> None:
 
 def _latency_rollout(canary_slow: float, baseline_slow: float, seed: int) -> RolloutController:
     """The real judge on 20 % canary traffic; errors equal, slow rates as given."""
-    plan = RolloutPlan(
-        steps=(RolloutStep(20.0, 100_000, 1_000.0), RolloutStep(100.0, 0, 1.0)),
+    plan = _plan(
+        (20.0, 100_000, 1_000.0),
+        (100.0, 0, 1.0),
         latency_slo_ms=100.0,
         requests_per_minute=1000.0,
     )
@@ -458,12 +464,10 @@ def test_status_properties_and_its_value_in_the_report() -> None:
 
 
 def _simulate(p_canary: float, p_baseline: float, seed: int) -> RolloutController:
-    plan = RolloutPlan(
-        steps=(
-            RolloutStep(5.0, 300, 60.0),
-            RolloutStep(25.0, 500, 60.0),
-            RolloutStep(100.0, 0, 1.0),
-        ),
+    plan = _plan(
+        (5.0, 300, 60.0),
+        (25.0, 500, 60.0),
+        (100.0, 0, 1.0),
         margin=0.03,
         requests_per_minute=1000.0,
     )
@@ -523,7 +527,7 @@ def test_forecast_warns_when_bake_is_too_short() -> None:
 
 
 def test_forecast_warns_when_bake_is_below_the_step_minimum() -> None:
-    plan = RolloutPlan(steps=(RolloutStep(50.0, 10_000, 10.0), RolloutStep(100.0, 0, 1.0)))
+    plan = _plan((50.0, 10_000, 10.0), (100.0, 0, 1.0))
     (fc,) = forecast_steps(plan, baseline_error=0.02, regression=0.05)
     assert fc.expected_canary_requests == pytest.approx(5000)
     assert fc.warning is not None

@@ -20,6 +20,7 @@ from release_spec.strategy.simulation import (
     Looks,
     RuleSettings,
     Scenario,
+    Simulation,
     argo_rule,
     compare_judges,
     compare_rules,
@@ -74,21 +75,39 @@ def test_draw_looks_routes_by_share() -> None:
     assert d.baseline_errors.sum() / d.baseline_requests.sum() == pytest.approx(0.1, abs=0.005)
 
 
+def _simulated_and_drawn(
+    fractions: np.ndarray,
+    *,
+    baseline_error: float,
+    canary_error: float,
+    canary_per_look: int,
+    seed: int,
+) -> tuple[Simulation, Looks]:
+    """`simulate` on a (runs, looks) schedule, and the looks it drew (the same seed)."""
+    sim = simulate(
+        runs=fractions.shape[0],
+        baseline_error=baseline_error,
+        canary_error=canary_error,
+        canary_fractions=fractions,
+        canary_per_look=canary_per_look,
+        looks=fractions.shape[1],
+        seed=seed,
+    )
+    drawn = draw_looks(
+        np.random.default_rng(seed),
+        fractions,
+        baseline_error=baseline_error,
+        canary_error=canary_error,
+        canary_per_look=canary_per_look,
+    )
+    return sim, drawn
+
+
 def test_sequential_run_matches_the_judge_look_by_look() -> None:
     """The vectorised simulation stops exactly where SequentialErrorRateTest rejects."""
-    sim_args = {
-        "runs": 40,
-        "baseline_error": 0.02,
-        "canary_error": 0.05,
-        "canary_per_look": 20,
-        "looks": 60,
-        "seed": 3,
-    }
-    rng = np.random.default_rng(9)
-    shares = random_fraction_schedule(rng, 40, 60)
-    sim = simulate(canary_fractions=shares, **sim_args)  # type: ignore[arg-type]
-    looks = draw_looks(
-        np.random.default_rng(3), shares, baseline_error=0.02, canary_error=0.05, canary_per_look=20
+    shares = random_fraction_schedule(np.random.default_rng(9), 40, 60)
+    sim, looks = _simulated_and_drawn(
+        shares, baseline_error=0.02, canary_error=0.05, canary_per_look=20, seed=3
     )
     for r in range(40):
         test = SequentialErrorRateTest(0.05)
@@ -110,21 +129,8 @@ def test_sequential_run_matches_the_judge_look_by_look() -> None:
 
 
 def test_naive_run_matches_statsmodels_at_every_look() -> None:
-    sim = simulate(
-        runs=20,
-        baseline_error=0.05,
-        canary_error=0.05,
-        canary_fractions=0.2,
-        canary_per_look=30,
-        looks=40,
-        seed=4,
-    )
-    looks = draw_looks(
-        np.random.default_rng(4),
-        np.full((20, 40), 0.2),
-        baseline_error=0.05,
-        canary_error=0.05,
-        canary_per_look=30,
+    sim, looks = _simulated_and_drawn(
+        np.full((20, 40), 0.2), baseline_error=0.05, canary_error=0.05, canary_per_look=30, seed=4
     )
     for r in range(20):
         first = -1
