@@ -250,9 +250,9 @@ def rules_results(path: Path = DATA / "rules.json") -> str:
     return (
         f"`{data['generated']}`: {data['runs']:,} simulated rollouts per scenario (seed "
         f"{data['seed']}), each {s['intervals']} intervals of {s['requests_per_interval']:,} "
-        f"requests with a canary share of {s['share']:g} (about "
-        f"{s['share'] * s['requests_per_interval']:,.0f} canary requests an interval); every "
-        f"rule sees the same draws. Settings:\n\n{settings}\n\n"
+        f"requests with a canary share of {s['canary_fraction']:g} (about "
+        f"{s['canary_fraction'] * s['requests_per_interval']:,.0f} canary requests an "
+        f"interval); every rule sees the same draws. Settings:\n\n{settings}\n\n"
         "Each cell: rollouts rolled back · median intervals until the rollback (over the "
         "rollouts rolled back). Outside the regression row every rollback is a false one.\n\n"
         + "\n".join(table)

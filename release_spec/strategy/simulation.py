@@ -621,7 +621,8 @@ class RuleSettings:
     `release_spec.strategy.rollout.default_rollout_plan` (10,000 requests a minute).
 
     Args:
-        share: canary share of every interval's requests.
+        canary_fraction: the canary's share of every interval's requests, a fraction
+            in (0, 1).
         requests_per_interval: requests in one interval (both arms).
         intervals: intervals per rollout.
         threshold_margin: Argo and Flagger fail an interval whose canary error rate
@@ -649,7 +650,7 @@ class RuleSettings:
         ValueError: intervals: expected an integer in [1, 100000] (MAX_LOOKS), got 0
     """
 
-    share: float = 0.05
+    canary_fraction: float = 0.05
     requests_per_interval: int = 10_000
     intervals: int = 120
     threshold_margin: float = 0.02
@@ -664,7 +665,7 @@ class RuleSettings:
     alpha: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("share", "kayenta_confidence", "alpha"):
+        for name in ("canary_fraction", "kayenta_confidence", "alpha"):
             OPEN_FRACTION.check(name, getattr(self, name))
         _size(
             "requests_per_interval",
@@ -758,8 +759,8 @@ def draw_scenario(
     """Per-interval counts of ``runs`` rollouts of one scenario, shape ``(runs, intervals)``.
 
     Each interval holds ``requests_per_interval`` requests (none if idle), each sent
-    to the canary with probability ``share``; every request errs independently with
-    its arm's rate in that interval.
+    to the canary with probability ``canary_fraction``; every request errs
+    independently with its arm's rate in that interval.
 
     Examples:
         >>> d = draw_scenario(np.random.default_rng(0), SCENARIOS[6], RuleSettings(), 3)
@@ -771,7 +772,7 @@ def draw_scenario(
     shape = (runs, settings.intervals)
     idle = rng.random(shape) < scenario.idle_rate
     total = np.where(idle, 0, settings.requests_per_interval).astype(np.int64)
-    m_c = rng.binomial(total, settings.share)
+    m_c = rng.binomial(total, settings.canary_fraction)
     m_b = total - m_c
     shared = rng.random(shape) < scenario.shared_spike_rate
     blip = rng.random(shape) < scenario.canary_blip_rate
@@ -1143,10 +1144,11 @@ class RuleComparison:
     def lines(self) -> list[str]:
         """A plain-text table: per rule and scenario, rollbacks (%) / median intervals."""
         s = self.settings
+        per_interval = s.canary_fraction * s.requests_per_interval
         out = [
             f"{self.runs} rollouts per scenario, seed {self.seed}; {s.intervals} intervals of "
-            f"{s.requests_per_interval} requests, canary share {s.share:g} "
-            f"(about {s.share * s.requests_per_interval:.0f} canary requests an interval)",
+            f"{s.requests_per_interval} requests, canary share {s.canary_fraction:g} "
+            f"(about {per_interval:.0f} canary requests an interval)",
             "each cell: rolled back (%) / median intervals until the rollback; p0 is "
             "production's normal error rate",
             "",
