@@ -272,6 +272,16 @@ def _open_dir_beneath(root: Path, rel: str) -> int:
     return dfd
 
 
+@contextlib.contextmanager
+def _dir_beneath(root: Path, rel: str) -> Iterator[int]:
+    """`_open_dir_beneath` for a ``with`` block: the descriptor is closed on leaving it."""
+    fd = _open_dir_beneath(root, rel)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def _read_fd_capped(fd: int, shown: Path | str, cap: int) -> bytes:
     """At most ``cap`` bytes of an open file; a larger file is refused, not truncated."""
     size = os.fstat(fd).st_size

@@ -29,8 +29,10 @@ empty store); nothing inside the store is trusted to be what its name says
 and directories are opened, metadata reads are capped, and messages escape
 names read from the store); writers hold a lock (`release_spec.store.lock`);
 model files are checked before they are stored or loaded
-(`release_spec.store.keras_files`); backups are checked member by member
-(`release_spec.store.backup`).
+(`release_spec.store.keras_files`); the production pointer and its history
+are read and written by `release_spec.store.pointer`; every version's files
+are checked against its manifest by `release_spec.store.verify`; backups
+are checked member by member (`release_spec.store.backup`).
 
 Crash safety: a registration writes into ``versions/.incoming-<token>``,
 fsyncs every file and the directory, then renames the directory into place;
@@ -83,21 +85,17 @@ from release_spec.store.errors import (
     CorruptFileError,
     IntegrityError,
     StoreError,
-    UnsafeModelError,
     _shown,
 )
 from release_spec.store.files import (
     _DIR_FLAGS,
     _copy_hashing,
+    _dir_beneath,
     _dir_refusal,
     _is_real_dir,
     _lexists,
-    _open_beneath,
-    _open_dir_beneath,
     _open_present,
     _read_store_file,
-    _refusal,
-    _sha256_fd,
     _writing,
     atomic_write,
     fsync_dir,
@@ -113,7 +111,6 @@ from release_spec.store.keras_files import (
 from release_spec.store.layout import (
     _AUTO_VERSION_RE,
     _MANIFEST_FORMAT,
-    _POINTER_FORMAT,
     _STORE_FORMAT,
     _VERSION_RE,
     FORMAT_VERSION,
@@ -128,14 +125,18 @@ from release_spec.store.layout import (
     _now,
 )
 from release_spec.store.lock import writer_lock
-from release_spec.store.sealed import (
-    _check_manifest,
-    _field,
-    _is_sha256,
-    _read_sealed,
-    _sealed,
+from release_spec.store.pointer import read_pointer, write_pointer
+from release_spec.store.sealed import _check_manifest, _read_sealed, _sealed
+from release_spec.store.verify import (
+    VerifyReport,
+    leftovers,
+    read_manifest,
+    scan_versions,
+    version_names,
+    version_problems,
 )
 
+# VerifyReport is defined in verify.py and importable here too, where it always was.
 __all__ = ["ModelStore", "VerifyReport", "VersionInfo"]
 
 
@@ -175,22 +176,6 @@ class VersionInfo:
             "keras_version": self.keras_version,
             "path": str(self.path),
         }
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Outcome of `ModelStore.verify`; an empty ``problems`` means the store is sound."""
-
-    root: Path
-    versions: tuple[str, ...]
-    production: str | None
-    problems: tuple[str, ...]
-    leftovers: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """True when no problem was found (leftovers of crashed writers are not problems)."""
-        return not self.problems
 
 
 # --------------------------------------------------------------------------- the store
@@ -251,14 +236,8 @@ class ModelStore:
     def _rel(self, version: str, name: str) -> str:
         return f"{VERSIONS_DIR}/{version}/{name}"
 
-    def _manifest(self, version: str) -> dict[str, Any]:
-        rel = self._rel(version, MANIFEST_NAME)
-        data = _read_sealed(self.root, rel, _MANIFEST_FORMAT)
-        _check_manifest(self.root / rel, data, version)
-        return data
-
     def _info(self, version: str) -> VersionInfo:
-        data = self._manifest(version)
+        data = read_manifest(self.root, version)
         return VersionInfo(
             version=version,
             sha256=data["files"][MODEL_NAME]["sha256"],
@@ -278,22 +257,12 @@ class ModelStore:
         descriptor: ``versions`` swapped for a link after the store was opened
         never sends a write or a deletion outside the store.
         """
-        fd = _open_dir_beneath(self.root, VERSIONS_DIR)
-        try:
+        with _dir_beneath(self.root, VERSIONS_DIR) as fd:
             yield fd
-        finally:
-            os.close(fd)
 
-    def _version_names(self, vfd: int | None = None) -> list[str]:
-        if vfd is None:
-            with self._versions_fd() as fd:
-                return self._version_names(fd)
-        # Dot-names are registrations in progress or debris of crashed ones.
-        return sorted(n for n in os.listdir(vfd) if not n.startswith("."))
-
-    def _has_version(self, name: str) -> bool:
+    def _version_names(self) -> list[str]:
         with self._versions_fd() as fd:
-            return _is_real_dir(name, fd)
+            return version_names(fd)
 
     def info(self, version: str) -> VersionInfo:
         """The manifest of one version.
@@ -320,22 +289,6 @@ class ModelStore:
         infos = [self._info(name) for name in names]
         return sorted(infos, key=lambda i: (i.created, i.version))
 
-    def _pointer(self) -> dict[str, Any] | None:
-        path = self.root / POINTER_NAME
-        if not os.path.lexists(path):
-            return None
-        data = _read_sealed(self.root, POINTER_NAME, _POINTER_FORMAT)
-        version = _field(path, data, "version", str)
-        if not _is_sha256(data.get("sha256")):
-            raise CorruptFileError(path, "field 'sha256' is not a sha256 digest")
-        history = _field(path, data, "history", list)
-        for name in [version, *history]:
-            if not isinstance(name, str) or not _VERSION_RE.fullmatch(name):
-                raise CorruptFileError(path, f"names an invalid version {name!r}")
-            if not self._has_version(name):
-                raise CorruptFileError(path, f"names version {name!r}, which is not in the store")
-        return data
-
     def production(self) -> VersionInfo | None:
         """The version in production, or None if nothing was promoted yet.
 
@@ -343,7 +296,7 @@ class ModelStore:
             CorruptFileError: The pointer is damaged, names a missing version,
                 or disagrees with that version's manifest.
         """
-        pointer = self._pointer()
+        pointer = read_pointer(self.root)
         if pointer is None:
             return None
         info = self._info(pointer["version"])
@@ -356,89 +309,12 @@ class ModelStore:
 
     def production_history(self) -> list[str]:
         """Earlier production versions, oldest first (the last one is what rollback restores)."""
-        pointer = self._pointer()
+        pointer = read_pointer(self.root)
         return list(pointer["history"]) if pointer else []
 
     def _problems_of(self, version: str, *, check_model: bool = True) -> list[str]:
-        """Every mismatch between a version's files and its manifest (empty when sound).
-
-        Files are opened without following links; a link, a special file or a
-        file with several hard links is a problem, and nothing about what it
-        points to is reported.
-        """
-        vdir = self._versions_dir / version
-        try:
-            data = self._manifest(version)
-            unlisted = self._unlisted(version, data["files"])
-            missing_parent = data["parent"] is not None and not self._has_version(data["parent"])
-        except CorruptFileError as exc:
-            return [str(exc)]
-        problems = [
-            f"{_shown(vdir / name)}: not listed in the manifest{f' and {why}' if why else ''}"
-            for name, why in unlisted
-        ]
-        for name, expected in sorted(data["files"].items()):
-            problems.extend(self._file_problems(version, name, expected, check_model=check_model))
-        if missing_parent:
-            parent = data["parent"]
-            problems.append(f"{vdir / MANIFEST_NAME}: parent {parent!r} is not in the store")
-        return problems
-
-    def _unlisted(self, version: str, files: Mapping[str, Any]) -> list[tuple[str, str | None]]:
-        """Entries of a version directory its manifest does not list, with why each is refused."""
-        found: list[tuple[str, str | None]] = []
-        fd = _open_dir_beneath(self.root, f"{VERSIONS_DIR}/{version}")
-        try:
-            for entry in sorted(os.scandir(fd), key=lambda e: e.name):
-                if entry.name != MANIFEST_NAME and entry.name not in files:
-                    with contextlib.suppress(FileNotFoundError):  # gone since the listing
-                        found.append((entry.name, _refusal(entry.stat(follow_symlinks=False))))
-        finally:
-            os.close(fd)
-        return found
-
-    def _file_problems(
-        self, version: str, name: str, expected: Mapping[str, Any], *, check_model: bool
-    ) -> list[str]:
-        path = self._versions_dir / version / name
-        try:
-            fd = _open_beneath(self.root, self._rel(version, name))
-        except FileNotFoundError:
-            return [f"{path}: missing"]
-        except CorruptFileError as exc:
-            return [str(exc)]
-        except OSError as exc:
-            return [f"{path}: cannot be read: {exc.strerror}"]
-        with os.fdopen(fd, "rb") as f:
-            size = os.fstat(fd).st_size
-            # A wrong size is reported without reading: no hashing of a huge file.
-            if size != expected["size"]:
-                return [
-                    f"{path}: size {size} does not match the manifest (size {expected['size']})"
-                ]
-            digest, size = _sha256_fd(fd)
-            if size != expected["size"] or digest != expected["sha256"]:
-                return [
-                    f"{path}: sha256 {digest[:12]}… (size {size}) does not match the manifest "
-                    f"({expected['sha256'][:12]}…, size {expected['size']})"
-                ]
-            if check_model and name == MODEL_NAME:
-                f.seek(0)
-                try:
-                    _check_model_content(path, f)
-                except UnsafeModelError as exc:
-                    return [str(exc)]
-        return []
-
-    def _leftovers(self) -> list[str]:
-        found = [_shown(p) for p in self.root.glob(".*.tmp")]
-        with contextlib.suppress(CorruptFileError), self._versions_fd() as vfd:
-            found += [
-                _shown(self._versions_dir / n)
-                for n in os.listdir(vfd)
-                if n.startswith(INCOMING_PREFIX)
-            ]
-        return sorted(found)
+        """Every mismatch between a version's files and its manifest (`version_problems`)."""
+        return version_problems(self.root, version, check_model=check_model)
 
     def verify(self) -> VerifyReport:
         """Check every version's files against its manifest, and the pointer.
@@ -446,24 +322,7 @@ class ModelStore:
         Never raises for damage; each problem is one line naming the file.
         Leftovers of crashed writers are listed separately and are not problems.
         """
-        problems: list[str] = []
-        lock = self.root / LOCK_NAME
-        with contextlib.suppress(FileNotFoundError):
-            if why := _refusal(os.lstat(lock)):
-                problems.append(f"{lock}: {why}")
-        names: list[str] = []
-        refused: dict[str, str] = {}
-        try:
-            with self._versions_fd() as vfd:
-                names = self._version_names(vfd)
-                for name in names:
-                    why = None if _VERSION_RE.fullmatch(name) else "is not a valid version name"
-                    with contextlib.suppress(FileNotFoundError):
-                        why = why or _dir_refusal(name, vfd)
-                    if why:
-                        refused[name] = why
-        except CorruptFileError as exc:
-            problems.append(str(exc))
+        names, refused, problems = scan_versions(self.root)
         for name in names:
             if name in refused:
                 path, why = _shown(self._versions_dir / name), refused[name].removeprefix("is ")
@@ -482,7 +341,7 @@ class ModelStore:
             production=production,
             # One damaged directory can be met twice (listing it, following the pointer).
             problems=tuple(dict.fromkeys(problems)),
-            leftovers=tuple(self._leftovers()),
+            leftovers=tuple(leftovers(self.root)),
         )
 
     def _verified(self, version: str) -> VersionInfo:
@@ -512,7 +371,7 @@ class ModelStore:
                 raise StoreError(f"no production version in {self.root}")
             version = info.version
         info = self._verified(version)
-        size = self._manifest(version)["files"][MODEL_NAME]["size"]
+        size = read_manifest(self.root, version)["files"][MODEL_NAME]["size"]
         with tempfile.TemporaryDirectory(prefix="release-spec-load-") as tmp:
             copy = Path(tmp) / MODEL_NAME
             with os.fdopen(_open_present(self.root, self._rel(version, MODEL_NAME)), "rb") as f:
@@ -547,7 +406,7 @@ class ModelStore:
                 path.unlink()
 
     def _next_version(self, vfd: int) -> str:
-        names = self._version_names(vfd)
+        names = version_names(vfd)
         numbers = [int(m[1]) for n in names if (m := _AUTO_VERSION_RE.fullmatch(n))]
         name = f"v{max(numbers, default=0) + 1:04d}"
         if not _VERSION_RE.fullmatch(name):
@@ -683,15 +542,7 @@ class ModelStore:
             )
 
     def _write_pointer(self, version: str, history: list[str]) -> None:
-        body = {
-            "format": _POINTER_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "version": version,
-            "sha256": self._info(version).sha256,
-            "history": history,
-            "updated": _now(),
-        }
-        atomic_write(self.root / POINTER_NAME, _sealed(body))
+        write_pointer(self.root, version, self._info(version).sha256, history)
 
     def promote(self, version: str) -> VersionInfo:
         """Make ``version`` the production version (after verifying it); atomic.
@@ -706,7 +557,7 @@ class ModelStore:
         """
         with self._writer():
             info = self._verified(version)
-            pointer = self._pointer()
+            pointer = read_pointer(self.root)
             if pointer is not None and pointer["version"] == version:
                 return info
             history = [*pointer["history"], pointer["version"]] if pointer else []
@@ -724,7 +575,7 @@ class ModelStore:
             IntegrityError: That version is damaged.
         """
         with self._writer():
-            pointer = self._pointer()
+            pointer = read_pointer(self.root)
             if pointer is None or not pointer["history"]:
                 raise StoreError(f"no earlier production version to roll back to in {self.root}")
             previous: str = pointer["history"][-1]
