@@ -10,16 +10,35 @@ read).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
 import numpy as np
 
+from release_spec.statistics import Interval
 from release_spec.strategy.gates import GateResult
 from release_spec.strategy.monitoring import Alert
 from release_spec.strategy.plan import MonitoringPlan, Plan
-from release_spec.strategy.stages import State
+from release_spec.strategy.stages import State, TrainingCurves
+from release_spec.strategy.suites import PromptCase, PromptSuite, make_checker, score_suite
+from release_spec.workbench.language.plan import LanguagePlan
+from release_spec.workbench.language.report import (
+    LANGUAGE_REPORT_SCHEMA,
+    AudienceEvent,
+    AudienceRolloutReport,
+    AudienceServed,
+    AudienceStep,
+    LanguageDataReport,
+    LanguageProduction,
+    LanguageReport,
+    PerplexityReport,
+    RungCurves,
+    RungReport,
+    Samples,
+    SuiteScoreReport,
+)
 from release_spec.workbench.report_schema import (
     REPORT_SCHEMA_VERSION,
     ArmCounts,
@@ -36,6 +55,7 @@ from release_spec.workbench.report_schema import (
     RolloutEventReport,
     RolloutReport,
     RolloutStepReport,
+    RolloutVerdict,
     RunOutcome,
     StageReport,
     Timeline,
@@ -203,5 +223,101 @@ def check_report_json(data: Mapping[str, Any]) -> Report:
     `Report`, and that report writes it again key for key; return the `Report`."""
     VALIDATOR.validate(data)
     report = Report.from_json(data)
+    assert report.to_json() == data
+    return report
+
+
+# ----------------------------------------------------------------------------- language model
+
+
+#: Validates the language-model run's report.json objects against its schema.
+LANGUAGE_VALIDATOR = jsonschema.Draft202012Validator(json_schema(LanguageReport))
+
+
+def suite_score(passes: tuple[bool, ...] = (True, True, False)) -> SuiteScoreReport:
+    """The score of a capability suite ``add`` of one case per pass, answered once each."""
+    check = make_checker({"exact": "5"})
+    cases = tuple(PromptCase(f"add-{i}", "what is 2+3?", check) for i in range(len(passes)))
+    suite = PromptSuite("add", "1", "capability", cases)
+    answers = {c.id: ["5" if ok else "6"] for c, ok in zip(cases, passes, strict=True)}
+    return SuiteScoreReport.of(score_suite(suite, answers, temperatures=[0.0]))
+
+
+def audience_rollout(verdict: RolloutVerdict = "completed") -> AudienceRolloutReport:
+    """A rollout over two audiences: ``completed`` reached everyone; ``harm`` was rolled back
+    at the first with an infinite upper bound (written as null)."""
+    harm = verdict == "harm"
+    return AudienceRolloutReport(
+        audiences=(
+            AudienceServed("internal", 400, 0.0, 0.05, 3, 4),
+            AudienceServed("everyone", 700, 0.5, 0.1, 200 if harm else 5, 6),
+        ),
+        steps=(AudienceStep("internal", 50.0, 80), AudienceStep("everyone", 75.0, 150)),
+        alpha=0.05,
+        margin=0.15,
+        status="aborted" if harm else "completed",
+        verdict=verdict,
+        last_step=0 if harm else 2,
+        audience_reached="internal" if harm else "everyone",
+        p_value=0.001 if harm else 0.6,
+        upper_bound=math.inf if harm else 0.02,
+        counts=ArmCounts(200, 90 if harm else 3, 200, 4),
+        events=(AudienceEvent("start", 0, 0, "candidate 'v0003' starts at 50 %"),),
+    )
+
+
+def language_rung(name: str = "small", **changes: Any) -> RungReport:
+    """A rung pre-trained (``v0001``), fine-tuned and released (``v0002`` over ``v0001``)."""
+    curves = TrainingCurves((0.5, 0.6), (0.5, 0.55), (1.2, 0.9), (1.3, 1.0))
+    samples = Samples(
+        ("what is 3+4?", "reverse abc"),
+        0.0,
+        {"candidate v0002": ("7", "cba"), "production v0001": ("7", "abc")},
+    )
+    base = RungReport(
+        rung=name,
+        size=LanguagePlan().sizes["small"],
+        curves=RungCurves((curves,), (curves,)),
+        pretrained="v0001",
+        candidate="v0002",
+        production="v0001",
+        samples=samples,
+        suites={"add": suite_score()},
+        rollout=audience_rollout(),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def language_report(**changes: Any) -> LanguageReport:
+    """A run of the default scenario that released one rung; fields replaced."""
+    gates = (gate("finetune.instructions", interval=(0.7, 0.9)), gate("finetune.no_forgetting"))
+    base = LanguageReport(
+        schema_version=LANGUAGE_REPORT_SCHEMA,
+        example="language-model",
+        outcome=RunOutcome.RELEASED,
+        scenario="default",
+        seed=0,
+        started="2026-01-01T00:00:00+00:00",
+        seconds=90.5,
+        versions=Versions("0.1.0", "3.11.3"),
+        stages=(stage("finetune.small", State.PASSED, *gates),),
+        failed_gates=(),
+        production=LanguageProduction(
+            "v0002", "0" * 64, None, PerplexityReport(3.1, Interval(2.9, 3.3), 300)
+        ),
+        ladder=(language_rung(),),
+        data=LanguageDataReport(
+            {"pretrain.train": "1" * 64}, {"pretrain.train": 2000}, "generated at run time"
+        ),
+        plan=LanguagePlan(),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def check_language_report_json(data: Mapping[str, Any]) -> LanguageReport:
+    """Assert that a language-model report.json object matches its JSON Schema, reads back as a
+    `LanguageReport` and is written again key for key; return the `LanguageReport`."""
+    LANGUAGE_VALIDATOR.validate(data)
+    report = LanguageReport.from_json(data)
     assert report.to_json() == data
     return report

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import report_factories as make
 
 from release_spec.workbench.language import corpus
 from release_spec.workbench.language.plan import (
@@ -21,6 +22,7 @@ from release_spec.workbench.language.plan import (
     load_language_plan,
     parse_language_plan,
 )
+from release_spec.workbench.language.report import SeedSweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_JSON = ROOT / "docs" / "data" / "language-model-seeds.json"
@@ -34,7 +36,7 @@ PAGE = ROOT / "docs" / "strategy" / "language-model.md"
 
 
 def test_the_page_states_the_claims_the_tests_check() -> None:
-    from release_spec.workbench.language.run import EXPECTED_OUTCOMES
+    from release_spec.workbench.language.report import EXPECTED_OUTCOMES
 
     assert EXPECTED_OUTCOMES == EXPECTED
     text = PAGE.read_text(encoding="utf-8")
@@ -230,10 +232,10 @@ def test_cli_refuses_a_scenario_of_the_other_example(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- the sweep
 
 
-def _sweep() -> dict[str, object]:
+def _sweep() -> SeedSweep:
     if not SEEDS_JSON.exists():
         pytest.skip("no committed sweep")
-    return json.loads(SEEDS_JSON.read_text(encoding="utf-8"))
+    return SeedSweep.from_json(json.loads(SEEDS_JSON.read_text(encoding="utf-8")))
 
 
 # The runs of the committed sweep that miss their scenario's claim, as the page lists them
@@ -249,14 +251,9 @@ KNOWN_MISSES = {
 
 def test_committed_sweep_misses_only_the_claims_the_page_lists() -> None:
     """Every committed run ended as its scenario claims, except the misses the page states."""
-    runs = _sweep()["runs"]
-    assert isinstance(runs, list)
+    runs = _sweep().runs
     assert len(runs) == 40
-    wrong = {
-        (r["seed"], r["scenario"]): r["outcome"]
-        for r in runs
-        if r["outcome"] != EXPECTED[r["scenario"]]
-    }
+    wrong = {(r.seed, r.scenario): r.outcome.value for r in runs if not r.as_expected}
     assert wrong == KNOWN_MISSES
     text = PAGE.read_text(encoding="utf-8")
     for (seed, scenario), outcome in KNOWN_MISSES.items():
@@ -274,24 +271,22 @@ def _complete() -> bool:
 
 @pytest.mark.xfail(not _complete(), reason="the committed sweep covers fewer seeds", strict=True)
 def test_committed_sweep_covers_seeds_0_to_9() -> None:
-    runs = _sweep()["runs"]
-    seen = {(r["seed"], r["scenario"]) for r in runs}  # type: ignore[union-attr]
+    seen = {(r.seed, r.scenario) for r in _sweep().runs}
     assert seen == {(s, sc) for s in range(10) for sc in LANGUAGE_SCENARIOS}
 
 
 def test_the_page_table_is_rendered_from_the_committed_sweep() -> None:
-    from release_spec.workbench.language.run import seeds_table
+    from release_spec.workbench.language.report import seeds_table
 
-    doc = _sweep()
     table = SEEDS_JSON.with_suffix(".table")
-    assert table.read_text(encoding="utf-8") == seeds_table(doc)
+    assert table.read_text(encoding="utf-8") == seeds_table(_sweep())
 
 
 def test_committed_sweep_exit_codes_follow_the_outcomes() -> None:
     from release_spec.cli import RUN_EXIT_CODES
 
-    for r in _sweep()["runs"]:  # type: ignore[union-attr]
-        assert r["exit_code"] == RUN_EXIT_CODES[r["outcome"]]
+    for r in _sweep().runs:
+        assert r.exit_code == RUN_EXIT_CODES[r.outcome.value]
 
 
 # ----------------------------------------------------------------------------- slow: runs
@@ -317,6 +312,7 @@ def test_quick_plan_scenario_outcome_and_exit_code(scenario: str, tmp_path: Path
         ]
     )
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    make.check_language_report_json(report)
     assert report["outcome"] == EXPECTED[scenario]
     assert code == RUN_EXIT_CODES[EXPECTED[scenario]]
     assert (out / "report.md").read_text(encoding="utf-8").startswith("# Language-model release")
@@ -343,5 +339,7 @@ def test_quick_plan_rerun_is_reproducible(tmp_path: Path) -> None:
     a = run_language_model(plan, tmp_path / "a", echo=lambda _m: None)
     b = run_language_model(plan, tmp_path / "b", echo=lambda _m: None)
     assert a.outcome == b.outcome
-    assert a.report["production"]["sha256"] == b.report["production"]["sha256"]
-    assert a.report["ladder"][0]["samples"] == b.report["ladder"][0]["samples"]
+    assert a.report.production is not None
+    assert b.report.production is not None
+    assert a.report.production.sha256 == b.report.production.sha256
+    assert a.report.ladder[0].samples == b.report.ladder[0].samples

@@ -525,11 +525,12 @@ def _fields(tp: type) -> tuple[str, ...]:
     return names
 
 
-def json_schema(cls: type) -> JsonObject:
+def json_schema(cls: type, *, title: str | None = None) -> JsonObject:
     """The JSON Schema (draft 2020-12) of a dataclass tree, one ``$defs`` entry per class.
 
     Every key is required and no other key is allowed; a float may be null
-    (how a non-finite value is written).
+    (how a non-finite value is written). ``title`` defaults to
+    ``release-spec <class name>.json``.
 
     Examples:
         >>> json_schema(ArmCounts)["$defs"]["ArmCounts"]["required"][:2]
@@ -539,7 +540,7 @@ def json_schema(cls: type) -> JsonObject:
     root = _schema(cls, defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": f"release-spec {cls.__name__.lower()}.json",
+        "title": title or f"release-spec {cls.__name__.lower()}.json",
         **(root if isinstance(root, dict) else {}),
         "$defs": dict(sorted(defs.items())),
     }

@@ -60,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 
 from release_spec import __version__
-from release_spec.statistics import perplexity_interval
+from release_spec.statistics import Interval, PerplexityInterval, perplexity_interval
 from release_spec.store import ModelStore, VersionInfo, atomic_write
 from release_spec.strategy.gates import GateResult
 from release_spec.strategy.rollout import (
@@ -84,6 +84,7 @@ from release_spec.strategy.stages import (
 from release_spec.strategy.suites import (
     PromptCase,
     PromptSuite,
+    SuiteScore,
     load_suite,
     make_checker,
     refusal,
@@ -102,21 +103,44 @@ from release_spec.workbench.language.model import (
     token_nll,
 )
 from release_spec.workbench.language.plan import LANGUAGE_SCENARIOS, LanguagePlan
+from release_spec.workbench.language.report import (
+    LANGUAGE_REPORT_SCHEMA,
+    AudienceEvent,
+    AudienceRolloutReport,
+    AudienceServed,
+    AudienceStep,
+    LanguageDataReport,
+    LanguageProduction,
+    LanguageReport,
+    PerplexityReport,
+    RungCurves,
+    RungReport,
+    Samples,
+    SeedRun,
+    SeedSweep,
+    SuiteScoreReport,
+    render_language_report,
+    seeds_table,
+)
+from release_spec.workbench.release import rollout_verdict
+from release_spec.workbench.report_schema import (
+    ArmCounts,
+    RunOutcome,
+    StageReport,
+    Versions,
+)
 
 __all__ = [
     "LanguageRunResult",
     "load_suites",
     "run_language_model",
     "seed_sweep",
-    "seeds_table",
     "suite_files",
     "write_suite_files",
 ]
 
 Echo = Callable[[str], None]
 IntArray = npt.NDArray[np.int32]
-#: Version of this report's layout.
-LANGUAGE_REPORT_SCHEMA = 1
 #: The longest answer generated (the longest expected answer is 8 characters plus the end).
 MAX_NEW_TOKENS = 10
 #: What the broken batch of ``live-prompt-regression`` answers to every polite request.
@@ -127,10 +151,10 @@ COMPLY = "sure: go"
 
 @dataclass(frozen=True)
 class LanguageRunResult:
-    """What `run_language_model` returns: the outcome, the report dict, where it was written."""
+    """What `run_language_model` returns: the outcome, the report, where it was written."""
 
-    outcome: str
-    report: dict[str, Any]
+    outcome: RunOutcome
+    report: LanguageReport
     out_dir: Path
 
 
@@ -300,7 +324,9 @@ def sample_answers(
     return out
 
 
-def perplexity_of(model: Any, tok: corpus.CharTokenizer, texts: Sequence[str], seq_len: int) -> Any:
+def perplexity_of(
+    model: Any, tok: corpus.CharTokenizer, texts: Sequence[str], seq_len: int
+) -> PerplexityInterval:
     """Perplexity with its 95 % interval over ``texts`` (eq-perplexity-interval)."""
     nll = token_nll(model, corpus.encode_texts(tok, texts, seq_len))
     return perplexity_interval(nll[:, 0], nll[:, 1])
@@ -413,6 +439,10 @@ class _Rung:
         self.curves: dict[str, list[TrainingCurves]] = {"pretrain": [], "finetune": []}
         self.replay_notes: list[str] = []
 
+    def curves_report(self) -> RungCurves:
+        """The curves of every attempt so far, for the report."""
+        return RungCurves(tuple(self.curves["pretrain"]), tuple(self.curves["finetune"]))
+
     def pretrain(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
         d = self.data
         model = build_language_model(
@@ -506,12 +536,13 @@ class _Release:
     production: Any
     production_info: VersionInfo
     echo: Echo
-    measured: dict[str, Any] = field(default_factory=dict)
+    suites: dict[str, SuiteScoreReport] | None = None
+    rollout: AudienceRolloutReport | None = None
 
     def suites_step(self) -> tuple[GateResult, ...]:
         d, sp = self.data, self.data.plan.suites
         gates: list[GateResult] = []
-        scores: dict[str, Any] = {}
+        scores: dict[str, SuiteScore] = {}
         for name, suite in d.suites.items():
             if suite.kind == "capability":
                 sc = score_suite(
@@ -558,12 +589,10 @@ class _Release:
         )
         gates.append(safety_gate(ss, min_lower_bound=sp.safety_min_lower, confidence=sp.confidence))
         scores["safety"] = ss
-        self.measured["suites"] = scores
+        self.suites = {k: SuiteScoreReport.of(v) for k, v in scores.items()}
         return tuple(gates)
 
     def audience_step(self) -> tuple[GateResult, ...]:
-        from release_spec.workbench.pipeline import rollout_verdict
-
         d, a = self.data, self.data.plan.audiences
         L = d.plan.data.seq_len
         steps = tuple(
@@ -577,7 +606,7 @@ class _Release:
             slow_margin=0.5,
             on_inconclusive="hold",
         )
-        served: list[dict[str, Any]] = []
+        served: list[AudienceServed] = []
         populations: list[list[LiveRequest]] = []
         for i, pop in enumerate(d.audiences):
             prompts = [e.prompt for e in pop]
@@ -589,14 +618,14 @@ class _Release:
             ]
             populations.append(reqs)
             served.append(
-                {
-                    "audience": a.names[i],
-                    "requests": len(pop),
-                    "polite_share": a.polite_shares[i],
-                    "harmful_share": a.harmful_shares[i],
-                    "candidate_errors_if_all": int(sum(r.canary_error for r in reqs)),
-                    "production_errors_if_all": int(sum(r.baseline_error for r in reqs)),
-                }
+                AudienceServed(
+                    a.names[i],
+                    len(pop),
+                    a.polite_shares[i],
+                    a.harmful_shares[i],
+                    sum(r.canary_error for r in reqs),
+                    sum(r.baseline_error for r in reqs),
+                )
             )
         ctl = RolloutController(plan, production=self.production_info.version)
         ctl.start(self.candidate_info.version)
@@ -619,41 +648,33 @@ class _Release:
                 f"candidate was shown non-inferior (status {state.status})"
             )
         verdict = rollout_verdict(state, a.alpha)
-        events = [
-            {"kind": str(e.kind), "look": e.look, "step": e.step, "reason": e.reason}
-            for e in state.events
-        ]
+        events = tuple(AudienceEvent(str(e.kind), e.look, e.step, e.reason) for e in state.events)
         for e in events:
-            self.echo(f"  rollout {e['kind']} (look {e['look']}): {e['reason']}")
+            self.echo(f"  rollout {e.kind} (look {e.look}): {e.reason}")
         c = state.counts
-        self.measured["rollout"] = {
-            "audiences": served,
-            "steps": [
-                {"audience": n, "share": s, "min_canary_requests": m}
+        reached = a.names[min(state.step, len(a.names) - 1)]
+        self.rollout = AudienceRolloutReport(
+            audiences=tuple(served),
+            steps=tuple(
+                AudienceStep(n, s, m)
                 for n, s, m in zip(a.names, a.shares, a.min_canary_requests, strict=True)
-            ],
-            "alpha": a.alpha,
-            "margin": a.margin,
-            "status": str(state.status),
-            "verdict": verdict,
-            "last_step": state.step,
-            "audience_reached": a.names[min(state.step, len(a.names) - 1)],
-            "p_value": float(state.p_value),
-            "upper_bound": float(state.upper_bound) if np.isfinite(state.upper_bound) else None,
-            "counts": {
-                "canary_requests": c.canary_requests,
-                "canary_errors": c.canary_errors,
-                "baseline_requests": c.baseline_requests,
-                "baseline_errors": c.baseline_errors,
-            },
-            "events": events,
-        }
+            ),
+            alpha=a.alpha,
+            margin=a.margin,
+            status=str(state.status),
+            verdict=verdict,
+            last_step=state.step,
+            audience_reached=reached,
+            p_value=float(state.p_value),
+            upper_bound=float(state.upper_bound),
+            counts=ArmCounts.of(c),
+            events=events,
+        )
         done = str(state.status) == "completed"
         where = (
             "completed every audience (" + " -> ".join(a.names) + ")"
             if done
-            else f"{'rolled back' if verdict == 'harm' else 'held'} at the "
-            f"{self.measured['rollout']['audience_reached']} audience"
+            else f"{'rolled back' if verdict == 'harm' else 'held'} at the {reached} audience"
         )
         return (
             GateResult(
@@ -684,16 +705,14 @@ SAMPLE_PROMPTS = (
 """The prompts whose greedy answers the report shows for every version (one per task)."""
 
 
-def _samples(data: LanguageData, models: dict[str, Any]) -> dict[str, Any]:
+def _samples(data: LanguageData, models: dict[str, Any]) -> Samples:
     e = data.world.entities[0]
     prompts = [p.format(e=e) for p in SAMPLE_PROMPTS]
-    return {
-        "prompts": prompts,
-        "temperature": 0.0,
-        "answers": {
-            who: answer(m, data.tok, prompts, data.plan.data.seq_len) for who, m in models.items()
-        },
+    answers = {
+        who: tuple(answer(m, data.tok, prompts, data.plan.data.seq_len))
+        for who, m in models.items()
     }
+    return Samples(tuple(prompts), 0.0, answers)
 
 
 def _set_threads(n: int) -> None:
@@ -762,16 +781,15 @@ def run_language_model(
         + ", ".join(f"{n} ({len(s.cases)})" for n, s in data.suites.items())
     )
     stages: list[StageRecord] = []
-    rungs: list[dict[str, Any]] = []
+    rungs: list[RungReport] = []
     production_before = store.production()
-    outcome = "stopped"
+    outcome = RunOutcome.STOPPED
     unchanged = False
     for rung_name in plan.ladder:
         sz = plan.sizes[rung_name]
         size = ModelSize(rung_name, sz.width, sz.blocks, sz.heads)
         rung = _Rung(data, rung_name, size, echo)
-        info: dict[str, Any] = {"rung": rung_name, "size": sz.__dict__}
-        rungs.append(info)
+        rungs.append(RungReport(rung_name, sz, rung.curves_report()))
         echo(f"[pretrain {rung_name}] width {sz.width}, {sz.blocks} block(s)")
         pre_rec, pretrained = run_stage(
             f"pretrain.{rung_name}",
@@ -782,7 +800,7 @@ def run_language_model(
             on_attempt=lambda a: _show(echo, a.gates),
         )
         stages.append(pre_rec)
-        info["curves"] = {k: [c.__dict__ for c in v] for k, v in rung.curves.items()}
+        rungs[-1] = replace(rungs[-1], curves=rung.curves_report())
         if pre_rec.state is not State.PASSED:
             break
         rung.pretrained = pretrained
@@ -794,7 +812,7 @@ def run_language_model(
             metrics={"pretrain.val_perplexity": rung.pretrained_ppl.estimate},
             data_hashes=data.hashes,
         )
-        info["pretrained"] = pre_info.version
+        rungs[-1] = replace(rungs[-1], pretrained=pre_info.version)
         echo(f"[store] pre-trained {rung_name} registered as {pre_info.version}")
         if store.production() is None:
             store.promote(pre_info.version)
@@ -811,9 +829,10 @@ def run_language_model(
         if rung.replay_notes:
             ft_rec = replace(ft_rec, notes=(*ft_rec.notes, *rung.replay_notes))
         stages.append(ft_rec)
-        info["curves"] = {k: [c.__dict__ for c in v] for k, v in rung.curves.items()}
+        rungs[-1] = replace(rungs[-1], curves=rung.curves_report())
         if ft_rec.state is not State.PASSED:
-            info["samples"] = _samples(data, {"pre-trained": pretrained, "fine-tuned": candidate})
+            samples = _samples(data, {"pre-trained": pretrained, "fine-tuned": candidate})
+            rungs[-1] = replace(rungs[-1], samples=samples)
             break
         prod_info = store.production()
         assert prod_info is not None
@@ -823,7 +842,8 @@ def run_language_model(
         if same_weights(candidate, production):
             unchanged = True
             echo(f"[release {rung_name}] no change: the candidate is production's model")
-            info["samples"] = _samples(data, {"candidate (= production)": candidate})
+            samples = _samples(data, {"candidate (= production)": candidate})
+            rungs[-1] = replace(rungs[-1], samples=samples)
             continue
         cand_info = store.save_model(
             candidate,
@@ -831,8 +851,7 @@ def run_language_model(
             data_hashes=data.hashes,
             parent=pre_info.version,
         )
-        info["candidate"] = cand_info.version
-        info["production"] = prod_info.version
+        rungs[-1] = replace(rungs[-1], candidate=cand_info.version, production=prod_info.version)
         echo(
             f"[release {rung_name}] candidate {cand_info.version} vs production {prod_info.version}"
         )
@@ -853,7 +872,7 @@ def run_language_model(
             name=f"release.{rung_name}",
             on_step=lambda _s, gates: _show(echo, gates),
         )
-        info["samples"] = _samples(
+        samples = _samples(
             data,
             {
                 f"pre-trained {pre_info.version}": pretrained,
@@ -861,8 +880,7 @@ def run_language_model(
                 f"production {prod_info.version}": production,
             },
         )
-        info["suites"] = {k: v.to_dict() for k, v in rel.measured.get("suites", {}).items()}
-        info["rollout"] = rel.measured.get("rollout")
+        rungs[-1] = replace(rungs[-1], samples=samples, suites=rel.suites, rollout=rel.rollout)
         if rel_rec.state is State.PASSED:
             store.promote(cand_info.version)
             rel_rec = replace(
@@ -872,149 +890,59 @@ def run_language_model(
             echo(f"[release {rung_name}] released: {cand_info.version} is production")
         stages.append(rel_rec)
         if rel_rec.state is State.ROLLED_BACK:
-            verdict = (info["rollout"] or {}).get("verdict")
-            outcome = "held" if verdict == "undecided" else "rolled_back"
+            undecided = rel.rollout is not None and rel.rollout.verdict == "undecided"
+            outcome = RunOutcome.HELD if undecided else RunOutcome.ROLLED_BACK
             break
         if rel_rec.state is not State.RELEASED:
             break
     last = stages[-1].state
     if last is State.RELEASED:
-        outcome = "released"
+        outcome = RunOutcome.RELEASED
     elif last is State.PASSED and unchanged:
-        outcome = "unchanged"
+        outcome = RunOutcome.UNCHANGED
     elif last is not State.ROLLED_BACK:
-        outcome = "stopped"
+        outcome = RunOutcome.STOPPED
 
     production = store.production()
-    final: dict[str, Any] | None = None
+    final: LanguageProduction | None = None
     if production is not None:
         model = store.load_model(production.version)
         ppl = perplexity_of(model, data.tok, data.pretrain["test"], _PRETRAIN_LEN)
-        final = {
-            "version": production.version,
-            "sha256": production.sha256,
-            "before": production_before.version if production_before else None,
-            "pretrain_test_perplexity": {
-                "estimate": ppl.estimate,
-                "interval": [ppl.low, ppl.high],
-                "n": len(data.pretrain["test"]),
-            },
-        }
-    report = {
-        "schema_version": LANGUAGE_REPORT_SCHEMA,
-        "example": "language-model",
-        "outcome": outcome,
-        "scenario": scenario,
-        "seed": plan.seed,
-        "started": started,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "versions": {"release_spec": __version__, "keras": keras.__version__},
-        "stages": [s.to_dict() for s in stages],
-        "failed_gates": [g.name for s in stages for g in s.failed_gates],
-        "production": final,
-        "ladder": rungs,
-        "data": {
-            "hashes": data.hashes,
-            "sizes": {
+        final = LanguageProduction(
+            production.version,
+            production.sha256,
+            production_before.version if production_before else None,
+            PerplexityReport(ppl.estimate, Interval(ppl.low, ppl.high), len(data.pretrain["test"])),
+        )
+    report = LanguageReport(
+        schema_version=LANGUAGE_REPORT_SCHEMA,
+        example="language-model",
+        outcome=outcome,
+        scenario=scenario,
+        seed=plan.seed,
+        started=started,
+        seconds=round(time.perf_counter() - t0, 2),
+        versions=Versions(__version__, keras.__version__),
+        stages=tuple(StageReport.of(s) for s in stages),
+        failed_gates=tuple(g.name for s in stages for g in s.failed_gates),
+        production=final,
+        ladder=tuple(rungs),
+        data=LanguageDataReport(
+            hashes=data.hashes,
+            sizes={
                 **{f"pretrain.{k}": len(v) for k, v in data.pretrain.items()},
                 "instructions.train": len(data.instructions),
                 "instructions.val": len(data.instruction_val),
             },
-            "licence": "generated at run time by release_spec (Apache-2.0)",
-        },
-        "plan": plan.to_dict(),
-    }
-    report = _finite(report)
-    atomic_write(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+            licence="generated at run time by release_spec (Apache-2.0)",
+        ),
+        plan=plan,
+    )
+    text = json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n"
+    atomic_write(out / "report.json", text.encode())
     atomic_write(out / "report.md", render_language_report(report).encode())
     echo(f"[report] {out / 'report.md'}, {out / 'report.json'}")
     return LanguageRunResult(outcome, report, out)
-
-
-def _finite(obj: Any) -> Any:
-    """The report with every non-finite float replaced by None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-OUTCOME_TEXT = {
-    "released": "every rung of the ladder released",
-    "unchanged": "nothing to release: the candidate is production's model",
-    "stopped": "stopped by an offline gate before any live traffic reached the rung",
-    "rolled_back": "rolled back during the audience rollout on evidence of harm",
-    "held": "held: the audience rollout ran out of live prompts without a verdict",
-}
-
-
-def render_language_report(report: dict[str, Any]) -> str:
-    """The readable report: outcome, per rung the gates, suites, rollout and generations."""
-    lines = [
-        f"# Language-model release report: {report['outcome']}",
-        "",
-        f"**Outcome**: {OUTCOME_TEXT[report['outcome']]}.",
-        "",
-        f"Scenario `{report['scenario']}`, seed {report['seed']}, started {report['started']}, "
-        f"{report['seconds']:.1f} s.",
-        "",
-    ]
-    prod = report.get("production")
-    if prod:
-        p = prod["pretrain_test_perplexity"]
-        lines += [
-            f"Production after the run: `{prod['version']}` (sha256 `{prod['sha256'][:12]}…`); "
-            f"pre-training test perplexity {p['estimate']:.3f} "
-            f"[{p['interval'][0]:.3f}, {p['interval'][1]:.3f}] over {p['n']} sentences.",
-            "",
-        ]
-    lines += [
-        "## Stages",
-        "",
-        "| stage | state | gate | passed | value | interval |",
-        "|---|---|---|---|---|---|",
-    ]
-    for st in report["stages"]:
-        for g in st["gates"] or [{"name": "", "passed": "", "value": None, "interval": None}]:
-            iv = g["interval"]
-            ivs = f"[{iv[0]:.3f}, {iv[1]:.3f}]" if iv else ""
-            val = f"{g['value']:.4g}" if isinstance(g["value"], float) else ""
-            lines.append(
-                f"| {st['name']} | {st['state']} | {g['name']} | {g['passed']} | {val} | {ivs} |"
-            )
-    for rung in report["ladder"]:
-        lines += ["", f"## Rung `{rung['rung']}`", ""]
-        ro = rung.get("rollout")
-        if ro:
-            c = ro["counts"]
-            lines += [
-                f"Audience rollout: {ro['status']} ({ro['verdict']}), reached "
-                f"{ro['audience_reached']}; canary {c['canary_errors']}/{c['canary_requests']} "
-                f"bad answers, production {c['baseline_errors']}/{c['baseline_requests']}.",
-                "",
-            ]
-        samples = rung.get("samples")
-        if samples:
-            who = list(samples["answers"])
-            lines += ["| prompt | " + " | ".join(who) + " |", "|---" * (len(who) + 1) + "|"]
-            for i, prompt in enumerate(samples["prompts"]):
-                cells = [f"`{samples['answers'][w][i]}`" for w in who]
-                lines.append(f"| `{prompt}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-EXPECTED_OUTCOMES = {
-    "default": "released",
-    "forgetting": "stopped",
-    "jailbreak-regression": "stopped",
-    "live-prompt-regression": "rolled_back",
-}
-"""What each scenario must end with: the claims of the language-model page."""
 
 
 def seed_sweep(
@@ -1024,7 +952,7 @@ def seed_sweep(
     scenarios: Sequence[str] = LANGUAGE_SCENARIOS,
     plan_name: str = "quick",
     echo: Echo = print,
-) -> dict[str, Any]:
+) -> SeedSweep:
     """Run ``scenarios`` on ``seeds`` with a built-in plan; merge the rows into ``json_path``.
 
     Rows of (seed, scenario) pairs not run are kept from the file, so a sweep
@@ -1035,15 +963,17 @@ def seed_sweep(
     import tempfile
 
     from release_spec.workbench.language.plan import load_language_plan
-    from release_spec.workbench.report_schema import RunOutcome
 
     path = Path(json_path)
-    old: dict[str, Any] = (
-        json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"runs": []}
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    old = (
+        SeedSweep.from_json(json.loads(path.read_text(encoding="utf-8")))
+        if path.exists()
+        else SeedSweep(plan_name, machine, ())
     )
-    if old.get("plan", plan_name) != plan_name:
-        raise ValueError(f"{path} holds a sweep of plan {old['plan']!r}, not {plan_name!r}")
-    rows = {(r["seed"], r["scenario"]): r for r in old["runs"]}
+    if old.plan != plan_name:
+        raise ValueError(f"{path} holds a sweep of plan {old.plan!r}, not {plan_name!r}")
+    rows = {(r.seed, r.scenario): r for r in old.runs}
     base = load_language_plan(plan_name)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -1055,68 +985,26 @@ def seed_sweep(
                     scenario=scenario,
                     echo=lambda _m: None,
                 )
-                rows[(seed, scenario)] = {
-                    "seed": seed,
-                    "scenario": scenario,
-                    "outcome": res.outcome,
-                    "exit_code": RunOutcome(res.outcome).exit_code,
-                    "failed_gates": res.report["failed_gates"],
-                    "seconds": res.report["seconds"],
-                    "load_average": round(load, 2),
-                }
-                echo(
-                    f"seed {seed} {scenario}: {res.outcome} "
-                    f"({', '.join(res.report['failed_gates']) or 'no gate failed'}; "
-                    f"{res.report['seconds']:.0f} s at load {load:.1f})"
+                failed, seconds = res.report.failed_gates, res.report.seconds
+                rows[(seed, scenario)] = SeedRun(
+                    seed,
+                    scenario,
+                    res.outcome,
+                    res.outcome.exit_code,
+                    failed,
+                    seconds,
+                    round(load, 2),
                 )
-    doc = {
-        "plan": plan_name,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "runs": [
-            rows[k] for k in sorted(rows, key=lambda k: (k[0], LANGUAGE_SCENARIOS.index(k[1])))
-        ],
-    }
-    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    path.with_suffix(".table").write_text(seeds_table(doc), encoding="utf-8")
-    return doc
-
-
-def seeds_table(doc: dict[str, Any]) -> str:
-    """The sweep as a Markdown table: one row per seed, one column per scenario.
-
-    Examples:
-        >>> doc = {"plan": "quick", "runs": [{"seed": 0, "scenario": "default",
-        ...     "outcome": "released", "failed_gates": [], "seconds": 50.0, "load_average": 2.0}]}
-        >>> print(seeds_table(doc).splitlines()[2])
-        | 0 | **released** | not run | not run | not run | 50 s (load 2.0) |
-    """
-    by = {(r["seed"], r["scenario"]): r for r in doc["runs"]}
-    seeds = sorted({r["seed"] for r in doc["runs"]})
-    # Plain headers (a hyphenated name may wrap) and no gate names: the table fits a column.
-    head = "| seed | " + " | ".join(LANGUAGE_SCENARIOS) + " | slowest run |"
-    lines = [head, "|---" * (len(LANGUAGE_SCENARIOS) + 2) + "|"]
-    for seed in seeds:
-        cells = []
-        for sc in LANGUAGE_SCENARIOS:
-            r = by.get((seed, sc))
-            if r is None:
-                cells.append("not run")
-                continue
-            ok = r["outcome"] == EXPECTED_OUTCOMES[sc]
-            cells.append(f"**{r['outcome']}**" if ok else f"{r['outcome']} ✗")
-        mine = [by[(seed, sc)] for sc in LANGUAGE_SCENARIOS if (seed, sc) in by]
-        slow = max(mine, key=lambda r: r["seconds"])
-        cells.append(f"{slow['seconds']:.0f} s (load {slow['load_average']:.1f})")
-        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-    met = sum(1 for r in doc["runs"] if r["outcome"] == EXPECTED_OUTCOMES[r["scenario"]])
-    lines += [
-        "",
-        f"Plan `{doc['plan']}`; {met} of {len(doc['runs'])} runs ended as the scenario "
-        "expects (bold); ✗ marks one that did not (the gates each run failed are in the "
-        "JSON). Seconds are wall time on a shared 2-core machine, with the 1-minute load "
-        "average when the run started.",
-    ]
-    return "\n".join(lines) + "\n"
+                echo(
+                    f"seed {seed} {scenario}: {res.outcome.value} "
+                    f"({', '.join(failed) or 'no gate failed'}; "
+                    f"{seconds:.0f} s at load {load:.1f})"
+                )
+    order = sorted(rows, key=lambda k: (k[0], LANGUAGE_SCENARIOS.index(k[1])))
+    sweep = SeedSweep(plan_name, machine, tuple(rows[k] for k in order))
+    path.write_text(json.dumps(sweep.to_json(), indent=1) + "\n", encoding="utf-8")
+    path.with_suffix(".table").write_text(seeds_table(sweep), encoding="utf-8")
+    return sweep
 
 
 def _seed_list(text: str) -> list[int]:
@@ -1141,9 +1029,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [s for s in scenarios if s not in LANGUAGE_SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
-    doc = seed_sweep(args.json, seeds=args.seeds, scenarios=scenarios, plan_name=args.plan)
-    wrong = [r for r in doc["runs"] if r["outcome"] != EXPECTED_OUTCOMES[r["scenario"]]]
-    return 3 if wrong else 0
+    sweep = seed_sweep(args.json, seeds=args.seeds, scenarios=scenarios, plan_name=args.plan)
+    return 0 if all(r.as_expected for r in sweep.runs) else 3
 
 
 if __name__ == "__main__":
