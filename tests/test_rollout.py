@@ -34,7 +34,7 @@ from release_spec.strategy.rollout import (
     RolloutStatus,
     RolloutStep,
     ServedRequest,
-    default_rollout_plan,
+    service_rollout_plan,
     forecast_steps,
     replay,
     route,
@@ -149,7 +149,7 @@ def test_route_rejects_share_out_of_range() -> None:
 
 
 def test_default_plan_weights_sum_to_100() -> None:
-    plan = default_rollout_plan()
+    plan = service_rollout_plan()
     assert [s.share_pct for s in plan.steps] == [1.0, 5.0, 25.0, 50.0, 100.0]
     assert [s.basis_points for s in plan.steps] == [100, 500, 2500, 5000, 10_000]
 
@@ -508,9 +508,9 @@ def test_real_judge_completes_without_regression() -> None:
 def test_forecast_warns_when_bake_is_too_short() -> None:
     assert all(
         f.warning is None
-        for f in forecast_steps(default_rollout_plan(), baseline_error=0.02, regression=0.02)
+        for f in forecast_steps(service_rollout_plan(), baseline_error=0.02, regression=0.02)
     )
-    quiet = replace(default_rollout_plan(), requests_per_minute=1000.0)
+    quiet = replace(service_rollout_plan(), requests_per_minute=1000.0)
     fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
     assert [f.share_pct for f in fc] == [1.0, 5.0, 25.0, 50.0]
     # 1 % of 1000 requests/min for 60 min = 600 canary requests, fewer than needed.
@@ -536,7 +536,7 @@ def test_forecast_warns_when_bake_is_below_the_step_minimum() -> None:
 
 def test_forecast_rejects_bad_inputs() -> None:
     with pytest.raises(ValueError, match="regression"):
-        forecast_steps(default_rollout_plan(), baseline_error=0.5, regression=0.6)
+        forecast_steps(service_rollout_plan(), baseline_error=0.5, regression=0.6)
 
 
 # --- invariants, statefully ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from statsmodels.stats.proportion import proportions_ztest
 from release_spec.cli import main
 from release_spec.statistics import SequentialErrorRateTest
 from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
-from release_spec.strategy.rollout import default_rollout_plan
+from release_spec.strategy.rollout import service_rollout_plan
 from release_spec.strategy.simulation import (
     RULES,
     SCENARIOS,
@@ -188,7 +188,7 @@ def test_simulate_rejects_bad_arguments(kwargs: dict[str, object], message: str)
 
 
 def test_simulate_rollout_walks_the_default_plan_when_healthy() -> None:
-    s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.02, seed=1)
+    s = simulate_rollout(service_rollout_plan(), baseline_error=0.02, canary_error=0.02, seed=1)
     assert s.status == "completed"
     assert s.production == "candidate"
     assert [e.kind for e in s.events if e.kind in ("promote", "complete")] == [
@@ -205,7 +205,7 @@ def test_simulate_rollout_walks_the_default_plan_when_healthy() -> None:
 
 
 def test_simulate_rollout_rolls_back_a_regression_early() -> None:
-    s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.04, seed=1)
+    s = simulate_rollout(service_rollout_plan(), baseline_error=0.02, canary_error=0.04, seed=1)
     assert s.status == "aborted"
     assert s.production == "production"
     assert s.canary_share_pct == 0.0
@@ -502,7 +502,7 @@ def test_size_caps_of_the_other_entry_points() -> None:
         random_fraction_schedule(rng, 2, 3, max_steps=10**9)
     with pytest.raises(ValueError, match=r"batch_requests: expected .* \(MAX_BATCH_REQUESTS\)"):
         simulate_rollout(
-            default_rollout_plan(), baseline_error=0.02, canary_error=0.02, batch_requests=10**12
+            service_rollout_plan(), baseline_error=0.02, canary_error=0.02, batch_requests=10**12
         )
     with pytest.raises(ValueError, match=r"canary_per_look: expected an integer in \[1, "):
         draw_looks(rng, np.full((1, 1), 0.5), baseline_error=0, canary_error=0, canary_per_look=0)

@@ -53,10 +53,10 @@ __all__ = [
     "ServedRequest",
     "StepForecast",
     "check_effect",
-    "default_rollout_plan",
     "forecast_steps",
     "replay",
     "route",
+    "service_rollout_plan",
     "transition",
 ]
 
@@ -283,23 +283,27 @@ class RolloutPlan:
         """The judge's settings: alpha split over the error and slow-request metrics.
 
         Examples:
-            >>> cfg = default_rollout_plan().judge_config()
+            >>> cfg = service_rollout_plan().judge_config()
             >>> cfg.metrics, cfg.metric_alpha, cfg.slow_margin
             (('errors', 'slow'), 0.025, 0.03)
         """
         return JudgeConfig(alpha=self.alpha, margin=self.margin, slow_margin=self.slow_margin)
 
 
-def default_rollout_plan() -> RolloutPlan:
-    """The default plan: 1 % -> 5 % -> 25 % -> 50 % -> 100 % at 10,000 requests a minute.
+def service_rollout_plan() -> RolloutPlan:
+    """The library's rollout plan for a service: 1 % -> 5 % -> 25 % -> 50 % -> 100 %.
 
-    A step promotes once the canary is shown not worse than production by 2
-    percentage points of error rate (``margin``) or more; at a 2 % error rate
-    that takes a few thousand canary requests, so the 1 % step bakes up to an
-    hour. Run `forecast_steps` with your own traffic before using it.
+    Sized for 10,000 requests a minute. It is not the release plan's rollout
+    (``[phased_rollout]`` of ``default_plan.toml``, read into
+    `release_spec.strategy.plan.PhasedRolloutPlan`), which has the same shares
+    sized for 1,000 requests a minute. A step promotes once the canary is shown
+    not worse than production by 2 percentage points of error rate (``margin``)
+    or more; at a 2 % error rate that takes a few thousand canary requests, so
+    the 1 % step bakes up to an hour. Run `forecast_steps` with your own traffic
+    before using it.
 
     Examples:
-        >>> [s.share_pct for s in default_rollout_plan().steps]
+        >>> [s.share_pct for s in service_rollout_plan().steps]
         [1.0, 5.0, 25.0, 50.0, 100.0]
     """
     return RolloutPlan(
@@ -714,7 +718,7 @@ def replay(
     returned as it stands (the caller decides what an unfinished rollout means).
 
     Examples:
-        >>> ctl = RolloutController(default_rollout_plan(), production="v1")
+        >>> ctl = RolloutController(service_rollout_plan(), production="v1")
         >>> _ = ctl.start("v2")
         >>> reqs = [LiveRequest(f"u{i}", canary_error=i % 3 == 0, baseline_error=False)
         ...         for i in range(100_000)]
@@ -823,7 +827,7 @@ def forecast_steps(
     rho x ``requests_per_minute`` x the step's maximum bake.
 
     Examples:
-        >>> quiet = replace(default_rollout_plan(), requests_per_minute=1_000.0)
+        >>> quiet = replace(service_rollout_plan(), requests_per_minute=1_000.0)
         >>> fc = forecast_steps(quiet, baseline_error=0.02, regression=0.02)
         >>> [(f.share_pct, f.required_canary_requests, round(f.expected_canary_requests))
         ...  for f in fc[:2]]

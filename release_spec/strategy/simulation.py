@@ -478,8 +478,8 @@ def simulate_rollout(
     or after ``max_requests`` (a holding step may never decide).
 
     Examples:
-        >>> from release_spec.strategy.rollout import default_rollout_plan
-        >>> s = simulate_rollout(default_rollout_plan(), baseline_error=0.02, canary_error=0.06)
+        >>> from release_spec.strategy.rollout import service_rollout_plan
+        >>> s = simulate_rollout(service_rollout_plan(), baseline_error=0.02, canary_error=0.06)
         >>> s.status.value, s.production, s.canary_share_pct
         ('aborted', 'production', 0.0)
     """
@@ -618,7 +618,7 @@ class RuleSettings:
     engine cannot default (a threshold), the value an operator who knows
     production's normal error rate ``p0`` would write. An interval is a minute
     (Flagger's default analysis interval); the default traffic is that of
-    `release_spec.strategy.rollout.default_rollout_plan` (10,000 requests a minute).
+    `release_spec.strategy.rollout.service_rollout_plan` (10,000 requests a minute).
 
     Args:
         canary_fraction: the canary's share of every interval's requests, a fraction

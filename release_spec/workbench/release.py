@@ -78,8 +78,8 @@ def rollout_verdict(state: RolloutState, alpha: float) -> RolloutVerdict:
     candidate, or give the rollout more traffic).
 
     Examples:
-        >>> from release_spec.strategy.rollout import RolloutController, default_rollout_plan
-        >>> ctl = RolloutController(default_rollout_plan(), production="v1")
+        >>> from release_spec.strategy.rollout import RolloutController, service_rollout_plan
+        >>> ctl = RolloutController(service_rollout_plan(), production="v1")
         >>> _ = ctl.start("v2")
         >>> rollout_verdict(ctl.abort("live pool exhausted"), alpha=0.05)
         'undecided'
