@@ -121,10 +121,13 @@ def is_test_split(split: str | None) -> bool:
     return split is not None and (split == "test" or split.endswith(".test"))
 
 
-def _same_length(**arrays: npt.NDArray[np.int64]) -> None:
-    sizes = {k: v.size for k, v in arrays.items()}
+def _labels(**arrays: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], ...]:
+    """Each array as class labels (checked in order, named by its keyword), all one length."""
+    labels = {name: class_labels(name, values) for name, values in arrays.items()}
+    sizes = {name: v.size for name, v in labels.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"length mismatch: {sizes}")
+    return tuple(labels.values())
 
 
 # --8<-- [start:accuracy_gate]
@@ -144,8 +147,7 @@ def accuracy_gate(
         >>> g.passed, g.value, [round(v, 3) for v in g.interval]
         (False, 0.75, [0.301, 0.954])
     """
-    t, p = class_labels("y_true", y_true), class_labels("y_pred", y_pred)
-    _same_length(y_true=t, y_pred=p)
+    t, p = _labels(y_true=y_true, y_pred=y_pred)
     acc = accuracy(t, p)
     lo, hi = wilson_interval(int(np.sum(t == p)), int(t.size), confidence=confidence)
     passed = lo >= min_lower
@@ -202,8 +204,7 @@ def macro_f1_gate(
         >>> g.passed, round(g.value, 4), [round(v, 4) for v in g.interval]
         (False, 0.9467, [0.9035, 0.9831])
     """
-    t, p = class_labels("y_true", y_true), class_labels("y_pred", y_pred)
-    _same_length(y_true=t, y_pred=p)
+    t, p = _labels(y_true=y_true, y_pred=y_pred)
     if t.size < 2:
         raise ValueError(f"macro-F1 interval needs at least 2 labelled items, got {t.size}")
     # Imported here: only this gate needs SciPy, and importing it costs a few tenths of a second.
@@ -282,12 +283,9 @@ def improvement_gate(
         >>> g.passed, round(g.value, 4)
         (True, 0.001)
     """
-    t = class_labels("y_true", y_true)
-    c_pred, b_pred = (
-        class_labels("candidate_pred", candidate_pred),
-        class_labels("baseline_pred", baseline_pred),
+    t, c_pred, b_pred = _labels(
+        y_true=y_true, candidate_pred=candidate_pred, baseline_pred=baseline_pred
     )
-    _same_length(y_true=t, candidate_pred=c_pred, baseline_pred=b_pred)
     cand_ok, base_ok = c_pred == t, b_pred == t
     b = int(np.sum(cand_ok & ~base_ok))
     c = int(np.sum(~cand_ok & base_ok))
@@ -333,12 +331,9 @@ def noninferiority_gate(
         >>> g.passed, g.threshold
         (True, -0.02)
     """
-    t = class_labels("y_true", y_true)
-    c_pred, r_pred = (
-        class_labels("candidate_pred", candidate_pred),
-        class_labels("reference_pred", reference_pred),
+    t, c_pred, r_pred = _labels(
+        y_true=y_true, candidate_pred=candidate_pred, reference_pred=reference_pred
     )
-    _same_length(y_true=t, candidate_pred=c_pred, reference_pred=r_pred)
     r = paired_noninferiority(c_pred == t, r_pred == t, margin=margin, alpha=alpha)
     return GateResult(
         name,
