@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 
 from release_spec.statistics import wilson_interval
+from release_spec.workbench.report_schema import RunOutcome
 from release_spec.workbench.sweep import (
     ACCURACY_CLAIM,
     EXPECTED,
     OVERRIDES,
+    SweepRow,
+    _results,
     check_claims,
     parse_seeds,
     plan_with,
@@ -42,6 +45,24 @@ def _rows(data, scenario):
     return [r for r in data["runs"] if r["scenario"] == scenario]
 
 
+def test_committed_rows_read_back_as_sweep_rows_and_write_again_as_they_are(committed):
+    rows = [SweepRow.from_json(r) for r in committed["runs"]]
+    assert [r.to_json() for r in rows] == committed["runs"]
+    assert json.dumps([r.to_json() for r in rows], indent=1) == json.dumps(
+        committed["runs"], indent=1
+    )
+
+
+def test_the_sweep_writes_the_committed_layout(committed):
+    # The committed rows through the writer give the committed file, key for key and in
+    # order, but for the command line, the hand-written note and the sweep's own seconds.
+    rows = [SweepRow.from_json(r) for r in committed["runs"]]
+    written = _results(committed["seeds"], rows, OVERRIDES, t0=0.0).to_json()
+    want = {k: v for k, v in committed.items() if k not in ("generated", "note")}
+    written["seconds"] = want["seconds"]
+    assert json.dumps(written, indent=1) == json.dumps(want, indent=1)
+
+
 def test_committed_sweep_covers_seeds_0_to_19_and_every_scenario(committed):
     assert committed["seeds"] == list(range(20))
     for scenario in EXPECTED:
@@ -52,10 +73,10 @@ def test_committed_sweep_covers_seeds_0_to_19_and_every_scenario(committed):
 
 def test_committed_sweep_meets_every_claim(committed):
     rows = committed["runs"]
-    assert check_claims(rows) == []
+    assert check_claims([SweepRow.from_json(r) for r in rows]) == []
     assert committed["problems"] == []
     for scenario, want in EXPECTED.items():
-        assert [r["outcome"] for r in _rows(committed, scenario)] == [want] * 20
+        assert [r["outcome"] for r in _rows(committed, scenario)] == [want.value] * 20
         assert committed["summary"][scenario] == 20
     assert {r["exit_code"] for r in _rows(committed, "default")} == {0}
     assert {r["exit_code"] for r in rows if r["scenario"] != "default"} == {3}
@@ -98,15 +119,22 @@ def test_committed_harmful_candidates_never_reach_production(committed):
 
 
 def test_check_claims_names_each_broken_claim():
-    row = {
-        "seed": 3,
-        "scenario": "live-regression",
-        "outcome": "held",
-        "exit_code": 4,
-        "accuracy": None,
-        "candidate_promoted": False,
-        "offline_gates_passed": False,
-    }
+    row = SweepRow(
+        seed=3,
+        scenario="live-regression",
+        outcome=RunOutcome.HELD,
+        exit_code=4,
+        accuracy=None,
+        interval=None,
+        n=None,
+        failed_gates=("release.rollout",),
+        offline_gates_passed=False,
+        production_before="v0001",
+        production_after="v0001",
+        candidate_promoted=False,
+        exposure=None,
+        seconds=60.0,
+    )
     assert check_claims([row]) == [
         "seed 3 live-regression: outcome held, expected rolled_back",
         "seed 3 live-regression: exit code 4",
@@ -127,7 +155,7 @@ def test_page_renders_the_committed_table(committed):
     text = macros.seeds_table("seeds.json")
     for scenario, want in EXPECTED.items():
         n = committed["summary"][scenario]
-        assert f"`{scenario}` ended `{want}` on **{n} of 20** seeds" in text
+        assert f"`{scenario}` ended `{want.value}` on **{n} of 20** seeds" in text
     assert f"**{committed['min_default_accuracy']:.3f}**" in text
     assert "`release.soak_seconds = 10.0`" in text
     assert text.count("\n| ") == 1 + 60  # the header row and one row per run

@@ -56,6 +56,8 @@ __all__ = [
     "ForecastReport",
     "ForecastStepReport",
     "Histogram",
+    "JsonDocument",
+    "JsonObject",
     "JsonValue",
     "MonitoringSection",
     "ProductionReport",
@@ -353,8 +355,37 @@ class MonitoringSection:
     alerts: tuple[Alert, ...]
 
 
+D = TypeVar("D", bound="JsonDocument")
+
+
+class JsonDocument:
+    """A dataclass written as one JSON object, with `to_json` and `from_json` as methods.
+
+    Examples:
+        >>> @dataclass(frozen=True)
+        ... class Pair(JsonDocument):
+        ...     low: float
+        ...     high: float
+        >>> Pair(1.0, math.inf).to_json()
+        {'low': 1.0, 'high': None}
+        >>> Pair.from_json({"low": 1.0, "high": 2.0})
+        Pair(low=1.0, high=2.0)
+    """
+
+    def to_json(self) -> JsonObject:
+        """The JSON object (non-finite floats as null)."""
+        out = to_json(self)
+        assert isinstance(out, dict)
+        return out
+
+    @classmethod
+    def from_json(cls: type[D], data: Mapping[str, JsonValue]) -> D:
+        """Read back from its JSON object, every value checked; ValueError names a bad key."""
+        return from_json(cls, dict(data))
+
+
 @dataclass(frozen=True)
-class Report:
+class Report(JsonDocument):
     """Everything report.json holds (see `release_spec.workbench.report` for each key)."""
 
     schema_version: int
@@ -375,17 +406,6 @@ class Report:
     rollout: RolloutReport | None
     monitoring: MonitoringSection | None
     figures: tuple[str, ...]
-
-    def to_json(self) -> JsonObject:
-        """The JSON object of report.json (non-finite floats as null)."""
-        out = to_json(self)
-        assert isinstance(out, dict)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, JsonValue]) -> Report:
-        """A `Report` read back from report.json's object; ValueError names a bad key."""
-        return from_json(cls, dict(data))
 
 
 def to_json(obj: object, *, null_non_finite: bool = True) -> JsonValue:

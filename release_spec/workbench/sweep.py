@@ -31,14 +31,24 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from release_spec.statistics import Interval
+from release_spec.workbench.report_schema import JsonDocument, RunOutcome
+
+if TYPE_CHECKING:
+    from release_spec.strategy.plan import Plan
 
 __all__ = [
     "ACCURACY_CLAIM",
     "EXPECTED",
     "OVERRIDES",
+    "Exposure",
+    "SweepPlan",
+    "SweepResult",
+    "SweepRow",
     "check_claims",
     "parse_seeds",
     "plan_with",
@@ -54,9 +64,13 @@ __all__ = [
 #: in twenty. Set before the sweep that checks it.
 ACCURACY_CLAIM = 0.94
 #: What each scenario must end with, on every seed.
-EXPECTED = {"default": "released", "regression": "stopped", "live-regression": "rolled_back"}
+EXPECTED = {
+    "default": RunOutcome.RELEASED,
+    "regression": RunOutcome.STOPPED,
+    "live-regression": RunOutcome.ROLLED_BACK,
+}
 #: Plan keys the sweep changes, and why (recorded in the JSON).
-OVERRIDES: Mapping[str, Mapping[str, Any]] = {
+OVERRIDES: Mapping[str, Mapping[str, float]] = {
     "release": {"soak_seconds": 10.0, "soak_windows": 5, "max_rss_slope_mb_per_min": 120.0}
 }
 OVERRIDE_REASON = (
@@ -91,7 +105,60 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
+@dataclass(frozen=True)
+class Exposure:
+    """How far a candidate got into the rollout: canary requests served, step and share (%)."""
+
+    canary_requests: int
+    step: int
+    share: float
+
+
+@dataclass(frozen=True)
+class SweepRow(JsonDocument):
+    """One run of the sweep, condensed from its report (null: the run did not get there)."""
+
+    seed: int
+    scenario: str
+    outcome: RunOutcome
+    exit_code: int
+    accuracy: float | None
+    interval: Interval | None
+    n: int | None
+    failed_gates: tuple[str, ...]
+    offline_gates_passed: bool
+    production_before: str | None
+    production_after: str | None
+    candidate_promoted: bool
+    exposure: Exposure | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The plan the sweep ran: the embedded default with `OVERRIDES`, and why."""
+
+    base: str
+    overrides: dict[str, dict[str, float]]
+    why: str
+
+
+@dataclass(frozen=True)
+class SweepResult(JsonDocument):
+    """The sweep's results: ``docs/data/seeds.json`` but for its ``generated`` command line."""
+
+    seeds: tuple[int, ...]
+    plan: SweepPlan
+    expected: dict[str, RunOutcome]
+    accuracy_claim: float
+    summary: dict[str, int]
+    min_default_accuracy: float | None
+    problems: tuple[str, ...]
+    seconds: float
+    runs: tuple[SweepRow, ...]
+
+
+def plan_with(overrides: Mapping[str, Mapping[str, float]]) -> Plan:
     """The embedded default plan with ``overrides`` (``{table: {key: value}}``) applied.
 
     Raises:
@@ -114,7 +181,7 @@ def plan_with(overrides: Mapping[str, Mapping[str, Any]]) -> Any:
     return parse_plan(data)
 
 
-def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
+def run_row(plan: Plan, out: Path, scenario: str) -> SweepRow:
     """Run one scenario and condense its report to one row of the sweep."""
     from release_spec.workbench.pipeline import run_pipeline
 
@@ -127,52 +194,50 @@ def run_row(plan: Any, out: Path, scenario: str) -> dict[str, Any]:
     if rollout is not None:
         end = rollout.rolled_back or rollout.held
         step = end.step if end else len(rollout.steps) - 1
-        exposure = {
-            "canary_requests": end.canary_requests if end else rollout.counts.canary_requests,
-            "step": step,
-            "share": rollout.steps[step].share,
-        }
+        served = end.canary_requests if end else rollout.counts.canary_requests
+        exposure = Exposure(served, step, rollout.steps[step].share)
     offline = [g.passed for st in r.stages for g in st.gates if g.name != "release.rollout"]
-    return {
-        "seed": plan.seed,
-        "scenario": scenario,
-        "outcome": result.outcome.value,
-        "exit_code": result.outcome.exit_code,
-        "accuracy": released.target_test_accuracy if released else None,
-        "interval": list(released.interval) if released else None,
-        "n": released.n if released else None,
-        "failed_gates": list(r.failed_gates),
-        "offline_gates_passed": bool(offline) and all(offline),
-        "production_before": r.production.before,
-        "production_after": r.production.version,
-        "candidate_promoted": r.production.candidate_promoted,
-        "exposure": exposure,
-        "seconds": r.seconds,
-    }
+    return SweepRow(
+        seed=plan.seed,
+        scenario=scenario,
+        outcome=result.outcome,
+        exit_code=result.outcome.exit_code,
+        accuracy=released.target_test_accuracy if released else None,
+        interval=Interval(*released.interval) if released else None,
+        n=released.n if released else None,
+        failed_gates=r.failed_gates,
+        offline_gates_passed=bool(offline) and all(offline),
+        production_before=r.production.before,
+        production_after=r.production.version,
+        candidate_promoted=r.production.candidate_promoted,
+        exposure=exposure,
+        seconds=r.seconds,
+    )
 
 
-def check_claims(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def check_claims(rows: Sequence[SweepRow]) -> list[str]:
     """Every row that breaks the documented claim, as one line each (empty: all hold).
 
     Examples:
-        >>> ok = {"seed": 0, "scenario": "default", "outcome": "released", "exit_code": 0,
-        ...       "accuracy": 0.96, "candidate_promoted": True, "offline_gates_passed": True}
-        >>> check_claims([ok]), check_claims([{**ok, "accuracy": 0.93}])
+        >>> ok = SweepRow(0, "default", RunOutcome.RELEASED, 0, 0.96, Interval(0.93, 0.98), 251,
+        ...               (), True, None, "v0002", True, None, 50.0)
+        >>> check_claims([ok]), check_claims([replace(ok, accuracy=0.93)])
         ([], ['seed 0 default: accuracy 0.930 < 0.94'])
     """
     problems = []
     for r in rows:
-        where = f"seed {r['seed']} {r['scenario']}"
-        want = EXPECTED[r["scenario"]]
-        if r["outcome"] != want:
-            problems.append(f"{where}: outcome {r['outcome']}, expected {want}")
-        if r["exit_code"] != (0 if want == "released" else 3):
-            problems.append(f"{where}: exit code {r['exit_code']}")
-        if want == "released" and (r["accuracy"] is None or r["accuracy"] < ACCURACY_CLAIM):
-            problems.append(f"{where}: accuracy {r['accuracy'] or 0:.3f} < {ACCURACY_CLAIM:g}")
-        if want != "released" and r["candidate_promoted"]:
+        where = f"seed {r.seed} {r.scenario}"
+        want = EXPECTED[r.scenario]
+        if r.outcome is not want:
+            problems.append(f"{where}: outcome {r.outcome.value}, expected {want.value}")
+        if r.exit_code != want.exit_code:
+            problems.append(f"{where}: exit code {r.exit_code}")
+        released = want is RunOutcome.RELEASED
+        if released and (r.accuracy is None or r.accuracy < ACCURACY_CLAIM):
+            problems.append(f"{where}: accuracy {r.accuracy or 0:.3f} < {ACCURACY_CLAIM:g}")
+        if not released and r.candidate_promoted:
             problems.append(f"{where}: the candidate was promoted")
-        if want == "rolled_back" and not r["offline_gates_passed"]:
+        if want is RunOutcome.ROLLED_BACK and not r.offline_gates_passed:
             problems.append(f"{where}: an offline gate failed")
     return problems
 
@@ -181,12 +246,12 @@ def sweep(
     seeds: Sequence[int],
     out_dir: Path,
     *,
-    overrides: Mapping[str, Mapping[str, Any]] = OVERRIDES,
+    overrides: Mapping[str, Mapping[str, float]] = OVERRIDES,
     echo: Callable[[str], None] = print,
-    on_seed: Callable[[dict[str, Any]], None] | None = None,
+    on_seed: Callable[[SweepResult], None] | None = None,
     scenarios: Sequence[str] = tuple(EXPECTED),
-) -> dict[str, Any]:
-    """Run the scenarios for every seed (see the module docstring); return the JSON dict.
+) -> SweepResult:
+    """Run the scenarios for every seed (see the module docstring); return the results.
 
     ``on_seed`` receives the results so far after each seed (a long sweep can
     save them as it goes). ``scenarios`` picks a subset; ``regression``
@@ -202,7 +267,7 @@ def sweep(
             + ("unknown" if unknown else "needs default (it runs into that store)")
         )
     base = plan_with(overrides)
-    rows: list[dict[str, Any]] = []
+    rows: list[SweepRow] = []
     t0 = time.perf_counter()
     for seed in seeds:
         plan = replace(base, seed=seed)
@@ -216,42 +281,42 @@ def sweep(
                 continue
             row = run_row(plan, out, scenario)
             rows.append(row)
-            acc = f", accuracy {row['accuracy']:.3f}" if row["accuracy"] is not None else ""
-            failed = f", failed {', '.join(row['failed_gates'])}" if row["failed_gates"] else ""
+            acc = f", accuracy {row.accuracy:.3f}" if row.accuracy is not None else ""
+            failed = f", failed {', '.join(row.failed_gates)}" if row.failed_gates else ""
             echo(
-                f"seed {seed} {scenario}: {row['outcome']} (exit {row['exit_code']}{acc}"
-                f"{failed}) in {row['seconds']:.0f} s"
+                f"seed {seed} {scenario}: {row.outcome.value} (exit {row.exit_code}{acc}"
+                f"{failed}) in {row.seconds:.0f} s"
             )
         if on_seed is not None:
-            on_seed(_results(sorted({r["seed"] for r in rows}), rows, overrides, t0))
+            on_seed(_results(sorted({r.seed for r in rows}), rows, overrides, t0))
     return _results(list(seeds), rows, overrides, t0)
 
 
 def _results(
     seeds: list[int],
-    rows: list[dict[str, Any]],
-    overrides: Mapping[str, Mapping[str, Any]],
+    rows: list[SweepRow],
+    overrides: Mapping[str, Mapping[str, float]],
     t0: float,
-) -> dict[str, Any]:
-    accuracies = [r["accuracy"] for r in rows if r["scenario"] == "default" and r["accuracy"]]
-    return {
-        "seeds": seeds,
-        "plan": {
-            "base": "the embedded default plan (release_spec/strategy/default_plan.toml)",
-            "overrides": {k: dict(v) for k, v in overrides.items()},
-            "why": OVERRIDE_REASON,
-        },
-        "expected": EXPECTED,
-        "accuracy_claim": ACCURACY_CLAIM,
-        "summary": {
-            scenario: sum(r["outcome"] == want for r in rows if r["scenario"] == scenario)
+) -> SweepResult:
+    accuracies = [r.accuracy for r in rows if r.scenario == "default" and r.accuracy]
+    return SweepResult(
+        seeds=tuple(seeds),
+        plan=SweepPlan(
+            "the embedded default plan (release_spec/strategy/default_plan.toml)",
+            {k: dict(v) for k, v in overrides.items()},
+            OVERRIDE_REASON,
+        ),
+        expected=dict(EXPECTED),
+        accuracy_claim=ACCURACY_CLAIM,
+        summary={
+            scenario: sum(r.outcome is want for r in rows if r.scenario == scenario)
             for scenario, want in EXPECTED.items()
         },
-        "min_default_accuracy": min(accuracies) if accuracies else None,
-        "problems": check_claims(rows),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "runs": rows,
-    }
+        min_default_accuracy=min(accuracies) if accuracies else None,
+        problems=tuple(check_claims(rows)),
+        seconds=round(time.perf_counter() - t0, 1),
+        runs=tuple(rows),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,11 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scenarios != ",".join(EXPECTED):
         command += f" --scenarios {args.scenarios}"
 
-    def save(result: dict[str, Any], path: Path | None) -> None:
+    def save(result: SweepResult, path: Path | None) -> None:
         if path is not None:
             from release_spec.store import atomic_write
 
-            text = json.dumps({"generated": command, **result}, indent=1) + "\n"
+            text = json.dumps({"generated": command, **result.to_json()}, indent=1) + "\n"
             atomic_write(path, text.encode("utf-8"))
 
     # The JSON is written once, complete; the seeds done so far go to FILE.partial.
@@ -305,15 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if partial is not None:
         partial.unlink(missing_ok=True)
         print(f"wrote {args.json}")
-    result = {"generated": command, **result}
-    for line in result["problems"]:
+    for line in result.problems:
         print(f"CLAIM FAILS: {line}")
     print(
-        f"{len(seeds)} seeds in {result['seconds']:.0f} s: "
-        + ", ".join(f"{s} {n}/{len(seeds)}" for s, n in result["summary"].items())
-        + f"; minimum default accuracy {result['min_default_accuracy']}"
+        f"{len(seeds)} seeds in {result.seconds:.0f} s: "
+        + ", ".join(f"{s} {n}/{len(seeds)}" for s, n in result.summary.items())
+        + f"; minimum default accuracy {result.min_default_accuracy}"
     )
-    return 3 if result["problems"] else 0
+    return 3 if result.problems else 0
 
 
 if __name__ == "__main__":

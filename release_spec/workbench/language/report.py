@@ -15,6 +15,7 @@ report: every key always present (a section that did not happen is null), a
 non-finite float as null, a tuple or an interval as an array.
 
 Examples:
+    >>> from release_spec.workbench.report_schema import from_json, to_json
     >>> p = PerplexityReport(3.1, Interval(2.9, 3.3), 300)
     >>> to_json(p)
     {'estimate': 3.1, 'interval': [2.9, 3.3], 'n': 300}
@@ -25,7 +26,6 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,15 +36,12 @@ from release_spec.workbench.language.plan import LANGUAGE_SCENARIOS, LanguagePla
 from release_spec.workbench.report_schema import (
     ArmCounts,
     DataReport,
-    JsonObject,
-    JsonValue,
+    JsonDocument,
     RolloutVerdict,
     RunOutcome,
     StageReport,
     Versions,
-    from_json,
     json_schema,
-    to_json,
 )
 
 __all__ = [
@@ -239,7 +236,7 @@ class LanguageDataReport(DataReport):
 
 
 @dataclass(frozen=True)
-class LanguageReport:
+class LanguageReport(JsonDocument):
     """Everything the language-model run's report.json holds."""
 
     schema_version: int
@@ -256,17 +253,6 @@ class LanguageReport:
     ladder: tuple[RungReport, ...]
     data: LanguageDataReport
     plan: LanguagePlan
-
-    def to_json(self) -> JsonObject:
-        """The JSON object of report.json (non-finite floats as null)."""
-        out = to_json(self)
-        assert isinstance(out, dict)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, JsonValue]) -> LanguageReport:
-        """A `LanguageReport` read back from report.json's object; ValueError names a bad key."""
-        return from_json(cls, dict(data))
 
 
 def _cell(value: float) -> str:
@@ -358,23 +344,12 @@ class SeedRun:
 
 
 @dataclass(frozen=True)
-class SeedSweep:
+class SeedSweep(JsonDocument):
     """The seed sweep's JSON file (``docs/data/language-model-seeds.json``)."""
 
     plan: str
     machine: str
     runs: tuple[SeedRun, ...]
-
-    def to_json(self) -> JsonObject:
-        """The file's JSON object."""
-        out = to_json(self)
-        assert isinstance(out, dict)
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, JsonValue]) -> SeedSweep:
-        """A `SeedSweep` read back from the file's object; ValueError names a bad key."""
-        return from_json(cls, dict(data))
 
 
 def seeds_table(sweep: SeedSweep) -> str:
