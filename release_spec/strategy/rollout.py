@@ -66,6 +66,7 @@ _COUNT = Range(int, 0, None)
 _POSITIVE = Range(float, 0, None, closed="neither")
 _MARGIN = Range(float, 0, 1, closed="left")
 Arm = Literal["canary", "baseline"]
+_EventKind = Literal["start", "restart", "promotion_ready", "promote", "hold", "abort", "complete"]
 
 
 class RolloutStatus(str, Enum):
@@ -564,44 +565,31 @@ class RolloutController:
         nxt = s.step + 1
         if nxt >= len(self.plan.steps) or self.plan.steps[nxt].basis_points == BASIS_POINTS:
             assert s.candidate is not None
-            done = transition(
-                s,
+            return self._move(
                 RolloutStatus.COMPLETED,
+                "complete",
+                f"candidate {s.candidate!r} is production",
                 production=s.candidate,
                 canary_basis_points=0,
                 step=nxt,
             )
-            self._state = self._with_event(
-                done, "complete", f"candidate {s.candidate!r} is production", s.canary_share_pct
-            )
-            return self._state
         step = self.plan.steps[nxt]
-        moved = transition(
-            s,
+        return self._move(
             RolloutStatus.ANALYSING,
+            "promote",
+            f"step {s.step} passed; canary share {s.canary_share_pct:g} % -> {step.share_pct:g} %",
             step=nxt,
             canary_basis_points=step.basis_points,
             step_counts=Counts(),
             step_requests=0,
         )
-        reason = (
-            f"step {s.step} passed; canary share {s.canary_share_pct:g} % -> {step.share_pct:g} %"
-        )
-        self._state = self._with_event(moved, "promote", reason, s.canary_share_pct)
-        return self._state
 
     def abort(self, reason: str = "manual abort") -> RolloutState:
         """Send the canary's share to 0 at once; idempotent, production untouched."""
         s = self._state
         if not s.status.active:
             return s
-        self._state = self._with_event(
-            transition(s, RolloutStatus.ABORTED, canary_basis_points=0),
-            "abort",
-            reason,
-            s.canary_share_pct,
-        )
-        return self._state
+        return self._move(RolloutStatus.ABORTED, "abort", reason, canary_basis_points=0)
 
     # --8<-- [start:decide]
     def _decide(self) -> RolloutState:
@@ -624,13 +612,7 @@ class RolloutController:
                 f"{s.upper_bound:.4f} < margin {self.plan.margin:g}, on the slow-request-rate "
                 f"difference {s.slow_upper_bound:.4f} < slow_margin {self.plan.slow_margin:g}"
             )
-            self._state = self._with_event(
-                transition(s, RolloutStatus.PROMOTION_PENDING),
-                "promotion_ready",
-                reason,
-                s.canary_share_pct,
-            )
-            return self._state
+            return self._move(RolloutStatus.PROMOTION_PENDING, "promotion_ready", reason)
         baked = s.step_requests >= step.max_bake_minutes * self.plan.requests_per_minute
         if baked and s.status == RolloutStatus.ANALYSING:
             why = (
@@ -641,9 +623,7 @@ class RolloutController:
             )
             if self.plan.on_inconclusive == "rollback":
                 return self.abort(f"inconclusive: {why}")
-            self._state = self._with_event(
-                transition(s, RolloutStatus.HOLDING), "hold", f"holding: {why}", s.canary_share_pct
-            )
+            return self._move(RolloutStatus.HOLDING, "hold", f"holding: {why}")
         return self._state
 
     # --8<-- [end:decide]
@@ -670,12 +650,18 @@ class RolloutController:
             f"{v.p_value:.3g} <= alpha = {self.plan.alpha:g} (split over {len(v.metrics)} metrics)"
         )
 
+    def _move(
+        self, to: RolloutStatus, kind: _EventKind, reason: str, **changes: object
+    ) -> RolloutState:
+        """`transition` the state to ``to`` (with ``changes``) and record the event."""
+        before = self._state.canary_share_pct
+        self._state = self._with_event(transition(self._state, to, **changes), kind, reason, before)
+        return self._state
+
     def _with_event(
         self,
         s: RolloutState,
-        kind: Literal[
-            "start", "restart", "promotion_ready", "promote", "hold", "abort", "complete"
-        ],
+        kind: _EventKind,
         reason: str,
         share_pct_before: float,
     ) -> RolloutState:
