@@ -722,7 +722,6 @@ def _pass_rate_gate(
     )
 
 
-# --8<-- [start:suite_pass_rate_gate]
 def suite_pass_rate_gate(
     score: SuiteScore,
     *,
@@ -747,9 +746,6 @@ def suite_pass_rate_gate(
         (True, 0.975, 0.8712)
     """
     return _pass_rate_gate(score, "pass_rate", min_lower_bound, confidence, None, name, split)
-
-
-# --8<-- [end:suite_pass_rate_gate]
 
 
 def safety_gate(
@@ -786,7 +782,6 @@ def safety_gate(
     )
 
 
-# --8<-- [start:suite_paired_gate]
 def suite_paired_gate(
     candidate: SuiteScore,
     production: SuiteScore,
@@ -858,6 +853,3 @@ def suite_paired_gate(
         f"{lower:+.4f} {'>=' if ok else '<'} -{margin} (p = {p_value:.3g})",
         split if split is not None else f"suite.{candidate.suite}@{candidate.version}",
     )
-
-
-# --8<-- [end:suite_paired_gate]
