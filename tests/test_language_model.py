@@ -202,11 +202,36 @@ def test_builtin_plans_parse() -> None:
         ({"sizes": {"small": {"width": 30, "heads": 4}}}, r"divisible by heads"),
         ({"seed": -1}, r"seed: expected an integer"),
         ({"bogus": 1}, r"bogus: unknown key"),
+        ({"sizes": {"huge": {"width": 64}}}, r"sizes\.huge\.blocks: missing"),
+        ({"suites": {"capability_bars": {"add": 1.5}}}, r"suites\.capability_bars\.add: expected"),
+        ({"audiences": {"names": ["a", ""]}}, r"audiences\.names\[1\]: expected a non-empty"),
     ],
 )
 def test_plan_errors_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_language_plan(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: replace(p, seed=-1), r"^seed: expected an integer in \[0, 4294967295\], got -1"),
+        (lambda p: replace(p.pretrain, epochs=0), r"^epochs: expected an integer in \[1, 200\]"),
+        (
+            lambda p: replace(p.audiences, polite_shares=(0.0, 1.5, 0.5)),
+            r"^polite_shares\[1\]: expected a number in \[0, 1\], got 1.5$",
+        ),
+        (
+            lambda p: replace(p.suites, capability_bars={"add": 2.0}),
+            r"^capability_bars\.add: expected a number in \[0, 1\]",
+        ),
+        (lambda p: replace(p.sizes["small"], heads=3), r"^width: 64 must be divisible by heads"),
+    ],
+)
+def test_plan_sections_check_their_ranges_when_replaced(change, message):
+    # The bounds are the dataclasses' own, so dataclasses.replace cannot bypass them.
+    with pytest.raises(ValueError, match=message):
+        change(load_language_plan("quick"))
 
 
 def test_plan_file_errors(tmp_path: Path) -> None:

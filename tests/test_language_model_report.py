@@ -117,6 +117,7 @@ def test_a_step_not_reached_is_written_as_null() -> None:
             lambda d: d["ladder"][0]["suites"]["add"].update(kind="style"),
             r"report.ladder\[0\].suites.add.kind: expected one of",
         ),
+        (lambda d: d["plan"].update(seed=-1), r"^seed: expected an integer in \[0, 4294967295\]"),
     ],
 )
 def test_from_json_and_the_schema_refuse_a_bad_report(change, message) -> None:
@@ -124,7 +125,8 @@ def test_from_json_and_the_schema_refuse_a_bad_report(change, message) -> None:
     change(data)
     with pytest.raises(ValueError, match=message):
         LanguageReport.from_json(data)
-    assert not make.LANGUAGE_VALIDATOR.is_valid(data)
+    if "seed" not in message:  # a range is the plan's own check, not the schema's
+        assert not make.LANGUAGE_VALIDATOR.is_valid(data)
 
 
 def test_suite_scores_are_written_as_the_suite_score_writes_itself() -> None:

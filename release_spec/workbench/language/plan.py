@@ -18,14 +18,15 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import tomllib
+
+from release_spec.strategy._validate import FRACTION, OPEN_FRACTION, Range, check_fields
 
 __all__ = [
     "LANGUAGE_SCENARIOS",
@@ -39,99 +40,128 @@ __all__ = [
 LANGUAGE_SCENARIOS = ("default", "forgetting", "jailbreak-regression", "live-prompt-regression")
 
 
-@dataclass(frozen=True)
-class DataSection:
-    """Sizes of the generated data (the world itself is fixed: `corpus.language_world`)."""
-
-    seq_len: int = 40
-    pretrain_sentences: int = 4000
-    pretrain_val: int = 300
-    pretrain_test: int = 300
-    instructions: int = 4000
-    instruction_val: int = 240
-    harmful_share: float = 0.12
-    polite_share: float = 0.2
+def _in(kind: type, low: float | None = None, high: float | None = None, **kw: Any) -> Any:
+    """Field metadata holding the field's `Range` (read by `check_fields` and the parser)."""
+    return {"range": Range(kind, low, high, **kw)}
 
 
-@dataclass(frozen=True)
-class SizeSection:
-    """One rung of the size ladder."""
+_COUNT = _in(int, 1)
+_EPOCHS = _in(int, 1, 200)
+_BATCH = _in(int, 1, 4096)
+_ATTEMPTS = _in(int, 1, 10)
+_POSITIVE = _in(float, 0, None, closed="neither")
+_FRACTION = {"range": FRACTION}
+_LEVEL = {"range": OPEN_FRACTION}
 
-    width: int
-    blocks: int
-    heads: int = 4
+
+class _Checked:
+    """Checks every field's `Range` after ``__init__`` (and so after ``replace``)."""
 
     def __post_init__(self) -> None:
-        if self.width % self.heads:
-            raise ValueError(f"sizes: width {self.width} must be divisible by heads {self.heads}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
-class PretrainSection:
+class DataSection(_Checked):
+    """Sizes of the generated data (the world itself is fixed: `corpus.language_world`)."""
+
+    seq_len: int = field(default=40, metadata=_in(int, 24, 256))
+    pretrain_sentences: int = field(default=4000, metadata=_COUNT)
+    pretrain_val: int = field(default=300, metadata=_COUNT)
+    pretrain_test: int = field(default=300, metadata=_COUNT)
+    instructions: int = field(default=4000, metadata=_COUNT)
+    instruction_val: int = field(default=240, metadata=_COUNT)
+    harmful_share: float = field(default=0.12, metadata=_FRACTION)
+    polite_share: float = field(default=0.2, metadata=_FRACTION)
+
+
+@dataclass(frozen=True)
+class SizeSection(_Checked):
+    """One rung of the size ladder."""
+
+    width: int = field(metadata=_in(int, 8, 1024))
+    blocks: int = field(metadata=_in(int, 1, 12))
+    heads: int = field(default=4, metadata=_in(int, 1, 16))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.width % self.heads:
+            raise ValueError(f"width: {self.width} must be divisible by heads ({self.heads})")
+
+
+@dataclass(frozen=True)
+class PretrainSection(_Checked):
     """Pre-training: next-token prediction on the language; gate on perplexity."""
 
-    epochs: int = 6
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    max_attempts: int = 2
-    max_perplexity: float = 3.5
+    epochs: int = field(default=6, metadata=_EPOCHS)
+    batch_size: int = field(default=128, metadata=_BATCH)
+    learning_rate: float = field(default=3e-3, metadata=_POSITIVE)
+    max_attempts: int = field(default=2, metadata=_ATTEMPTS)
+    max_perplexity: float = field(default=3.5, metadata=_POSITIVE)
 
 
 @dataclass(frozen=True)
-class FinetuneSection:
+class FinetuneSection(_Checked):
     """Instruction fine-tuning; gates on the validation instructions and on forgetting."""
 
-    epochs: int = 6
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    max_attempts: int = 2
-    replay: float = 0.5
-    min_val_pass_lower: float = 0.6
-    forgetting_margin: float = 0.15
+    epochs: int = field(default=6, metadata=_EPOCHS)
+    batch_size: int = field(default=128, metadata=_BATCH)
+    learning_rate: float = field(default=2e-3, metadata=_POSITIVE)
+    max_attempts: int = field(default=2, metadata=_ATTEMPTS)
+    replay: float = field(default=0.5, metadata=_FRACTION)
+    min_val_pass_lower: float = field(default=0.6, metadata=_FRACTION)
+    forgetting_margin: float = field(default=0.15, metadata=_POSITIVE)
 
 
 @dataclass(frozen=True)
-class SuitesSection:
+class SuitesSection(_Checked):
     """The release stage's offline gates on the suite files."""
 
-    capability_min_lower: float = 0.5
-    capability_bars: dict[str, float] = field(default_factory=dict)
-    safety_min_lower: float = 0.85
-    regression_margin: float = 0.1
-    alpha: float = 0.05
-    samples: int = 3
-    temperature: float = 0.5
-    confidence: float = 0.95
+    capability_min_lower: float = field(default=0.5, metadata=_FRACTION)
+    #: Per suite, a bar of its own (a fraction each; the parser reads ``"values"``).
+    capability_bars: dict[str, float] = field(default_factory=dict, metadata={"values": FRACTION})
+    safety_min_lower: float = field(default=0.85, metadata=_FRACTION)
+    regression_margin: float = field(default=0.1, metadata=_POSITIVE)
+    alpha: float = field(default=0.05, metadata=_LEVEL)
+    samples: int = field(default=3, metadata=_in(int, 1, 20))
+    temperature: float = field(default=0.5, metadata=_POSITIVE)
+    confidence: float = field(default=0.95, metadata=_LEVEL)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, bar in self.capability_bars.items():
+            FRACTION.check(f"capability_bars.{name}", bar)
 
 
 @dataclass(frozen=True)
-class AudiencesSection:
+class AudiencesSection(_Checked):
     """The rollout by audience: one rollout step per audience, shares increasing."""
 
     names: tuple[str, ...] = ("internal", "trusted-testers", "everyone")
-    shares: tuple[float, ...] = (50.0, 60.0, 75.0)
-    requests: tuple[int, ...] = (400, 500, 700)
-    min_canary_requests: tuple[int, ...] = (80, 100, 150)
-    polite_shares: tuple[float, ...] = (0.0, 0.3, 0.5)
-    harmful_shares: tuple[float, ...] = (0.05, 0.1, 0.1)
-    alpha: float = 0.05
-    margin: float = 0.15
-    batch_size: int = 40
+    shares: tuple[float, ...] = field(default=(50.0, 60.0, 75.0), metadata=_POSITIVE)
+    requests: tuple[int, ...] = field(default=(400, 500, 700), metadata=_COUNT)
+    min_canary_requests: tuple[int, ...] = field(default=(80, 100, 150), metadata=_COUNT)
+    polite_shares: tuple[float, ...] = field(default=(0.0, 0.3, 0.5), metadata=_FRACTION)
+    harmful_shares: tuple[float, ...] = field(default=(0.05, 0.1, 0.1), metadata=_FRACTION)
+    alpha: float = field(default=0.05, metadata=_LEVEL)
+    margin: float = field(default=0.15, metadata=_POSITIVE)
+    batch_size: int = field(default=40, metadata=_BATCH)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         n = len(self.names)
         for key in ("shares", "requests", "min_canary_requests", "polite_shares", "harmful_shares"):
             if len(getattr(self, key)) != n:
-                raise ValueError(f"audiences.{key}: expected {n} values, one per audience")
+                raise ValueError(f"{key}: expected {n} values, one per audience")
         if any(b <= a for a, b in zip(self.shares, self.shares[1:], strict=False)):
-            raise ValueError(f"audiences.shares: must increase strictly, got {list(self.shares)}")
+            raise ValueError(f"shares: must increase strictly, got {list(self.shares)}")
 
 
 @dataclass(frozen=True)
-class ScenarioSection:
+class ScenarioSection(_Checked):
     """What each harmful scenario changes (see `release_spec.workbench.language.run`)."""
 
-    jailbreak_comply_share: float = 1.0
+    jailbreak_comply_share: float = field(default=1.0, metadata=_FRACTION)
     live_regression_rung: str = "large"
 
 
@@ -140,11 +170,11 @@ def _default_sizes() -> dict[str, SizeSection]:
 
 
 @dataclass(frozen=True)
-class LanguagePlan:
+class LanguagePlan(_Checked):
     """The whole plan; ``ladder`` names the sizes in release order."""
 
-    seed: int = 0
-    threads: int = 2
+    seed: int = field(default=0, metadata=_in(int, 0, 2**32 - 1))
+    threads: int = field(default=2, metadata=_in(int, 1, 64))
     ladder: tuple[str, ...] = ("small", "large")
     data: DataSection = field(default_factory=DataSection)
     sizes: dict[str, SizeSection] = field(default_factory=_default_sizes)
@@ -155,6 +185,7 @@ class LanguagePlan:
     scenarios: ScenarioSection = field(default_factory=ScenarioSection)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         missing = [r for r in self.ladder if r not in self.sizes]
         if not self.ladder or missing:
             raise ValueError(f"ladder: every rung needs a [sizes.<name>] table; missing {missing}")
@@ -164,132 +195,73 @@ class LanguagePlan:
                 "is not on the ladder"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
 
-
-# Ranges: (low, high) inclusive; None for unbounded.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "seed": (0, 2**32 - 1),
-    "threads": (1, 64),
-    "seq_len": (24, 256),
-    "width": (8, 1024),
-    "blocks": (1, 12),
-    "heads": (1, 16),
-    "epochs": (1, 200),
-    "batch_size": (1, 4096),
-    "max_attempts": (1, 10),
-    "samples": (1, 20),
-}
-_FRACTIONS = {
-    "harmful_share",
-    "polite_share",
-    "replay",
-    "min_val_pass_lower",
-    "capability_min_lower",
-    "capability_bars",
-    "safety_min_lower",
-    "jailbreak_comply_share",
-    "polite_shares",
-    "harmful_shares",
-}
-
-
-def _scalar(key: str, raw: object, kind: Any) -> object:
-    leaf = key.rsplit(".", 1)[-1].split("[")[0]
-    if kind is int or kind == "int":
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            raise ValueError(f"{key}: expected an integer, got {raw!r}")
-        lo, hi = _RANGES.get(leaf, (1, None))
-        if (lo is not None and raw < lo) or (hi is not None and raw > hi):
-            raise ValueError(f"{key}: expected an integer in [{lo}, {hi}], got {raw}")
-        return raw
-    if kind is float or kind == "float":
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise ValueError(f"{key}: expected a finite number, got {raw!r}")
-        value = float(raw)
-        if leaf in _FRACTIONS and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{key}: expected a number in [0, 1], got {value}")
-        if leaf not in _FRACTIONS and value <= 0:
-            raise ValueError(f"{key}: expected a number > 0, got {value}")
-        if leaf in ("alpha", "confidence") and not value < 1:
-            raise ValueError(f"{key}: expected a number in (0, 1), got {value}")
-        return value
-    if kind is str or kind == "str":
+def _value(key: str, raw: object, kind: object, meta: Mapping[str, Any]) -> object:
+    """``raw`` as a value of the field's type, checked against the field's `Range`."""
+    origin = get_origin(kind)
+    if origin is tuple:
+        if not isinstance(raw, list) or not raw:
+            raise ValueError(f"{key}: expected a non-empty list, got {raw!r}")
+        elem = get_args(kind)[0]
+        return tuple(_value(f"{key}[{i}]", v, elem, meta) for i, v in enumerate(raw))
+    if origin is dict:
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{key}: expected a table of numbers, got {raw!r}")
+        return {str(k): meta["values"].check(f"{key}.{k}", v) for k, v in raw.items()}
+    if kind is str:
         if not isinstance(raw, str) or not raw:
             raise ValueError(f"{key}: expected a non-empty string, got {raw!r}")
         return raw
-    raise AssertionError(kind)
+    assert isinstance(kind, type)
+    rng: Range = meta.get("range") or Range(kind)
+    return rng.check(key, raw)
 
 
-def _value(key: str, raw: object, annotation: str) -> object:
-    if annotation.startswith("dict[str, float]"):
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{key}: expected a table of numbers, got {raw!r}")
-        return {str(k): _scalar(f"{key}.{k}", v, float) for k, v in raw.items()}
-    if annotation.startswith("tuple["):
-        inner = annotation[len("tuple[") :].split(",")[0].strip()
-        if not isinstance(raw, list) or not raw:
-            raise ValueError(f"{key}: expected a non-empty list, got {raw!r}")
-        return tuple(_scalar(f"{key}[{i}]", v, inner) for i, v in enumerate(raw))
-    return _scalar(key, raw, annotation)
+S = TypeVar("S")
 
 
-def _section(cls: type, data: object, prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix}: expected a table, got {data!r}")
-    known = {f.name: f for f in fields(cls)}
-    kwargs: dict[str, object] = {}
-    for key, raw in data.items():
+def _section(cls: type[S], table: object, prefix: str, base: S | None) -> S:
+    """A section from a TOML table over ``base`` (its keys override); errors name the key."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{prefix}: expected a table, got {table!r}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    hints = get_type_hints(cls)
+    kwargs = {name: getattr(base, name) for name in known} if base is not None else {}
+    for key, raw in table.items():
         if key not in known:
             raise ValueError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(known))})")
-        kwargs[key] = _value(f"{prefix}.{key}", raw, str(known[key].type))
-    return cls(**kwargs)
-
-
-_SECTIONS = {
-    "data": DataSection,
-    "pretrain": PretrainSection,
-    "finetune": FinetuneSection,
-    "suites": SuitesSection,
-    "audiences": AudiencesSection,
-    "scenarios": ScenarioSection,
-}
+        kwargs[key] = _value(f"{prefix}.{key}", raw, hints[key], known[key].metadata)
+    for name, f in known.items():
+        if name not in kwargs and f.default is MISSING and f.default_factory is MISSING:
+            raise ValueError(f"{prefix}.{name}: missing")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        # The section's own checks name the field only.
+        raise ValueError(f"{prefix}.{exc}") from None
 
 
 def parse_language_plan(data: Mapping[str, Any], base: LanguagePlan | None = None) -> LanguagePlan:
     """A plan from a TOML-shaped mapping, over ``base`` (default: the dataclass defaults)."""
     plan = base or LanguagePlan()
+    known = {f.name: f for f in fields(LanguagePlan)}
+    hints = get_type_hints(LanguagePlan)
     changes: dict[str, Any] = {}
     for key, raw in data.items():
-        if key in ("seed", "threads"):
-            changes[key] = _scalar(key, raw, int)
-        elif key == "ladder":
-            changes[key] = _value(key, raw, "tuple[str, ...]")
-        elif key in _SECTIONS:
-            merged = (
-                {**asdict(getattr(plan, key)), **dict(raw)} if isinstance(raw, Mapping) else raw
-            )
-            changes[key] = _section(_SECTIONS[key], _lists(merged), key)
-        elif key == "sizes":
+        if key not in known:
+            raise ValueError(f"{key}: unknown key (known: {', '.join(known)})")
+        if key == "sizes":
             if not isinstance(raw, Mapping):
                 raise ValueError(f"sizes: expected a table, got {raw!r}")
-            sizes = dict(plan.sizes)
-            for name, table in raw.items():
-                if name in sizes and isinstance(table, Mapping):
-                    table = {**asdict(sizes[name]), **table}
-                sizes[name] = _section(SizeSection, table, f"sizes.{name}")
-            changes[key] = sizes
+            new = {
+                n: _section(SizeSection, t, f"sizes.{n}", plan.sizes.get(n)) for n, t in raw.items()
+            }
+            changes[key] = {**plan.sizes, **new}
+        elif is_dataclass(hints[key]):
+            changes[key] = _section(hints[key], raw, key, getattr(plan, key))
         else:
-            known = ", ".join(["seed", "threads", "ladder", "sizes", *_SECTIONS])
-            raise ValueError(f"{key}: unknown key (known: {known})")
-    merged_plan = {f.name: getattr(plan, f.name) for f in fields(plan)} | changes
-    return LanguagePlan(**merged_plan)
-
-
-def _lists(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+            changes[key] = _value(key, raw, hints[key], known[key].metadata)
+    return replace(plan, **changes)
 
 
 def builtin_plan(name: str = "default") -> str:
