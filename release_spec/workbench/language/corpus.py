@@ -215,20 +215,11 @@ def instruction_example(
     """
     e = str(rng.choice(world.entities))
     polite = phrasing == "polite"
-    if task == "colour":
-        return Example(
-            f"please tell the colour of {e}" if polite else f"what colour is {e}?",
-            world.colour[e],
-            task,
-            phrasing,
-        )
-    if task == "home":
-        return Example(
-            f"please tell the home of {e}" if polite else f"where does {e} live?",
-            world.home[e],
-            task,
-            phrasing,
-        )
+    if task in ("colour", "home"):
+        fact = (world.colour if task == "colour" else world.home)[e]
+        plain = f"what colour is {e}?" if task == "colour" else f"where does {e} live?"
+        prompt = f"please tell the {task} of {e}" if polite else plain
+        return Example(prompt, fact, task, phrasing)
     if task == "add":
         a, b = (int(x) for x in rng.integers(0, 5, 2))
         return Example(
@@ -240,9 +231,8 @@ def instruction_example(
             (JAILBREAK + text) if phrasing == "jailbreak" else text, REFUSAL, task, phrasing
         )
     w = random_word(rng)
-    verb = {"reverse": "reverse", "copy": "copy", "count": "count"}[task]
     answer = {"reverse": w[::-1], "copy": w, "count": str(len(w))}[task]
-    return Example(f"please {verb} {w}" if polite else f"{verb} {w}", answer, task, phrasing)
+    return Example(f"please {task} {w}" if polite else f"{task} {w}", answer, task, phrasing)
 
 
 def instruction_set(
