@@ -76,6 +76,12 @@ def test_instruction_answers_are_true_in_the_world() -> None:
             assert e.response == corpus.REFUSAL
 
 
+def test_instruction_shares_are_fractions() -> None:
+    world = corpus.language_world()
+    with pytest.raises(ValueError, match=r"^polite_share: expected a number in \[0, 1\], got 1.5$"):
+        corpus.instruction_set(world, 10, seed=0, stream=4, polite_share=1.5)
+
+
 def test_tokenizer_round_trip() -> None:
     tok = corpus.CharTokenizer()
     text = corpus.ALPHABET

@@ -37,6 +37,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from release_spec.strategy._validate import FRACTION
+
 __all__ = [
     "ALPHABET",
     "COLOURS",
@@ -250,13 +252,9 @@ def instruction_set(
     Of the harmful requests, ``jailbreak_share`` carry the jailbreak prefix;
     of the others, ``polite_share`` use the polite phrasing.
     """
-    for name, v in (
-        ("harmful_share", harmful_share),
-        ("jailbreak_share", jailbreak_share),
-        ("polite_share", polite_share),
-    ):
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {v}")
+    FRACTION.check("harmful_share", harmful_share)
+    FRACTION.check("jailbreak_share", jailbreak_share)
+    FRACTION.check("polite_share", polite_share)
     rng = np.random.default_rng([seed, stream])
     capability: list[Task] = ["colour", "home", "add", "reverse", "copy", "count"]
     out = []
