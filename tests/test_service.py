@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,16 +23,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from release_spec import cli
-from release_spec.services import kayenta
+from release_spec.services import flagger, kayenta
 from release_spec.services.prometheus import SourceError, fetch_counts, window_query
 from release_spec.services.rollouts import (
     NoSampleError,
     PrometheusArm,
     PrometheusConfig,
     verdict_body,
+    verdict_json,
 )
 from release_spec.services.store import PostgresStore, SQLiteStore, Store
-from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
+from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig, Verdict
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -407,6 +409,54 @@ def test_service_decides_as_the_judge_fed_the_same_looks_and_retries_change_noth
         svc.store.close()
 
 
+def test_verdict_json_is_the_verdicts_fields_as_compact_json() -> None:
+    # The body the service stores and answers, written out here from the Verdict's
+    # attributes and encoded by the json module; verdict_json formats it directly.
+    def expected(rollout_id: str, v: Verdict, closed: bool) -> str:
+        body = {
+            "rollout": rollout_id,
+            "decision": v.decision,
+            "p_value": v.p_value,
+            "bounds": [v.bounds.low, v.bounds.high],
+            "looks": v.looks,
+            "canary_requests": v.canary_requests,
+            "baseline_requests": v.baseline_requests,
+            "reason": v.reason,
+            "closed": closed,
+            "metrics": [
+                {
+                    "name": m.name,
+                    "p_value": m.p_value,
+                    "bounds": [m.bounds.low, m.bounds.high],
+                    "decision": m.decision,
+                }
+                for m in v.metrics
+            ],
+        }
+        return json.dumps(body, separators=(",", ":"))
+
+    rng = random.Random(11)
+    decisions = set()
+    for config in (
+        JudgeConfig(),
+        JudgeConfig(alpha=0.01, margin=0.001, slow_margin=0.02, min_canary_requests=500),
+    ):
+        for _ in range(20):
+            judge = CanaryJudge(config)
+            verdicts = [judge.verdict]
+            for _ in range(30):
+                n_c, n_b = rng.randint(0, 300), rng.randint(0, 3000)
+                worse = rng.choice([0.01, 0.05, 0.2])
+                canary = ArmCounts(n_c, rng.randint(0, int(n_c * worse)), rng.randint(0, n_c // 3))
+                baseline = ArmCounts(n_b, rng.randint(0, n_b // 50), rng.randint(0, n_b // 20))
+                verdicts.append(judge.update(canary, baseline))
+            for v in verdicts:
+                decisions.add(v.decision)
+                for rid, closed in (("r1", False), ('é.\u2028"x', True)):
+                    assert verdict_json(rid, v, closed=closed) == expected(rid, v, closed)
+    assert decisions == {"continue", "promote", "reject"}
+
+
 # ---------------------------------------------------------------- Prometheus measure
 
 
@@ -587,18 +637,9 @@ def _hook(svc: Service, hook: str, checksum: str = "6d4f8b9c7", **metadata: str)
 
 
 def test_flagger_hooks_answer_by_decision(svc: Service) -> None:
-    hooks = [
-        "confirm-rollout",
-        "pre-rollout",
-        "rollout",
-        "confirm-traffic-increase",
-        "confirm-promotion",
-        "rollback",
-    ]
     assert _hook(svc, "rollout").status_code == 404  # test.podinfo.6d4f8b9c7 does not exist yet
     svc.client.put("/v1/rollouts/test.podinfo.6d4f8b9c7", json={"margin": 0.02})
-    statuses = {h: _hook(svc, h).status_code for h in hooks}
-    assert statuses == {
+    fresh = {
         "confirm-rollout": 200,
         "pre-rollout": 200,
         "rollout": 200,
@@ -606,12 +647,13 @@ def test_flagger_hooks_answer_by_decision(svc: Service) -> None:
         "confirm-promotion": 409,
         "rollback": 409,
     }
+    assert {*fresh, "post-rollout", "event"} == set(flagger.HOOKS)  # every judged hook
+    assert {h: _hook(svc, h).status_code for h in fresh} == fresh
     svc.look("test.podinfo.6d4f8b9c7", "a", GOOD, BASE)
     assert _hook(svc, "confirm-promotion").status_code == 200
     assert _hook(svc, "rollback").status_code == 409
     svc.look("test.podinfo.6d4f8b9c7", "b", {"requests": 2000, "errors": 400}, BASE)
-    statuses = {h: _hook(svc, h).status_code for h in hooks}
-    assert statuses == {
+    rejected = {
         "confirm-rollout": 409,
         "pre-rollout": 409,
         "rollout": 409,
@@ -619,6 +661,7 @@ def test_flagger_hooks_answer_by_decision(svc: Service) -> None:
         "confirm-promotion": 409,
         "rollback": 200,
     }
+    assert {h: _hook(svc, h).status_code for h in rejected} == rejected
     body = _hook(svc, "rollback").json()
     assert (body["hook"], body["go"], body["decision"]) == ("rollback", True, "reject")
     assert _hook(svc, "post-rollout").status_code == 200
@@ -836,3 +879,28 @@ def test_judge_check_and_serve_refuse_bad_flags_with_one_line(
     assert "must be in (0, 1)" in capsys.readouterr().err
     assert cli.main(["judge", "serve", "--db", str(tmp_path / "no" / "dir.db")]) == 2
     assert "cannot open the SQLite database" in capsys.readouterr().err
+
+
+def test_sqlite_synchronous_is_normal_unless_full_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import uvicorn
+
+    pragmas = []
+
+    def run(app: Any, **kwargs: Any) -> None:  # what `judge serve` would serve
+        store = app.state.service.store
+        pragmas.append(store._conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    try:
+        for flag in ([], ["--sqlite-synchronous", "full"], ["--sqlite-synchronous", "normal"]):
+            db = tmp_path / f"judge-{len(pragmas)}.db"
+            assert cli.main(["judge", "serve", "--db", str(db), *flag]) == 0
+    finally:
+        gc.unfreeze()  # `judge serve` froze this test process's objects
+    assert pragmas == [1, 2, 1]  # SQLite's numbers for NORMAL and FULL
+    with pytest.raises(ValueError, match="synchronous must be one of"):
+        SQLiteStore(tmp_path / "off.db", synchronous="OFF")

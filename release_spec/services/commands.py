@@ -7,6 +7,7 @@ imported when a handler runs, so ``release-spec --help`` stays cheap.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -40,21 +41,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _fraction(text: str) -> float:
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
     return value
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    value = _number(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
@@ -89,6 +91,13 @@ def add_judge_parser(sub: Any, usage_error: type[Exception], parser_class: Any) 
         "--db",
         default="release-spec-judge.db",
         help="SQLite file (default release-spec-judge.db) or postgresql:// URL shared by replicas",
+    )
+    serve.add_argument(
+        "--sqlite-synchronous",
+        choices=("normal", "full"),
+        default="normal",
+        help="SQLite only. normal (default): an acknowledged look survives the service's "
+        "death (SIGKILL); full: also a power loss or an OS crash, at an fsync per commit",
     )
     serve.add_argument(
         "--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug")
@@ -131,12 +140,17 @@ def _serve(args: argparse.Namespace, usage_error: type[Exception]) -> int:
     from release_spec.services.store import open_store
 
     try:
-        store = open_store(args.db)
+        store = open_store(args.db, sqlite_synchronous=args.sqlite_synchronous.upper())
     except ValueError as e:
         raise usage_error(str(e)) from None
     try:
+        app = create_app(store)
+        # What is imported and built by now lives as long as the process: frozen out of
+        # the garbage collector's passes, which would otherwise rescan its hundreds of
+        # thousands of objects over and over while looks are served.
+        gc.freeze()
         uvicorn.run(
-            create_app(store),
+            app,
             host=args.host,
             port=args.port,
             log_level=args.log_level,

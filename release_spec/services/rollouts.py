@@ -29,6 +29,7 @@ __all__ = [
     "RolloutConfig",
     "RolloutService",
     "verdict_body",
+    "verdict_json",
 ]
 
 T = TypeVar("T")
@@ -135,33 +136,51 @@ class RolloutConfig:
 
 
 def verdict_body(rollout_id: str, verdict: Verdict, *, closed: bool) -> dict[str, Any]:
-    """The JSON body of ``GET /v1/rollouts/{id}``.
+    """The JSON body of ``GET /v1/rollouts/{id}``, parsed (`verdict_json` writes it).
 
     Examples:
         >>> body = verdict_body("r1", CanaryJudge(JudgeConfig()).verdict, closed=False)
         >>> body["decision"], body["bounds"], body["looks"]
         ('continue', [-1.0, 1.0], 0)
     """
-    return {
-        "rollout": rollout_id,
-        "decision": verdict.decision,
-        "p_value": verdict.p_value,
-        "bounds": [verdict.bounds.low, verdict.bounds.high],
-        "looks": verdict.looks,
-        "canary_requests": verdict.canary_requests,
-        "baseline_requests": verdict.baseline_requests,
-        "reason": verdict.reason,
-        "closed": closed,
-        "metrics": [
-            {
-                "name": m.name,
-                "p_value": m.p_value,
-                "bounds": [m.bounds.low, m.bounds.high],
-                "decision": m.decision,
-            }
-            for m in verdict.metrics
-        ],
-    }
+    body: dict[str, Any] = json.loads(verdict_json(rollout_id, verdict, closed=closed))
+    return body
+
+
+def verdict_json(rollout_id: str, verdict: Verdict, *, closed: bool) -> str:
+    """The JSON text of ``GET /v1/rollouts/{id}``: the verdict, compact.
+
+    Every look writes one, so it is formatted directly rather than through a dict and
+    the JSON encoder; the text is what ``_dumps`` writes for the same values (strings
+    ASCII-escaped, floats as ``repr``, keys in this order).
+
+    Examples:
+        >>> print(verdict_json("r1", CanaryJudge(JudgeConfig()).verdict, closed=False)[:60])
+        {"rollout":"r1","decision":"continue","p_value":1.0,"bounds"
+    """
+    metrics = ",".join(
+        f'{{"name":{_string(m.name)},"p_value":{_float(m.p_value)},'
+        f'"bounds":[{_float(m.bounds.low)},{_float(m.bounds.high)}],'
+        f'"decision":{_string(m.decision)}}}'
+        for m in verdict.metrics
+    )
+    v = verdict
+    return (
+        f'{{"rollout":{_string(rollout_id)},"decision":{_string(v.decision)},'
+        f'"p_value":{_float(v.p_value)},"bounds":[{_float(v.bounds.low)},{_float(v.bounds.high)}],'
+        f'"looks":{int.__repr__(v.looks)},"canary_requests":{int.__repr__(v.canary_requests)},'
+        f'"baseline_requests":{int.__repr__(v.baseline_requests)},"reason":{_string(v.reason)},'
+        f'"closed":{"true" if closed else "false"},"metrics":[{metrics}]}}'
+    )
+
+
+#: A string as ``_dumps`` writes it (JSON, non-ASCII escaped).
+_string = json.encoder.encode_basestring_ascii
+
+
+def _float(x: float) -> str:
+    """A float as ``_dumps`` writes it: ``repr``, or NaN/Infinity/-Infinity."""
+    return float.__repr__(x) if math.isfinite(x) else _dumps(float(x))
 
 
 def _counts_json(canary: ArmCounts, baseline: ArmCounts) -> str:
@@ -201,6 +220,13 @@ class RolloutService:
                 continue
         raise ConflictError("the rollout was being created concurrently; retry")
 
+    def _read(self, rollout_id: str) -> RolloutRow:
+        """The rollout as last committed; `NotFoundError` if there is none."""
+        row = self.store.read(rollout_id)
+        if row is None:
+            raise NotFoundError(rollout_id)
+        return row
+
     def _config(self, row: RolloutRow) -> RolloutConfig:
         key = (row.config, row.source)
         cfg = self._configs.get(key)
@@ -215,8 +241,10 @@ class RolloutService:
         # Popped, not read: the judge is about to change, and must not stay filed under
         # the old state's text; `_look` files it under the new one once it is written.
         cached = self._judges.pop(row.id, None)
-        if cached is not None and cached[0] == row.state and cached[1].config == cfg.judge:
-            return cached[1]
+        if cached is not None and cached[0] == row.state:
+            config = cached[1].config
+            if config is cfg.judge or config == cfg.judge:
+                return cached[1]
         return CanaryJudge.from_state(cfg.judge, json.loads(row.state))
 
     # ------------------------------------------------------------------ operations
@@ -234,7 +262,7 @@ class RolloutService:
             judge_json, source_json = cfg.judge_json(), cfg.source_json()
             if row is None:
                 judge = CanaryJudge(cfg.judge)
-                body = _dumps(verdict_body(rollout_id, judge.verdict, closed=False))
+                body = verdict_json(rollout_id, judge.verdict, closed=False)
                 new = RolloutRow(
                     rollout_id,
                     judge_json,
@@ -259,7 +287,7 @@ class RolloutService:
                     "metrics and SLO can no longer change (close it and start a new rollout)"
                 )
             judge = CanaryJudge(cfg.judge)
-            body = _dumps(verdict_body(rollout_id, judge.verdict, closed=False))
+            body = verdict_json(rollout_id, judge.verdict, closed=False)
             tx.update(
                 _replace(
                     row,
@@ -279,10 +307,7 @@ class RolloutService:
         Raises:
             NotFoundError: no such rollout.
         """
-        row = self.store.read(rollout_id)
-        if row is None:
-            raise NotFoundError(rollout_id)
-        return row.verdict
+        return self._read(rollout_id).verdict
 
     def config(self, rollout_id: str) -> RolloutConfig:
         """A rollout's configuration.
@@ -290,10 +315,7 @@ class RolloutService:
         Raises:
             NotFoundError: no such rollout.
         """
-        row = self.store.read(rollout_id)
-        if row is None:
-            raise NotFoundError(rollout_id)
-        return self._config(row)
+        return self._config(self._read(rollout_id))
 
     def delete(self, rollout_id: str) -> str:
         """Close a rollout (idempotent); its verdict stays readable, looks are refused.
@@ -396,21 +418,13 @@ class RolloutService:
         cfg = self._config(row)
         judge = self._judge(row, cfg)
         verdict = judge.update(canary, baseline)
-        text = _dumps(verdict_body(rollout_id, verdict, closed=False))
+        text = verdict_json(rollout_id, verdict, closed=False)
         state = _dumps(judge.state())
         # {"look_id": ..., **body} without encoding the body twice.
-        response = f'{{"look_id":{_dumps(look_id)},{text[1:]}'
+        response = f'{{"look_id":{_string(look_id)},{text[1:]}'
+        measured_at = row.measured_at if window is None else window[1]
         tx.record_look(
-            _replace(
-                row,
-                state=state,
-                verdict=text,
-                looks=verdict.looks,
-                measured_at=row.measured_at if window is None else window[1],
-            ),
-            look_id,
-            counts,
-            response,
+            rollout_id, look_id, counts, response, (state, text, verdict.looks, measured_at)
         )
         # Cached under the new state's text before the commit: the entry matches a row
         # only once that text is committed. Should the transaction roll back, the row
@@ -445,9 +459,7 @@ class RolloutService:
         """
         if create is not None:
             self.put(rollout_id, create)
-        row = self.store.read(rollout_id)
-        if row is None:
-            raise NotFoundError(rollout_id)
+        row = self._read(rollout_id)
         if row.closed:
             raise ConflictError(f"rollout {rollout_id!r} is closed")
         cfg = self._config(row)

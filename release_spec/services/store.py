@@ -11,9 +11,11 @@ Every change is one transaction that first locks the rollout's row (SQLite:
 ``BEGIN IMMEDIATE`` takes the database's write lock; PostgreSQL: ``SELECT ... FOR
 UPDATE``), so replicas behind a load balancer, or processes sharing a SQLite file,
 never interleave two looks of one rollout. SQLite runs with ``journal_mode=WAL`` and
-``synchronous=NORMAL``: a commit has reached the operating system before it returns,
-so killing the service (SIGKILL) never loses an acknowledged look; only a power loss
-can lose the last commits (``synchronous=FULL`` would cover that at a price).
+``synchronous=NORMAL`` by default: a commit has reached the operating system before it
+returns, so killing the service (SIGKILL) never loses an acknowledged look; a power
+loss or a crash of the operating system can lose the last commits. ``synchronous=FULL``
+(``judge serve --sqlite-synchronous full``) syncs the log to disk at every commit and
+covers those too, at the price of an fsync per group of looks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "CHECKPOINT_SECONDS",
+    "SYNCHRONOUS",
     "PostgresStore",
     "RetryError",
     "RolloutRow",
@@ -78,6 +81,19 @@ def _row(values: tuple[Any, ...] | None) -> RolloutRow | None:
     )
 
 
+def _mutable(row: RolloutRow) -> tuple[Any, ...]:
+    """The columns after ``id``, in `_COLUMNS` order, as the database takes them."""
+    return (
+        row.config,
+        row.source,
+        row.state,
+        row.verdict,
+        row.looks,
+        int(row.closed),
+        row.measured_at,
+    )
+
+
 class Tx:
     """Statements of one transaction; obtained from `Store.transaction`."""
 
@@ -103,16 +119,7 @@ class Tx:
                 f"INSERT INTO rollouts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING"
             ),
-            (
-                row.id,
-                row.config,
-                row.source,
-                row.state,
-                row.verdict,
-                row.looks,
-                int(row.closed),
-                row.measured_at,
-            ),
+            (row.id, *_mutable(row)),
         )
         if self._cur.rowcount != 1:
             raise RetryError(row.id)
@@ -124,16 +131,7 @@ class Tx:
                 "UPDATE rollouts SET config = ?, source = ?, state = ?, verdict = ?, looks = ?, "
                 "closed = ?, measured_at = ? WHERE id = ?"
             ),
-            (
-                row.config,
-                row.source,
-                row.state,
-                row.verdict,
-                row.looks,
-                int(row.closed),
-                row.measured_at,
-                row.id,
-            ),
+            (*_mutable(row), row.id),
         )
 
     def get_with_look(
@@ -166,24 +164,25 @@ class Tx:
 
     def record_look(
         self,
-        row: RolloutRow,
+        rollout_id: str,
         look_id: str,
         counts: str,
         response: str,
+        after: tuple[str, str, int, float],
     ) -> None:
-        """Record a counted look and the rollout's new state, verdict, looks and window."""
+        """Record a counted look and the rollout after it (state, verdict, looks, measured_at)."""
         self._cur.execute(
             self._q(
                 "INSERT INTO looks (rollout_id, look_id, counts, response) VALUES (?, ?, ?, ?)"
             ),
-            (row.id, look_id, counts, response),
+            (rollout_id, look_id, counts, response),
         )
         self._cur.execute(
             self._q(
                 "UPDATE rollouts SET state = ?, verdict = ?, looks = ?, measured_at = ? "
                 "WHERE id = ?"
             ),
-            (row.state, row.verdict, row.looks, row.measured_at, row.id),
+            (*after, rollout_id),
         )
 
 
@@ -219,9 +218,18 @@ CREATE TABLE IF NOT EXISTS rollouts (
 CREATE TABLE IF NOT EXISTS looks (
     rollout_id TEXT NOT NULL, look_id TEXT NOT NULL, counts TEXT NOT NULL,
     response TEXT NOT NULL, PRIMARY KEY (rollout_id, look_id)
-) WITHOUT ROWID;
+);
 """
+# ``looks`` keeps its rowid: each look's row (its response is most of the row) lands at
+# the end of the table, and only the small key goes into the (rollout_id, look_id)
+# index at a place set by the id. A WITHOUT ROWID table stores the whole row by the key,
+# so a batch of looks of many rollouts dirties a page per look, each written to the log
+# at commit: twice the cost of a look's commit. (A file created before keeps its table;
+# the statements are the same for both.)
 
+
+#: What `SQLiteStore` accepts as ``synchronous``.
+SYNCHRONOUS = ("NORMAL", "FULL")
 
 #: Seconds between two background checkpoints of a `SQLiteStore`.
 CHECKPOINT_SECONDS = 0.5
@@ -240,6 +248,8 @@ class SQLiteStore(Store):
 
     Args:
         path: the database file (created with its tables if absent).
+        synchronous: ``"NORMAL"`` (survives the process's death) or ``"FULL"`` (also
+            a power loss); see the module's docstring.
 
     Examples:
         >>> import tempfile, os
@@ -250,14 +260,16 @@ class SQLiteStore(Store):
         None
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
         self.path = Path(path)
         try:
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
             self._conn.executescript(_SQLITE_SCHEMA)
         except sqlite3.Error as e:
@@ -404,8 +416,10 @@ def _redact(url: str) -> str:
     return f"{scheme}//{userinfo.split(':', 1)[0]}:***@{tail}"
 
 
-def open_store(db: str) -> Store:
+def open_store(db: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
     """A store for ``--db``: a ``postgresql://`` URL, or a SQLite path (``sqlite:///`` optional).
+
+    ``sqlite_synchronous`` applies to a SQLite file (see `SQLiteStore`).
 
     Raises:
         ValueError: the database cannot be opened, naming it.
@@ -419,4 +433,4 @@ def open_store(db: str) -> Store:
     path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db
     if not path:
         raise ValueError("--db must be a file path or a postgresql:// URL")
-    return SQLiteStore(path)
+    return SQLiteStore(path, synchronous=sqlite_synchronous)
