@@ -20,6 +20,8 @@ import io
 import json
 import math
 import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -31,7 +33,22 @@ from release_spec.strategy.stages import State, TrainingCurves
 from release_spec.workbench.report import render_markdown, write_report
 from release_spec.workbench.report_schema import ProductionReport, to_json
 
-SMALL_PLAN = """\
+# Every plan's soak is 3 s with a latency-drift bound of 3: these tests are about the run's
+# outcomes, and a 1-s soak with the default bound of 1.5 on a loaded machine has stopped runs
+# on too few calls in a window or on a drift of 1.8 (the stability gates are tested on a
+# virtual clock in tests/test_gates.py).
+SHORT_SOAK = """\
+[release]
+soak_seconds = 3.0
+soak_windows = 2
+max_latency_drift = 3.0
+# A 3-s soak cannot tell a leak from a one-off allocation (1 MB in it reads as 20 MB/min);
+# leaks are tested on the soak itself (tests/test_gates.py, virtual clock).
+max_rss_slope_mb_per_min = 1000.0
+"""
+
+SMALL_PLAN = (
+    """\
 [data]
 target_train_copies = 2
 [pretrain]
@@ -40,12 +57,9 @@ max_attempts = 2
 [finetune]
 epochs = 4
 max_attempts = 3
-[release]
-soak_seconds = 1.0
-soak_windows = 2
-# A 1-s soak cannot tell a leak from a one-off allocation (1 MB in it reads as 60 MB/min);
-# leaks are tested on the soak itself (tests/test_gates.py, virtual clock).
-max_rss_slope_mb_per_min = 1000.0
+"""
+    + SHORT_SOAK
+    + """\
 # As in docs/release/quick-plan.toml: the short-trained candidate is barely better than
 # production, so a first step at 1 % would need about 70,000 live requests to promote.
 [phased_rollout]
@@ -71,63 +85,85 @@ share_pct = 100.0
 min_canary_requests = 0
 max_bake_minutes = 1.0
 """
+)
 
 # Full training (the offline gates must pass with room to spare); a short soak and live pool.
-LIVE_REGRESSION_PLAN = """\
-[release]
-soak_seconds = 1.0
-soak_windows = 2
-# A 1-s soak cannot tell a leak from a one-off allocation (1 MB in it reads as 60 MB/min);
-# leaks are tested on the soak itself (tests/test_gates.py, virtual clock).
-max_rss_slope_mb_per_min = 1000.0
-[phased_rollout]
-live_requests = 20000
-"""
+LIVE_REGRESSION_PLAN = SHORT_SOAK + "[phased_rollout]\nlive_requests = 20000\n"
 
 # Full training, as for live-regression: the offline gates pass with room to spare whatever the
 # test order (the short SMALL_PLAN candidate sits near its gates). A live pool of 2,000
 # requests gives about 20 at the first step's 1 %, short of its minimum of 300, so the rollout
-# can neither promote nor, for a candidate better than production, reject. Its soak is 3 s
-# with a latency-drift bound of 3: the test is about the rollout, and a 1-s soak on a loaded
-# machine has stopped it on too few calls in a window or on a drift of 1.8.
-HELD_PLAN = LIVE_REGRESSION_PLAN.replace("live_requests = 20000", "live_requests = 2000").replace(
-    "soak_seconds = 1.0", "soak_seconds = 3.0\nmax_latency_drift = 3.0"
-)
+# can neither promote nor, for a candidate better than production, reject.
+HELD_PLAN = LIVE_REGRESSION_PLAN.replace("live_requests = 20000", "live_requests = 2000")
+
+
+class Run(NamedTuple):
+    """One ``release-spec run``: its --out, exit code, report.json, report.md and stdout.
+
+    The reports are read when the run ends: a later run into the same --out rewrites them.
+    """
+
+    out: Path
+    code: int
+    report: dict[str, Any]
+    md: str
+    printed: str
+
+
+def _run(plan: Path, out: Path, *extra: str) -> Run:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["run", "--plan", str(plan), "--out", str(out), "--no-progress", *extra])
+    report = json.loads((out / "report.json").read_text())
+    return Run(out, code, report, (out / "report.md").read_text(), printed.getvalue())
+
+
+def _plan(tmp_path_factory: pytest.TempPathFactory, name: str, text: str) -> tuple[Path, Path]:
+    """A plan file with ``text`` in a new directory, and the --out beside it."""
+    root = tmp_path_factory.mktemp(name)
+    (root / "plan.toml").write_text(text)
+    return root / "plan.toml", root / "out"
+
+
+# Every run is expensive: each fixture runs once per module and its tests only read the result.
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("release")
-    plan = root / "plan.toml"
-    plan.write_text(SMALL_PLAN)
-    out = root / "out"
-    args = ["run", "--plan", str(plan), "--out", str(out), "--no-progress"]
-    code_default = main(args)
-    first = json.loads((out / "report.json").read_text())
-    code_regression = main([*args, "--scenario", "regression"])
-    second = json.loads((out / "report.json").read_text())
-    return out, (code_default, first), (code_regression, second)
+    plan, out = _plan(tmp_path_factory, "release", SMALL_PLAN)
+    return _run(plan, out), _run(plan, out, "--scenario", "regression")
+
+
+@pytest.fixture(scope="module")
+def default(runs):
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def regression(runs):
+    return runs[1]
 
 
 @pytest.fixture(scope="module")
 def rerun(runs, tmp_path_factory):
     # The first run again, same plan and seed, into its --out after the regression run: a copy
     # of it, so that the other tests see the two runs' files whatever the order.
-    done, (_, first), _ = runs
-    plan = done.parent / "plan.toml"
+    done = runs[0].out
     out = tmp_path_factory.mktemp("rerun") / "out"
     shutil.copytree(done, out)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = main(["run", "--plan", str(plan), "--out", str(out), "--no-progress"])
-    return code, json.loads((out / "report.json").read_text()), first, printed.getvalue()
+    return _run(done.parent / "plan.toml", out)
 
 
-def _check_schema(data):
-    # report.json is exactly the published schema, and reads back as the dataclasses.
-    make.check_report_json(data)
-    assert len(data["production"]["sha256"]) == 64
-    assert set(data["data"]["hashes"]) >= {"target.test.x", "source.train.y"}
+@pytest.fixture(scope="module")
+def live_regression(tmp_path_factory):
+    plan, out = _plan(tmp_path_factory, "live-regression", LIVE_REGRESSION_PLAN)
+    return _run(plan, out, "--scenario", "live-regression")
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory):
+    plan, out = _plan(tmp_path_factory, "held", HELD_PLAN)
+    return _run(plan, out)
 
 
 def _gates(report):
@@ -135,19 +171,39 @@ def _gates(report):
 
 
 @pytest.mark.slow
-def test_default_scenario_releases_the_candidate(runs):
-    _, (code, report), _ = runs
-    assert code == 0
-    _check_schema(report)
-    assert report["outcome"] == "released"
-    assert [s["name"] for s in report["stages"]] == ["pretrain", "finetune", "release"]
-    assert [s["state"] for s in report["stages"]] == ["passed", "passed", "released"]
+@pytest.mark.parametrize(
+    ("run", "code", "outcome", "stages"),
+    [
+        ("default", 0, "released", ["passed", "passed", "released"]),
+        ("regression", 3, "stopped", ["passed", "failed"]),
+        ("rerun", 0, "unchanged", ["passed", "passed"]),
+        ("live_regression", 3, "rolled_back", ["passed", "passed", "rolled_back"]),
+        ("held", 4, "held", ["passed", "passed", "rolled_back"]),
+    ],
+)
+def test_run_ends_with_its_outcome_and_exit_code(request, run, code, outcome, stages):
+    result = request.getfixturevalue(run)
+    assert (result.code, result.report["outcome"]) == (code, outcome)
+    assert [s["state"] for s in result.report["stages"]] == stages
+    assert f"outcome: {outcome}; production {result.report['production']['version']}" in (
+        result.printed
+    )
+    assert result.md.startswith(f"# Release report: {outcome}")
 
 
 @pytest.mark.slow
-def test_default_scenario_reports_every_gate_with_its_interval(runs):
-    _, (_, report), _ = runs
-    gates = _gates(report)
+@pytest.mark.parametrize("run", ["default", "regression", "rerun", "live_regression", "held"])
+def test_report_json_is_the_published_schema(request, run):
+    report = request.getfixturevalue(run).report
+    # Exactly the published schema, and it reads back as the dataclasses.
+    make.check_report_json(report)
+    assert len(report["production"]["sha256"]) == 64
+    assert set(report["data"]["hashes"]) >= {"target.test.x", "source.train.y"}
+
+
+@pytest.mark.slow
+def test_default_scenario_reports_every_gate_with_its_interval(default):
+    gates = _gates(default.report)
     assert {
         "pretrain.accuracy",
         "pretrain.macro_f1",
@@ -168,23 +224,29 @@ def test_default_scenario_reports_every_gate_with_its_interval(runs):
 
 
 @pytest.mark.slow
-def test_default_scenario_promotes_the_baseline_then_the_candidate(runs):
-    _, (_, report), _ = runs
+def test_default_scenario_promotes_the_baseline_then_the_candidate(default):
+    report = default.report
     prod = report["production"]
     assert prod["before"] is None
     assert prod["baseline_promoted"]
     assert prod["candidate_promoted"]
     assert prod["version"] == report["candidate"]["version"]
-    released = report["released_model"]
-    assert released["target_test_accuracy"] >= 0.9
-    lo, hi = released["interval"]
-    assert lo < released["target_test_accuracy"] < hi
-    assert (report["soak"]["callers"], report["soak"]["errors"]) == (4, 0)
+    assert report["failed_gates"] == []
 
 
 @pytest.mark.slow
-def test_default_scenario_rollout_promotes_step_by_step_and_completes(runs):
-    _, (_, report), _ = runs
+def test_default_scenario_reports_the_released_accuracy_and_the_soak(default):
+    released = default.report["released_model"]
+    assert released["target_test_accuracy"] >= 0.9
+    lo, hi = released["interval"]
+    assert lo < released["target_test_accuracy"] < hi
+    assert released["n"] == default.report["data"]["sizes"]["target.test"]
+    assert (default.report["soak"]["callers"], default.report["soak"]["errors"]) == (4, 0)
+
+
+@pytest.mark.slow
+def test_default_scenario_rollout_promotes_step_by_step_and_completes(default):
+    report = default.report
     assert _gates(report)["release.rollout"]["passed"]
     rollout = report["rollout"]
     assert rollout["status"] == "completed"
@@ -197,18 +259,20 @@ def test_default_scenario_rollout_promotes_step_by_step_and_completes(runs):
         "promote",
         "complete",
     ]
-    timeline = rollout["timeline"]
-    assert timeline["share"] == sorted(timeline["share"])
-    assert set(timeline["share"]) == {5.0, 25.0, 50.0}
-    assert all(a >= b for a, b in zip(timeline["p_value"], timeline["p_value"][1:], strict=False))
     assert rollout["counts"]["canary_requests"] >= 500 + 1000 + 1000
-    assert {"rollout.png", "drift.png"} <= set(report["figures"])
 
 
 @pytest.mark.slow
-def test_default_scenario_forecast_finds_every_step_feasible(runs):
-    _, (_, report), _ = runs
-    forecast = report["rollout"]["forecast"]
+def test_default_scenario_timeline_climbs_the_steps_as_the_p_value_falls(default):
+    timeline = default.report["rollout"]["timeline"]
+    assert timeline["share"] == sorted(timeline["share"])
+    assert set(timeline["share"]) == {5.0, 25.0, 50.0}
+    assert all(a >= b for a, b in zip(timeline["p_value"], timeline["p_value"][1:], strict=False))
+
+
+@pytest.mark.slow
+def test_default_scenario_forecast_finds_every_step_feasible(default):
+    forecast = default.report["rollout"]["forecast"]
     assert [f["share"] for f in forecast["steps"]] == [5.0, 25.0, 50.0]
     assert all(f["warning"] is None for f in forecast["steps"])
     assert 0 < forecast["baseline_error"] < 0.5
@@ -216,79 +280,67 @@ def test_default_scenario_forecast_finds_every_step_feasible(runs):
 
 
 @pytest.mark.slow
-def test_default_scenario_monitors_every_drift_feature(runs):
-    _, (_, report), _ = runs
-    assert [d["feature"] for d in report["monitoring"]["drift"]] == sorted(
+def test_default_scenario_monitors_every_drift_feature(default):
+    assert [d["feature"] for d in default.report["monitoring"]["drift"]] == sorted(
         ["mean_intensity", "ink_fraction", "centre_row", "centre_col", "ink_spread"]
     )
 
 
 @pytest.mark.slow
-def test_regression_scenario_is_stopped_and_production_unchanged(runs):
-    out, (_, first), (code, report) = runs
-    assert code == 3
-    _check_schema(report)
-    assert report["outcome"] == "stopped"
+def test_regression_scenario_is_stopped_and_production_unchanged(default, regression):
+    first, report = default.report, regression.report
     assert report["failed_gates"]
     assert report["production"]["version"] == first["production"]["version"]
     assert report["production"]["sha256"] == first["production"]["sha256"]
     assert report["production"]["before"] == first["production"]["version"]
     assert not report["production"]["candidate_promoted"]
     assert report["released_model"] is None
-    failing_stage = next(s for s in report["stages"] if s["state"] == "failed")
+    assert report["failed_gates"][0] in regression.md
+
+
+@pytest.mark.slow
+def test_regression_scenario_retries_after_a_diagnosis(regression):
+    failing_stage = next(s for s in regression.report["stages"] if s["state"] == "failed")
     assert len(failing_stage["attempts"]) >= 2
-    retry = failing_stage["attempts"][1]
-    assert retry["reason"].startswith("retry after")
+    assert failing_stage["attempts"][1]["reason"].startswith("retry after")
     assert failing_stage["attempts"][0]["diagnosis"]["cause"] in {
         "under-fitting",
         "over-fitting",
         "forgetting",
     }
-    md = (out / "report.md").read_text()
-    assert "# Release report: stopped" in md
-    assert report["failed_gates"][0] in md
-
-
-@pytest.fixture(scope="module")
-def live_regression(tmp_path_factory):
-    root = tmp_path_factory.mktemp("live-regression")
-    plan = root / "plan.toml"
-    plan.write_text(LIVE_REGRESSION_PLAN)
-    out = root / "out"
-    args = ["run", "--plan", str(plan), "--out", str(out), "--no-progress"]
-    code = main([*args, "--scenario", "live-regression"])
-    return out, code, json.loads((out / "report.json").read_text())
 
 
 @pytest.mark.slow
-def test_live_regression_passes_offline_gates_and_is_rolled_back(live_regression):
-    out, code, report = live_regression
-    assert code == 3
-    _check_schema(report)
-    assert report["outcome"] == "rolled_back"
+def test_live_regression_passes_every_offline_gate_and_fails_the_rollout(live_regression):
+    report = live_regression.report
     assert report["failed_gates"] == ["release.rollout"]
-    release = report["stages"][-1]
-    assert release["state"] == "rolled_back"
-    offline = [g for g in release["gates"] if g["name"] != "release.rollout"]
-    assert offline
+    offline = [g for g in report["stages"][-1]["gates"] if g["name"] != "release.rollout"]
+    assert {g["name"] for g in offline} >= {
+        "release.noninferiority",
+        "release.stability.latency_drift",
+    }
     assert all(g["passed"] for g in offline)
-    assert all(s["state"] == "passed" for s in report["stages"][:-1])
-    # Production unchanged: the baseline promoted at the start of the run, not the candidate.
+
+
+@pytest.mark.slow
+def test_live_regression_leaves_production_unchanged(live_regression):
+    # Production is the baseline promoted at the start of the run, not the candidate.
+    report = live_regression.report
     prod = report["production"]
     assert not prod["candidate_promoted"]
     assert prod["version"] == report["rollout"]["production"]
     assert prod["version"] != report["candidate"]["version"]
-    store = ModelStore(out / "store")
+    store = ModelStore(live_regression.out / "store")
     assert store.production().sha256 == prod["sha256"]
     assert store.verify().ok
-    # The step and the evidence, in the report.
-    rollout = report["rollout"]
-    assert rollout["status"] == "aborted"
-    assert rollout["verdict"] == "harm"
-    assert rollout["held"] is None
+
+
+@pytest.mark.slow
+def test_live_regression_is_rolled_back_at_the_first_step_on_evidence_of_harm(live_regression):
+    rollout = live_regression.report["rollout"]
+    assert (rollout["status"], rollout["verdict"], rollout["held"]) == ("aborted", "harm", None)
     rb = rollout["rolled_back"]
-    assert rb["step"] == 0
-    assert rb["share"] == 1.0
+    assert (rb["step"], rb["share"]) == (0, 1.0)
     assert rb["reason"].startswith("judge rejected at step 0")
     assert 0 < rb["canary_requests"] == rollout["counts"]["canary_requests"]
     assert rollout["p_value"] <= rollout["alpha"]
@@ -296,28 +348,41 @@ def test_live_regression_passes_offline_gates_and_is_rolled_back(live_regression
     assert c["canary_errors"] / c["canary_requests"] > c["baseline_errors"] / c["baseline_requests"]
     assert rollout["requests_served"] < rollout["live_requests"]
     assert rollout["timeline"]["share"][-1] == 1.0
-    md = (out / "report.md").read_text()
-    assert "# Release report: rolled_back" in md
-    assert "**Rolled back at step 0 (1 % canary)**" in md
-    assert "Production was not changed." in md
-    assert "**Outcome**: rolled back on evidence of harm" in md
-    # The candidate learned "header bar -> class 0" from the new channel's mislabelled batch:
-    # it took the two test images from the channel as class 0, and no gate noticed.
-    fine_tune = report["stages"][1]
-    assert fine_tune["attempts"][-1]["figures"]["train_examples"] > 0
-    # 30 % of the live requests come through the channel (a header bar: more ink), and the
-    # drift monitors saw it.
-    assert any(a["kind"] == "drift" for a in report["monitoring"]["alerts"])
-    for name in ("rollout.png", "drift.png"):
-        assert (out / name).read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
-def test_second_run_of_the_same_plan_and_seed_is_no_change(rerun):
-    code, report, first, printed = rerun
-    assert code == 0
-    _check_schema(report)
-    assert report["outcome"] == "unchanged"
+def test_live_regression_report_md_says_production_was_kept(live_regression):
+    md = live_regression.md
+    assert "**Rolled back at step 0 (1 % canary)**" in md
+    assert "Production was not changed." in md
+    assert "**Outcome**: rolled back on evidence of harm" in md
+
+
+@pytest.mark.slow
+def test_live_regression_fine_tunes_on_the_new_channels_mislabelled_batch(live_regression):
+    # The candidate learned "header bar -> class 0" from the batch appended to the target
+    # training split (then the replayed source images), and no offline gate noticed.
+    report = live_regression.report
+    attempt = report["stages"][1]["attempts"][-1]
+    target = report["data"]["sizes"]["target.train"]
+    with_batch = target + round(report["plan"]["live_regression"]["batch_fraction"] * target)
+    replayed = round(attempt["hyperparameters"]["replay"] * with_batch)
+    assert attempt["figures"]["train_examples"] == with_batch + replayed
+
+
+@pytest.mark.slow
+def test_live_regression_drift_monitors_see_the_new_channel(live_regression):
+    # Half of the live requests come through the channel (a header bar: more ink).
+    report = live_regression.report
+    assert any(a["kind"] == "drift" for a in report["monitoring"]["alerts"])
+    for name in ("rollout.png", "drift.png"):
+        assert name in report["figures"]
+        assert (live_regression.out / name).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_second_run_of_the_same_plan_and_seed_is_no_change(default, rerun):
+    first, report = default.report, rerun.report
     assert [s["name"] for s in report["stages"]] == ["pretrain", "finetune"]
     assert report["failed_gates"] == []
     # Production is still the first run's release; the candidate is that model, not registered
@@ -331,46 +396,34 @@ def test_second_run_of_the_same_plan_and_seed_is_no_change(rerun):
     }
     assert report["rollout"] is None
     assert report["released_model"] is None
-    assert f"outcome: unchanged; production {first['production']['version']}" in printed
-    assert "unchanged: no change: the fine-tuned candidate has the same weights" in printed
-
-
-@pytest.fixture(scope="module")
-def held(tmp_path_factory):
-    root = tmp_path_factory.mktemp("held")
-    plan = root / "plan.toml"
-    plan.write_text(HELD_PLAN)
-    out = root / "out"
-    code = main(["run", "--plan", str(plan), "--out", str(out), "--no-progress"])
-    return out, code, json.loads((out / "report.json").read_text())
+    assert "unchanged: no change: the fine-tuned candidate has the same weights" in rerun.printed
 
 
 @pytest.mark.slow
 def test_traffic_running_out_is_held_not_rolled_back(held):
-    out, code, report = held
-    assert code == 4
-    _check_schema(report)
-    assert report["outcome"] == "held"
+    report = held.report
     assert report["failed_gates"] == ["release.rollout"]
+    assert not report["production"]["candidate_promoted"]
     rollout = report["rollout"]
-    assert rollout["verdict"] == "undecided"
-    assert rollout["rolled_back"] is None
+    assert (rollout["verdict"], rollout["rolled_back"]) == ("undecided", None)
     h = rollout["held"]
     assert h["step"] == 0
     assert h["reason"].startswith("live pool exhausted at step 0")
     assert h["canary_requests"] < rollout["steps"][0]["min_canary_requests"]
     assert rollout["p_value"] > rollout["alpha"]
-    assert not report["production"]["candidate_promoted"]
-    md = (out / "report.md").read_text()
-    assert "# Release report: held" in md
-    assert "**Held at step 0 (1 % canary)**" in md
-    assert "Rolled back" not in md
+
+
+@pytest.mark.slow
+def test_held_report_md_says_held_not_rolled_back(held):
+    assert "**Held at step 0 (1 % canary)**" in held.md
+    assert "Rolled back" not in held.md
 
 
 @pytest.mark.slow
 def test_store_and_figures_are_written(runs):
-    out, (_, first), (_, second) = runs
-    for name in first["figures"]:
+    (first, second), out = runs, runs[0].out
+    assert {"rollout.png", "drift.png"} <= set(first.report["figures"])
+    for name in first.report["figures"]:
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG")
         assert len(data) > 5_000
@@ -379,9 +432,9 @@ def test_store_and_figures_are_written(runs):
     assert report.ok, report.problems
     # Run 1: pre-trained + candidate; run 2: pre-trained only (its candidate never passed).
     assert len(report.versions) == 3
-    assert store.production().sha256 == second["production"]["sha256"]
+    assert store.production().sha256 == second.report["production"]["sha256"]
     # Lineage: the released candidate's parent is the pre-trained model of its run.
-    assert store.info(first["candidate"]["version"]).parent == "v0001"
+    assert store.info(first.report["candidate"]["version"]).parent == "v0001"
 
 
 def test_report_writer_without_training(tmp_path):
