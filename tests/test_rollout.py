@@ -6,8 +6,9 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import settings
@@ -34,10 +35,10 @@ from release_spec.strategy.rollout import (
     RolloutStatus,
     RolloutStep,
     ServedRequest,
-    service_rollout_plan,
     forecast_steps,
     replay,
     route,
+    service_rollout_plan,
     transition,
 )
 from release_spec.strategy.stages import IllegalTransitionError
@@ -47,6 +48,8 @@ def _plan(*steps: tuple[float, int, float], **settings: Any) -> RolloutPlan:
     """A plan of ``(share_pct, min_canary_requests, max_bake_minutes)`` steps."""
     return RolloutPlan(steps=tuple(RolloutStep(*s) for s in steps), **settings)
 
+
+Arm = Literal["canary", "baseline"]
 
 # A plan small enough to walk through by hand: 100 requests per minute, so a
 # 1-minute bake is 100 routed requests.
@@ -350,6 +353,28 @@ def test_slow_metric_rejection_names_the_slo_and_the_rates() -> None:
     assert "p = 0.001 <= alpha = 0.05 (split over 2 metrics)" in reason
 
 
+def _real_judge_rollout(
+    plan: RolloutPlan,
+    seed: int,
+    serve: Callable[[Arm, random.Random], ServedRequest],
+    *,
+    batches: int,
+    promote: bool,
+) -> RolloutController:
+    """Candidate v2 against v1 with the real judge: batches of 500 requests, each served by
+    ``serve`` on the arm it is routed to, until the rollout ends or the batches run out."""
+    c = RolloutController(plan, production="v1")
+    rng = random.Random(seed)
+    c.start("v2")
+    for b in range(batches):
+        if c.state.status.terminal:
+            break
+        c.observe([serve(c.route(f"r{b}-{i}"), rng) for i in range(500)])
+        if promote:
+            c.promote()
+    return c
+
+
 def _latency_rollout(canary_slow: float, baseline_slow: float, seed: int) -> RolloutController:
     """The real judge on 20 % canary traffic; errors equal, slow rates as given."""
     plan = _plan(
@@ -358,18 +383,12 @@ def _latency_rollout(canary_slow: float, baseline_slow: float, seed: int) -> Rol
         latency_slo_ms=100.0,
         requests_per_minute=1000.0,
     )
-    c = RolloutController(plan, production="v1")
-    rng = random.Random(seed)
-    c.start("v2")
-    for b in range(40):
-        out = []
-        for i in range(500):
-            arm = c.route(f"r{b}-{i}")
-            slow = rng.random() < (canary_slow if arm == "canary" else baseline_slow)
-            out.append(ServedRequest(arm, rng.random() < 0.02, 150.0 if slow else 20.0))
-        if c.observe(out).status == "aborted":
-            break
-    return c
+
+    def serve(arm: Arm, rng: random.Random) -> ServedRequest:
+        slow = rng.random() < (canary_slow if arm == "canary" else baseline_slow)
+        return ServedRequest(arm, rng.random() < 0.02, 150.0 if slow else 20.0)
+
+    return _real_judge_rollout(plan, seed, serve, batches=40, promote=False)
 
 
 def test_real_judge_rolls_back_a_canary_that_is_slower() -> None:
@@ -471,20 +490,11 @@ def _simulate(p_canary: float, p_baseline: float, seed: int) -> RolloutControlle
         margin=0.03,
         requests_per_minute=1000.0,
     )
-    c = RolloutController(plan, production="v1")
-    rng = random.Random(seed)
-    c.start("v2")
-    n = 0
-    while c.state.status not in ("aborted", "completed") and n < 200_000:
-        out = []
-        for _ in range(500):
-            n += 1
-            arm = c.route(f"r{n}")
-            p = p_canary if arm == "canary" else p_baseline
-            out.append(ServedRequest(arm, rng.random() < p, 1.0))
-        c.observe(out)
-        c.promote()
-    return c
+
+    def serve(arm: Arm, rng: random.Random) -> ServedRequest:
+        return ServedRequest(arm, rng.random() < (p_canary if arm == "canary" else p_baseline), 1.0)
+
+    return _real_judge_rollout(plan, seed, serve, batches=400, promote=True)
 
 
 def test_real_judge_rolls_back_a_regression() -> None:
