@@ -363,17 +363,10 @@ class CanaryJudge:
             # them is cheaper than replaying every look, which would need the history.
             metrics[m] = {
                 "s": base64.b64encode(t._s.astype("<f8").tobytes()).decode("ascii"),
-                "log_m": t._log_m,
-                "max_log_m": t._max_log_m,
-                "looks": t.looks,
-                "canary_requests": t.canary_requests,
-                "baseline_requests": t.baseline_requests,
-                "canary_errors": cs.canary_errors,
-                "cs_canary_requests": cs.canary_requests,
-                "baseline_errors": cs.baseline_errors,
-                "cs_baseline_requests": cs.baseline_requests,
-                "lower": cs.lower,
-                "upper": cs.upper,
+                **{
+                    key: getattr(t if of_test else cs, attr)
+                    for key, of_test, attr, _ in _METRIC_STATE
+                },
             }
         return {
             "version": _STATE_VERSION,
@@ -415,29 +408,32 @@ class CanaryJudge:
             if s.shape != t._s.shape:
                 raise ValueError(f"state.metrics.{m}.s must hold {t._s.size} floats")
             t._s = s.astype(np.float64)
-            t._log_m = _state_float(ms, m, "log_m")
-            t._max_log_m = _state_float(ms, m, "max_log_m")
-            t.looks = _count(f"state.metrics.{m}.looks", ms.get("looks"))
-            t.canary_requests = _count(
-                f"state.metrics.{m}.canary_requests", ms.get("canary_requests")
-            )
-            t.baseline_requests = _count(
-                f"state.metrics.{m}.baseline_requests", ms.get("baseline_requests")
-            )
-            cs.canary_errors = _count(f"state.metrics.{m}.canary_errors", ms.get("canary_errors"))
-            cs.canary_requests = _count(
-                f"state.metrics.{m}.cs_canary_requests", ms.get("cs_canary_requests")
-            )
-            cs.baseline_errors = _count(
-                f"state.metrics.{m}.baseline_errors", ms.get("baseline_errors")
-            )
-            cs.baseline_requests = _count(
-                f"state.metrics.{m}.cs_baseline_requests", ms.get("cs_baseline_requests")
-            )
-            cs.lower = _state_float(ms, m, "lower")
-            cs.upper = _state_float(ms, m, "upper")
+            for key, of_test, attr, is_count in _METRIC_STATE:
+                value = (
+                    _count(f"state.metrics.{m}.{key}", ms.get(key))
+                    if is_count
+                    else _state_float(ms, m, key)
+                )
+                setattr(t if of_test else cs, attr, value)
         judge._verdict = judge._decide()
         return judge
+
+
+#: A metric's state beside its log-mixture vector ``s``, in the order it is written and read:
+#: (key, held by the sequential test (else by the confidence sequence), attribute, a count).
+_METRIC_STATE = (
+    ("log_m", True, "_log_m", False),
+    ("max_log_m", True, "_max_log_m", False),
+    ("looks", True, "looks", True),
+    ("canary_requests", True, "canary_requests", True),
+    ("baseline_requests", True, "baseline_requests", True),
+    ("canary_errors", False, "canary_errors", True),
+    ("cs_canary_requests", False, "canary_requests", True),
+    ("baseline_errors", False, "baseline_errors", True),
+    ("cs_baseline_requests", False, "baseline_requests", True),
+    ("lower", False, "lower", False),
+    ("upper", False, "upper", False),
+)
 
 
 def _state_float(ms: Mapping[str, object], metric: str, key: str) -> float:
