@@ -7,7 +7,7 @@ same data and fails when a page no longer says it, so a new benchmark, sweep,
 rule comparison or reference run cannot leave stale prose behind.
 
 The data-file tests are fast. The reference-run tests read the build's cached
-run (``docs/hooks/runs.py``: the same directory, ``docs/release/run/``, the same
+run (``docs/site_tools/executed.py``: the same directory, ``docs/release/run/``, the same
 key); when it holds no run for the current sources they start it, as
 the build would (about two minutes), so they are marked ``slow``.
 """
@@ -151,19 +151,14 @@ def test_phased_rollout_page_quotes_the_rule_comparison() -> None:
 
 @pytest.fixture(scope="module")
 def report() -> Iterator[dict[str, Any]]:
-    """report.json of the run the build embeds (the hook's cache, run if missing)."""
-    hooks = str(ROOT / "docs" / "hooks")
-    sys.path.insert(0, hooks)
+    """report.json of the run the build embeds (the build's cache, run if missing)."""
+    tools = str(ROOT / "docs" / "site_tools")
+    sys.path.insert(0, tools)
     try:
-        hook = importlib.import_module("runs")
-        hook.start_run()
-        try:
-            run_dir = hook.finish_run()
-        finally:
-            hook.on_build_error(None)
+        run_dir = importlib.import_module("executed").reference_run()
         yield json.loads((run_dir / "report.json").read_text("utf-8"))
     finally:
-        sys.path.remove(hooks)
+        sys.path.remove(tools)
 
 
 def _gate(report: dict[str, Any], name: str) -> dict[str, Any]:

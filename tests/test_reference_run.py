@@ -1,9 +1,10 @@
-"""The build hook that runs the reference release for its page (docs/hooks/runs.py)."""
+"""What the site build executes (docs/site_tools/executed.py): the reference run and its cache."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from mkdocs.exceptions import PluginError
 from release_spec.strategy.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-HOOKS = ROOT / "docs" / "hooks"
+TOOLS = ROOT / "docs" / "site_tools"
 PAGE = ROOT / "docs" / "release" / "reference-release.md"
 REAL_RUN = [sys.executable, "-m", "release_spec", "run", "--seed", "0", "--no-progress"]
 REAL_RUN.append("--plan")
@@ -39,76 +40,79 @@ sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 
 
 @pytest.fixture
-def hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    # MkDocs loads hooks with their directory on sys.path; do the same.
-    sys.path.insert(0, str(HOOKS))
+def executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    sys.path.insert(0, str(TOOLS))
     try:
-        module = importlib.import_module("runs")
+        module = importlib.import_module("executed")
         monkeypatch.setattr(module, "OUT", tmp_path / "run")
         monkeypatch.setattr(module, "RUN", [sys.executable, "-c", FAKE_RUN, "--plan"])
         yield module
     finally:
-        sys.path.remove(str(HOOKS))
+        sys.path.remove(str(TOOLS))
 
 
-def _tmp_dirs(hook: ModuleType) -> set[Path]:
-    return set((hook.ROOT / ".cache").glob("release-run-*"))
+def _tmp_dirs(executed: ModuleType) -> set[Path]:
+    return set((executed.ROOT / ".cache").glob("release-run-*"))
 
 
-def test_run_happens_once_and_keeps_no_store(hook: ModuleType, tmp_path: Path) -> None:
-    before = _tmp_dirs(hook)
-    hook.start_run()
-    assert "proc" in hook._run
-    out = hook.finish_run()
+def test_run_happens_once_and_keeps_no_store(executed: ModuleType, tmp_path: Path) -> None:
+    before = _tmp_dirs(executed)
+    out = executed.reference_run()
     assert out == tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == ["KEY", "g.png", "report.json", "report.md"]
-    assert _tmp_dirs(hook) == before  # the temporary directory is gone
+    assert _tmp_dirs(executed) == before  # the temporary directory is gone
     key = (out / "KEY").read_text()
-    hook.start_run()  # same inputs: nothing to run
-    assert "proc" not in hook._run
-    assert hook.finish_run() == out
+    assert key == executed.run_key()
+    (out / "report.md").write_text("kept\n")  # same inputs: nothing runs, nothing is rewritten
+    assert executed.reference_run() == out
+    assert (out / "report.md").read_text() == "kept\n"
     assert (out / "KEY").read_text() == key
 
 
 @pytest.mark.parametrize("code", [1, 3])
 def test_run_that_does_not_release_fails_and_leaves_nothing(
-    hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     monkeypatch.setenv("FAKE_EXIT", str(code))
-    before = _tmp_dirs(hook)
-    hook.start_run()
+    before = _tmp_dirs(executed)
     with pytest.raises(PluginError, match=rf"exited {code}, not 0") as info:
-        hook.finish_run()
+        executed.reference_run()
     assert "outcome: released" in str(info.value)  # the run's last lines are shown
     assert not (tmp_path / "run").exists()
-    hook.on_build_error(info.value)
-    assert _tmp_dirs(hook) == before
+    assert _tmp_dirs(executed) == before
 
 
 def test_a_changed_input_reruns(
-    hook: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text("[pretrain]\nepochs = 8\n")
-    monkeypatch.setattr(hook, "PLAN", plan)
-    hook.start_run()
-    first = (hook.finish_run() / "KEY").read_text()
+    monkeypatch.setattr(executed, "PLAN", plan)
+    first = (executed.reference_run() / "KEY").read_text()
+    (tmp_path / "run" / "report.md").write_text("stale\n")
     plan.write_text("[pretrain]\nepochs = 9\n")
-    hook.start_run()
-    assert "proc" in hook._run
-    assert (hook.finish_run() / "KEY").read_text() != first
+    out = executed.reference_run()
+    assert (out / "KEY").read_text() != first
+    assert (out / "report.md").read_text() == "# Release report: released\n"
 
 
-def test_build_error_stops_a_run_in_progress(
-    hook: ModuleType, monkeypatch: pytest.MonkeyPatch
+def test_notebooks_use_this_python_and_the_cache_of_the_current_inputs(
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hook, "RUN", [sys.executable, "-c", "import time; time.sleep(60)"])
-    before = _tmp_dirs(hook)
-    hook.start_run()
-    proc = hook._run["proc"]
-    hook.on_build_error(RuntimeError("boom"))
-    assert proc.wait(timeout=10) != 0
-    assert _tmp_dirs(hook) == before
+    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
+    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
+    monkeypatch.setenv("JUPYTER_PATH", "/elsewhere")
+    stale = tmp_path / "nb" / "0123456789abcdef0123"
+    stale.mkdir(parents=True)
+    config: dict[str, object] = {"cache_dir": ".cache/mkdocs-jupyter"}
+    executed.notebook_setup(config)
+    assert config["cache_dir"] == str(tmp_path / "nb" / executed.inputs_digest()[:20])
+    assert not stale.exists()
+    spec = json.loads((tmp_path / "jupyter/kernels/python3/kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(tmp_path / "jupyter"), "/elsewhere"]
+    executed.notebook_setup(config)  # a second language's build: JUPYTER_PATH not grown
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(tmp_path / "jupyter"), "/elsewhere"]
 
 
 def test_page_includes_the_report_once() -> None:
@@ -126,11 +130,10 @@ def test_quick_plan_is_valid_and_quick() -> None:
 
 @pytest.mark.slow
 def test_real_run_is_released_with_its_figures(
-    hook: ModuleType, monkeypatch: pytest.MonkeyPatch
+    executed: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hook, "RUN", REAL_RUN)
-    hook.start_run()
-    run_dir = hook.finish_run()
+    monkeypatch.setattr(executed, "RUN", REAL_RUN)
+    run_dir = executed.reference_run()
     report = json.loads((run_dir / "report.json").read_text())
     assert report["outcome"] == "released"
     assert report["failed_gates"] == []

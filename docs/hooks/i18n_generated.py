@@ -1,14 +1,12 @@
 """Generated pages and notebooks in both builds of mkdocs-static-i18n (1.3).
 
-Its ``on_files`` (priority -100) rebuilds every file from its source in docs_dir as a plain
-``File``: a generated page (no source: TypeError; source outside docs_dir, as mkdocs-gen-files
-writes: dropped with a warning) is lost, and a notebook loses mkdocs-jupyter's ``NotebookFile``
-wrapper (raw JSON copied to the site). So generated pages are set aside at -90 and both are put
-back at -110, under ``zh/`` in the Chinese build. Notebooks render there from mkdocs-jupyter's
-cache, keyed on the notebook, not the URL: executed once per build, shown in English in both.
+Its ``on_files`` (priority -100) rebuilds every file from its source in docs_dir: a page
+without one (TypeError) or with one outside docs_dir, as mkdocs-gen-files writes, is lost,
+and a notebook loses mkdocs-jupyter's ``NotebookFile`` wrapper (raw JSON copied to the site).
+So generated pages are set aside at -90 and both are put back at -110, under ``zh/`` in the
+Chinese build. Notebooks render there from mkdocs-jupyter's cache, keyed on the notebook,
+not the URL: executed once per build, shown in English in both.
 """
-
-from __future__ import annotations
 
 import copy
 import os

@@ -6,9 +6,10 @@ mkdocstrings renders it statically with griffe, so nothing imports TensorFlow.
 The nav's "API reference" section lists them under one section per layer (the
 layers of pyproject's import contracts, read by ``tests/layer_map.py``), and
 ``api/index.md`` is the same list as a table with each module's one-line
-summary. (The nav is set here, not by mkdocs-literate-nav: literate-nav reads
-the files at on_files priority -100, while mkdocs-static-i18n has the generated
-pages set aside; see docs/hooks/i18n_generated.py.)
+summary; only that page of the API reference is in the search index. (The nav
+is set here, not by mkdocs-literate-nav: literate-nav reads the files at
+on_files priority -100, while mkdocs-static-i18n has the generated pages set
+aside; see docs/hooks/i18n_generated.py.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import mkdocs_gen_files
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "release_spec"
+# The module pages stay out of the search index: their docstrings are the formula
+# pages' prose again, and they were 330 kB of a 700 kB index that every page fetches.
+# api/index.md (every module with its summary) and the pages that explain each
+# function are searched.
+SEARCH_EXCLUDED = "---\nsearch:\n  exclude: true\n---\n\n"
 
 sys.path.insert(0, str(ROOT / "tests"))
 from layer_map import layers, submodules  # noqa: E402  (pyproject's import contracts)
@@ -59,7 +65,7 @@ def main() -> None:
         for m in modules:
             page = m.replace(".", "/") + ".md"
             with mkdocs_gen_files.open(f"api/{page}", "w") as f:
-                f.write(f"::: release_spec.{m}\n")
+                f.write(SEARCH_EXCLUDED + f"::: release_spec.{m}\n")
             mkdocs_gen_files.set_edit_path(f"api/{page}", f"../release_spec/{page[:-3]}.py")
             rows.append(f"| {layer} | [`release_spec.{m}`]({page}) | {summary(m)} |")
     for entry in mkdocs_gen_files.config.nav or []:

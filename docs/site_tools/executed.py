@@ -1,0 +1,119 @@
+"""What the build executes: the notebooks and the reference release run (mkdocs-gen-files).
+
+Both depend on the code in ``release_spec/`` and are cached by `inputs_digest`:
+
+- mkdocs-jupyter (0.26) keys its cache on the notebook and its options only, so its
+  ``cache_dir`` is named by the digest and the directories of other digests are
+  deleted; its kernel is this Python (a kernel spec first on ``JUPYTER_PATH``), not
+  whichever ``python3`` kernel Jupyter would find first. Its JupyterLab stylesheet is
+  added to the site once (``assets/jupyter/index.css``; docs/hooks/notebook_pages.py
+  links it from the notebook pages).
+- The reference run (``release-spec run``, default plan, seed 0) is written to
+  ``docs/release/run/``, whose ``KEY`` holds the digest of its inputs: a build with
+  nothing changed reuses it. The Reference release page includes its ``report.md``
+  (mkdocs-include-markdown-plugin); its figures are added to the site here. A run
+  that does not release (exit code other than 0) fails the build and leaves nothing.
+
+mkdocs-gen-files runs this script at the start of each language's build; the
+second language finds everything in place. ``python docs/site_tools/executed.py``
+makes the run without building the site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+
+ROOT = Path(__file__).resolve().parents[2]
+NB_CACHE = ROOT / ".cache" / "mkdocs-jupyter"
+KERNELS = ROOT / ".cache" / "jupyter"
+OUT = ROOT / "docs" / "release" / "run"
+PLAN = ROOT / "release_spec" / "strategy" / "default_plan.toml"
+RUN = [sys.executable, "-m", "release_spec", "run", "--seed", "0", "--no-progress", "--plan"]
+NOTEBOOK_CSS = "assets/jupyter/index.css"
+PACKAGES = "numpy scipy keras tensorflow-cpu tensorflow scikit-learn matplotlib psutil ipykernel"
+
+
+def inputs_digest() -> str:
+    """``release_spec/``, ``docs/data/*.json``, ``docs/release/*.toml``, Python and versions."""
+    h = hashlib.sha256(sys.version.encode())
+    files = [*(ROOT / "release_spec").rglob("*"), *(ROOT / "docs/data").glob("*.json")]
+    for path in sorted([*files, *(ROOT / "docs/release").glob("*.toml")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    versions = {(d.metadata["Name"] or "").lower(): d.version for d in md.distributions()}
+    names = [*PACKAGES.split(), "nbclient", "nbconvert", "mkdocs-jupyter"]
+    return hashlib.sha256(h.digest() + str([versions.get(n) for n in names]).encode()).hexdigest()
+
+
+def run_key() -> str:
+    """The reference run's key: its inputs, its plan and its command line."""
+    return hashlib.sha256(f"{inputs_digest()}{PLAN.read_text()}{RUN[2:]}".encode()).hexdigest()[:20]
+
+
+def reference_run() -> Path:
+    """``docs/release/run/`` reused or run now (PluginError unless released)."""
+    key = run_key()
+    if (OUT / "KEY").is_file() and (OUT / "KEY").read_text() == key:
+        return OUT
+    shutil.rmtree(OUT, ignore_errors=True)
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="release-run-", dir=ROOT / ".cache"))
+    try:
+        with open(tmp / "run.log", "wb") as log:
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+            cmd = [*RUN, str(PLAN), "--out", str(tmp / "run")]
+            code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=log, env=env).returncode
+        if code != 0:
+            tail = (tmp / "run.log").read_text("utf-8", "replace").splitlines()[-15:]
+            raise PluginError(f"reference run exited {code}, not 0:\n" + "\n".join(tail))
+        shutil.rmtree(tmp / "run" / "store")  # the models: megabytes, not shown
+        (tmp / "run" / "KEY").write_text(key)
+        if not (OUT / "KEY").is_file():  # else a concurrent build wrote the same run first
+            os.replace(tmp / "run", OUT)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return OUT
+
+
+def notebook_setup(plugin_config: dict[str, object]) -> None:
+    """Point mkdocs-jupyter at this Python's kernel and at the cache for the current digest."""
+    spec = KERNELS / "kernels" / "python3" / "kernel.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec.write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    if not os.environ.get("JUPYTER_PATH", "").startswith(str(KERNELS)):
+        os.environ["JUPYTER_PATH"] = f"{KERNELS}{os.pathsep}{os.environ.get('JUPYTER_PATH', '')}"
+    keep = NB_CACHE / inputs_digest()[:20]
+    for stale in NB_CACHE.iterdir() if NB_CACHE.is_dir() else ():
+        if stale != keep:
+            shutil.rmtree(stale, ignore_errors=True)
+    plugin_config["cache_dir"] = str(keep)
+
+
+def main() -> None:
+    import mkdocs_gen_files
+    import mkdocs_jupyter
+
+    notebook_setup(mkdocs_gen_files.config.plugins["mkdocs-jupyter"].config)
+    css = Path(mkdocs_jupyter.__file__).parent / "templates/mkdocs_html/assets/index.css"
+    with mkdocs_gen_files.open(NOTEBOOK_CSS, "wb") as f:
+        f.write(css.read_bytes())
+    for png in sorted(reference_run().glob("*.png")):
+        with mkdocs_gen_files.open(f"release/run/{png.name}", "wb") as f:
+            f.write(png.read_bytes())
+
+
+if __name__ == "<run_path>":  # run by mkdocs-gen-files
+    main()
+elif __name__ == "__main__":
+    print(reference_run())
