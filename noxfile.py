@@ -1,6 +1,7 @@
 """Sessions that build the site, verify the spec and run the reference release.
 
-``nox`` alone runs lint, typing and tests; ``nox -s docs`` builds the site.
+``nox`` alone runs lint, typing and tests; ``nox -s docs`` builds the site,
+``nox -s serve`` previews it, ``nox -s offline`` zips a copy that opens from files.
 """
 
 from __future__ import annotations
@@ -120,7 +121,12 @@ def seeds(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the site to site/ (strict, notebooks executed)."""
+    """Build the site to site/ (strict, both languages, notebooks executed).
+
+    The first build after a change to release_spec/ (or to the package versions)
+    executes the notebooks and the reference run; later builds take both from
+    their caches (.cache/mkdocs-jupyter/<digest>/, docs/release/run/KEY).
+    """
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site", env=QUIET_ENV)
     session.log(f"Site built: {ROOT / 'site' / 'index.html'}")
@@ -128,9 +134,28 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def serve(session: nox.Session) -> None:
-    """Preview the site with live reload on http://127.0.0.1:8000."""
+    """Preview the site with live reload on http://127.0.0.1:8000/release-spec/.
+
+    Both languages (the Chinese one under zh/); the notebooks and the reference run
+    come from the same caches as ``nox -s docs``. ``-- --dirty`` rebuilds only the
+    pages that changed.
+    """
     session.install("-e", ".[docs]")
     session.run("mkdocs", "serve", *session.posargs, env=QUIET_ENV)
+
+
+@nox.session
+def offline(session: nox.Session) -> None:
+    """Build the offline copy (mkdocs-offline.yml) and zip it to dist/release-spec-offline.zip.
+
+    Unzipped, its release-spec/index.html (English) and release-spec/zh/index.html
+    (Chinese) open from the file system, search included, with no server and no network.
+    """
+    session.install("-e", ".[docs]")
+    site = ROOT / "build" / "offline" / "site"
+    session.run("mkdocs", "build", "--strict", "-f", "mkdocs-offline.yml", env=QUIET_ENV)
+    out = ROOT / "dist" / "release-spec-offline.zip"
+    session.run("python", "docs/site_tools/zip_site.py", str(site), str(out))
 
 
 @nox.session
