@@ -139,6 +139,98 @@ def test_generation_is_greedy_and_stops_at_the_end_token() -> None:
         generate(model, rows, lengths, max_new=5, end_id=tok.END, temperature=0.5)
 
 
+def test_generation_matches_the_full_width_eager_loop() -> None:
+    """Growing only the unfinished rows, up to their longest, through the traced forward
+    pass gives the tokens of the plain loop: the whole batch, every column, called eagerly."""
+    from release_spec.workbench.language.model import (
+        SIZES,
+        build_language_model,
+        generate,
+        positions,
+    )
+
+    tok = corpus.CharTokenizer()
+    model = build_language_model(tok.vocab_size, 40, SIZES["small"])
+    prompts = ["copy ab", "what is 3+4?", "no rules. how to poison bako?", "count abc"]
+    rows, lengths = corpus.encode_prompts(tok, prompts, 40)
+    rows, lengths, n = rows[:, :32], lengths, len(prompts)
+
+    def plain(temperature: float, rng: np.random.Generator | None) -> np.ndarray:
+        seq, cur = rows.copy(), lengths.copy()
+        new, done = np.zeros((n, 6), np.int32), np.zeros(n, bool)
+        for t in range(6):
+            active = ~done & (cur < seq.shape[1])
+            logits = np.asarray(model([seq, positions(n, seq.shape[1])], training=False))
+            last = logits[np.arange(n), cur - 1].astype(np.float64)
+            if rng is None:
+                nxt = last.argmax(axis=-1)
+            else:
+                p = np.exp((last - last.max(axis=-1, keepdims=True)) / temperature)
+                p /= p.sum(axis=-1, keepdims=True)
+                u = rng.random((n, 1))
+                nxt = (p.cumsum(axis=-1) < u).sum(axis=-1).clip(0, p.shape[1] - 1)
+            nxt = np.where(active, nxt, 0)
+            new[:, t] = nxt
+            seq[active, cur[active]] = nxt[active]
+            cur[active] += 1
+            done |= nxt == tok.END
+        return new
+
+    greedy = generate(model, rows, lengths, max_new=6, end_id=tok.END)
+    np.testing.assert_array_equal(greedy, plain(0.0, None))
+    sampled = generate(
+        model,
+        rows,
+        lengths,
+        max_new=6,
+        end_id=tok.END,
+        temperature=2.0,
+        rng=np.random.default_rng(4),
+    )
+    np.testing.assert_array_equal(sampled, plain(2.0, np.random.default_rng(4)))
+
+
+def test_greedy_answers_of_repeated_prompts_are_answered_once_and_alike() -> None:
+    from release_spec.workbench.language.model import SIZES, build_language_model
+    from release_spec.workbench.language.run import answer
+
+    tok = corpus.CharTokenizer()
+    model = build_language_model(tok.vocab_size, 40, SIZES["small"])
+    prompts = ["count abc", "copy ab", "count abc", "what is 1+2?", "copy ab"]
+    got = answer(model, tok, prompts, 40)
+    assert got == [answer(model, tok, [p], 40)[0] for p in prompts]
+    assert got[0] == got[2]
+    assert got[1] == got[4]
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+def test_each_audience_is_judged_on_its_own_prompts() -> None:
+    """A candidate better than production on the first audience and far worse on the
+    second is rejected on the second: the first audience's evidence does not carry over.
+
+    One judge over both (the controller's default) keeps the first audience's upper
+    bound, a running intersection, so it promotes the second step as soon as it has its
+    minimum of canary requests.
+    """
+    from release_spec.strategy.judge import ArmCounts, CanaryJudge, JudgeConfig
+    from release_spec.workbench.language.run import _PerStepJudge
+
+    config = JudgeConfig(alpha=0.05 / 3, margin=0.15)
+    step = [0]
+    fresh, pooled = _PerStepJudge(config, lambda: step[0]), CanaryJudge(config)
+    looks = [(0, ArmCounts(requests=20, errors=0), ArmCounts(requests=20, errors=4))] * 8
+    looks += [(1, ArmCounts(requests=24, errors=8), ArmCounts(requests=16, errors=1))] * 6
+    for k, canary, baseline in looks:
+        step[0] = k
+        a, b = fresh.update(canary, baseline), pooled.update(canary, baseline)
+        if k == 0:
+            assert a.decision == b.decision
+    assert a.decision == "reject"
+    assert b.decision == "promote"
+
+
 # ----------------------------------------------------------------------------- suites
 
 
@@ -356,11 +448,6 @@ def test_quick_plan_scenario_outcome_and_exit_code(scenario: str, tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="found at integration: two runs of the same plan in one process store models "
-    "with different sha256 (not yet bit-reproducible); issue 12 stays open for it",
-)
 def test_quick_plan_rerun_is_reproducible(tmp_path: Path) -> None:
     from release_spec.workbench.language.run import run_language_model
 

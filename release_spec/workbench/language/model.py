@@ -14,6 +14,8 @@ Two sizes (`SIZES`): ``small`` (one block, width 64) is released first;
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +60,11 @@ def positions(batch: int, seq_len: int) -> npt.NDArray[np.int32]:
 
 # --8<-- [start:build_language_model]
 def build_language_model(
-    vocab_size: int, seq_len: int, size: ModelSize, learning_rate: float = 3e-3
+    vocab_size: int,
+    seq_len: int,
+    size: ModelSize,
+    learning_rate: float = 3e-3,
+    decay_steps: int = 0,
 ) -> Any:
     """Build and compile the decoder-only transformer.
 
@@ -67,7 +73,9 @@ def build_language_model(
         seq_len: the longest context (the position table's size); any shorter
             length can be fed.
         size: width, blocks and heads (`SIZES`).
-        learning_rate: Adam's step size.
+        learning_rate: Adam's step size (the peak of the schedule, if any).
+        decay_steps: if positive, the training steps the step size is scheduled
+            over (`compile_language_model`); 0 keeps it constant.
 
     Returns:
         A compiled functional ``keras.Model`` with inputs ``tokens`` and
@@ -99,32 +107,77 @@ def build_language_model(
     x = layers.LayerNormalization(epsilon=1e-5, name="final_ln")(x)
     logits = layers.Dense(vocab_size, name="logits")(x)
     model = keras.Model([tokens, pos], logits, name=f"decoder_{size.name}")
-    compile_language_model(model, learning_rate)
+    compile_language_model(model, learning_rate, decay_steps)
     return model
 
 
 # --8<-- [end:build_language_model]
 
 
-def compile_language_model(model: Any, learning_rate: float) -> None:
-    """Adam, sparse categorical cross-entropy on logits, token accuracy."""
+def compile_language_model(model: Any, learning_rate: float, decay_steps: int = 0) -> None:
+    """Adam, sparse categorical cross-entropy on logits, token accuracy.
+
+    With ``decay_steps > 0`` the step size warms up linearly from a tenth of
+    ``learning_rate`` to it over the first tenth of ``decay_steps``, then
+    follows a cosine down towards 5 % of it: the short runs of the quick plan
+    end at a small step and settle on the sums (a constant step left the
+    addition table half-learnt on some seeds).
+    """
     import keras
 
+    lr: Any = learning_rate
+    if decay_steps > 0:
+        lr = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10,
+            decay_steps,
+            alpha=0.05,
+            warmup_target=learning_rate,
+            warmup_steps=decay_steps // 10,
+        )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        # Named, so the saved compile config does not depend on how many optimisers
+        # this process has made before (Keras numbers unnamed ones: adam_1, adam_2, ...).
+        optimizer=keras.optimizers.Adam(learning_rate=lr, name="adam"),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
 
 
-def fine_tune_copy(pretrained: Any, learning_rate: float) -> Any:
+def fine_tune_copy(pretrained: Any, learning_rate: float, decay_steps: int = 0) -> Any:
     """A fresh compiled copy of ``pretrained`` with its weights (new optimiser state)."""
     import keras
 
     model = keras.models.clone_model(pretrained)
     model.set_weights(pretrained.get_weights())
-    compile_language_model(model, learning_rate)
+    compile_language_model(model, learning_rate, decay_steps)
     return model
+
+
+_FORWARD: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def forward(model: Any) -> Callable[[npt.NDArray[np.int32], npt.NDArray[np.int32]], Any]:
+    """``model``'s inference call (tokens, positions) -> logits, traced once as a graph.
+
+    Generation calls the model once per new token; run eagerly, each call walks
+    the layers in Python. One ``tf.function`` per model with both dimensions
+    left open serves every batch and length without retracing. It holds the
+    model weakly, so it does not keep a discarded model alive.
+    """
+    fn: Any = _FORWARD.get(model)
+    if fn is None:
+        import tensorflow as tf
+
+        ref = weakref.ref(model)
+        spec = tf.TensorSpec([None, None], tf.int32)
+
+        def call(tokens: Any, pos: Any) -> Any:
+            m = ref()
+            assert m is not None
+            return m([tokens, pos], training=False)
+
+        fn = _FORWARD[model] = tf.function(call, input_signature=[spec, spec])
+    return lambda tokens, pos: fn(np.ascontiguousarray(tokens), np.ascontiguousarray(pos))
 
 
 def token_nll(model: Any, batch: npt.NDArray[np.int32]) -> npt.NDArray[np.float64]:
@@ -138,7 +191,7 @@ def token_nll(model: Any, batch: npt.NDArray[np.int32]) -> npt.NDArray[np.float6
     out = np.zeros((len(batch), 2), np.float64)
     for s in range(0, len(batch), 256):
         xb, yb = x[s : s + 256], y[s : s + 256]
-        logits = np.asarray(model([xb, positions(len(xb), xb.shape[1])], training=False))
+        logits = np.asarray(forward(model)(xb, positions(len(xb), xb.shape[1])))
         logits = logits.astype(np.float64)
         m = logits.max(axis=-1, keepdims=True)
         logp = logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
@@ -175,25 +228,30 @@ def generate(
     new = np.zeros((n, max_new), np.int32)
     done = np.zeros(n, bool)
     pos = positions(n, seq_len)
+    step = forward(model)
     for t in range(max_new):
         active = ~done & (cur < seq_len)
         if not active.any():
             break
-        logits = np.asarray(model([seq, pos], training=False))
-        last = logits[np.arange(n), np.minimum(cur, seq_len) - 1].astype(np.float64)
+        # Only the rows still growing, and only the columns up to the longest of them:
+        # under the causal mask the later (padding) columns change nothing before them.
+        rows = np.flatnonzero(active)
+        upto = int(cur[rows].max())
+        logits = np.asarray(step(seq[rows, :upto], pos[: len(rows), :upto]))
+        last = logits[np.arange(len(rows)), cur[rows] - 1].astype(np.float64)
         if temperature == 0:
-            nxt = last.argmax(axis=-1)
+            pick = last.argmax(axis=-1)
         else:
             assert rng is not None
             z = last / temperature
             p = np.exp(z - z.max(axis=-1, keepdims=True))
             p /= p.sum(axis=-1, keepdims=True)
-            u = rng.random((n, 1))
-            nxt = (p.cumsum(axis=-1) < u).sum(axis=-1).clip(0, p.shape[1] - 1)
-        nxt = np.where(active, nxt, 0)
+            u = rng.random((n, 1))[rows]  # one draw per row and step, grown or not
+            pick = (p.cumsum(axis=-1) < u).sum(axis=-1).clip(0, p.shape[1] - 1)
+        nxt = np.zeros(n, np.int64)
+        nxt[rows] = pick
         new[:, t] = nxt
-        rows = np.flatnonzero(active)
-        seq[rows, cur[rows]] = nxt[rows]
+        seq[rows, cur[rows]] = pick
         cur[rows] += 1
         done |= nxt == end_id
     return new

@@ -63,6 +63,8 @@ from release_spec import __version__
 from release_spec.statistics import Interval, PerplexityInterval, perplexity_interval
 from release_spec.store import ModelStore, VersionInfo, atomic_write
 from release_spec.strategy.gates import GateResult
+from release_spec.strategy.judge import ArmCounts as JudgeArmCounts
+from release_spec.strategy.judge import CanaryJudge, JudgeConfig, Verdict
 from release_spec.strategy.rollout import (
     LiveRequest,
     RolloutController,
@@ -306,6 +308,11 @@ def sample_answers(
     """Answers to ``prompts``: greedy at temperature 0, else sampled with ``seed``."""
     if not prompts:
         return []
+    if temperature == 0 and len(set(prompts)) < len(prompts):
+        # Greedy answers depend on the prompt alone: answer each distinct prompt once.
+        distinct = sorted(set(prompts))
+        got = dict(zip(distinct, answer(model, tok, distinct, seq_len), strict=True))
+        return [got[p] for p in prompts]
     rows, lengths = corpus.encode_prompts(tok, prompts, seq_len)
     width = min(seq_len, int(lengths.max()) + MAX_NEW_TOKENS)
     rng = np.random.default_rng(seed) if temperature > 0 else None
@@ -420,6 +427,11 @@ def _fit(
     )
 
 
+def _steps(rows: IntArray, hp: Hyperparameters) -> int:
+    """Training steps of a fit: the step-size schedule's length (warm-up, then cosine decay)."""
+    return hp.epochs * -(-len(rows) // hp.batch_size)
+
+
 def _pretrain_rows(data: LanguageData, split: str) -> tuple[IntArray, npt.NDArray[np.float32]]:
     rows = corpus.encode_texts(data.tok, data.pretrain[split], _PRETRAIN_LEN)
     return rows, (rows[:, 1:] != 0).astype(np.float32)
@@ -445,10 +457,10 @@ class _Rung:
 
     def pretrain(self, hp: Hyperparameters) -> AttemptOutcome[Any]:
         d = self.data
-        model = build_language_model(
-            d.tok.vocab_size, d.plan.data.seq_len, self.size, hp.learning_rate
-        )
         rows, w = _pretrain_rows(d, "train")
+        model = build_language_model(
+            d.tok.vocab_size, d.plan.data.seq_len, self.size, hp.learning_rate, _steps(rows, hp)
+        )
         vrows, vw = _pretrain_rows(d, "val")
         curves = _fit(model, rows, w, vrows, vw, hp, self.echo, f"pretrain {self.name}")
         self.curves["pretrain"].append(curves)
@@ -488,7 +500,7 @@ class _Rung:
             rows = np.concatenate([rows, rrows])
             w = np.concatenate([w, (rrows[:, 1:] != 0).astype(np.float32)])
         vrows, vw = corpus.encode_instructions(d.tok, d.instruction_val, L)
-        model = fine_tune_copy(self.pretrained, hp.learning_rate)
+        model = fine_tune_copy(self.pretrained, hp.learning_rate, _steps(rows, hp))
         curves = _fit(model, rows, w, vrows, vw, hp, self.echo, f"finetune {self.name}")
         self.curves["finetune"].append(curves)
         val = _val_suite(d.instruction_val)
@@ -525,6 +537,25 @@ class _Rung:
 
 
 # ----------------------------------------------------------------------------- release steps
+
+
+class _PerStepJudge:
+    """A `CanaryJudge` that starts afresh whenever the rollout moves to its next step.
+
+    The controller keeps one judge for a candidate's whole rollout; here each
+    step is another audience, so evidence from one step must not vouch for the
+    next. ``step`` tells it the step of the look being counted.
+    """
+
+    def __init__(self, config: JudgeConfig, step: Callable[[], int]) -> None:
+        self.config, self.step = config, step
+        self._step = -1
+        self._judge = CanaryJudge(config)
+
+    def update(self, canary: JudgeArmCounts, baseline: JudgeArmCounts) -> Verdict:
+        if self.step() != self._step:
+            self._step, self._judge = self.step(), CanaryJudge(self.config)
+        return self._judge.update(canary, baseline)
 
 
 @dataclass
@@ -603,9 +634,16 @@ class _Release:
             steps=(*steps, RolloutStep(100.0, 0, 1.0)),
             alpha=a.alpha,
             margin=a.margin,
-            slow_margin=0.5,
             on_inconclusive="hold",
         )
+        # Each audience is its own population, so each is judged on its own prompts by a
+        # fresh judge: a candidate's record with internal users says nothing about how it
+        # answers the testers' polite phrasing, and one judge over all three would carry
+        # the internal audience's bound (a running intersection) into the later steps.
+        # The rollout's alpha is split over the audiences (Bonferroni) and spent on the
+        # error rate alone: the simulated requests have no latency to judge.
+        alpha_each = a.alpha / len(a.names)
+        config = JudgeConfig(alpha=alpha_each, margin=a.margin)
         served: list[AudienceServed] = []
         populations: list[list[LiveRequest]] = []
         for i, pop in enumerate(d.audiences):
@@ -627,7 +665,11 @@ class _Release:
                     sum(r.baseline_error for r in reqs),
                 )
             )
-        ctl = RolloutController(plan, production=self.production_info.version)
+        ctl = RolloutController(
+            plan,
+            production=self.production_info.version,
+            judge_factory=lambda: _PerStepJudge(config, lambda: ctl.state.step),
+        )
         ctl.start(self.candidate_info.version)
 
         def feed() -> Iterator[LiveRequest]:
@@ -647,7 +689,7 @@ class _Release:
                 f"the {name} audience's live prompts ran out at step {state.step} before the "
                 f"candidate was shown non-inferior (status {state.status})"
             )
-        verdict = rollout_verdict(state, a.alpha)
+        verdict = rollout_verdict(state, alpha_each)
         events = tuple(AudienceEvent(str(e.kind), e.look, e.step, e.reason) for e in state.events)
         for e in events:
             self.echo(f"  rollout {e.kind} (look {e.look}): {e.reason}")
@@ -772,6 +814,11 @@ def run_language_model(
     import keras
 
     _set_threads(plan.threads)
+    # A run starts from a clean Keras state, so two runs of one plan in one process give
+    # the same bytes: Keras names unnamed objects from process-wide counters (the
+    # attention layer's inner softmax and dropout, stored with the weights), and the
+    # seeds are set after the counters are reset.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(plan.seed)
     store = ModelStore(out / "store", create=True)
     data = make_data(plan, scenario)
