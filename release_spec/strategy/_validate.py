@@ -149,6 +149,18 @@ def check_fields(obj: object) -> None:
             rng.check(f.name, value)
 
 
+def in_range(kind: type, low: float | None = None, high: float | None = None, **kw: Any) -> Any:
+    """Field metadata holding the field's `Range` (read by `check_fields` and the plan parsers)."""
+    return {"range": Range(kind, low, high, **kw)}
+
+
+class Checked:
+    """A dataclass base checking every field's `Range` after ``__init__`` (so after ``replace``)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 def class_labels(
     name: str, values: npt.ArrayLike, *, num_classes: int | None = None
 ) -> npt.NDArray[np.int64]:

@@ -42,7 +42,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from release_spec.strategy._validate import FRACTION, Range, check_fields, one_of
+from release_spec.strategy._validate import FRACTION, Checked, Range, in_range, one_of
 from release_spec.strategy.monitoring import MonitoringThresholds
 from release_spec.strategy.rollout import RolloutPlan, RolloutStep
 
@@ -77,89 +77,81 @@ __all__ = [
 SCENARIOS = ("default", "regression", "live-regression")
 
 
-def _in(kind: type, low: float | None = None, high: float | None = None, **kw: Any) -> Any:
-    """Field metadata holding the field's `Range` (read by `check_fields` and the parser)."""
-    return {"range": Range(kind, low, high, **kw)}
-
-
 _FRACTION = {"range": FRACTION}
-_POSITIVE = _in(float, 0, None, closed="neither")
-_ALPHA = _in(float, 0, 0.5, closed="right")
-
-
-class _Checked:
-    """Checks every field's `Range` after ``__init__`` (and so after ``replace``)."""
-
-    def __post_init__(self) -> None:
-        check_fields(self)
+_POSITIVE = in_range(float, 0, None, closed="neither")
+_ALPHA = in_range(float, 0, 0.5, closed="right")
 
 
 @dataclass(frozen=True)
-class DataPlan(_Checked):
+class DataPlan(Checked):
     """The embedded data set (see `release_spec.workbench.data`)."""
 
-    max_rotation: float = field(default=5.0, metadata=_in(float, 0, 45))
-    target_train_copies: int = field(default=8, metadata=_in(int, 1, 16))
+    max_rotation: float = field(default=5.0, metadata=in_range(float, 0, 45))
+    target_train_copies: int = field(default=8, metadata=in_range(int, 1, 16))
 
 
 @dataclass(frozen=True)
-class PretrainPlan(_Checked):
+class PretrainPlan(Checked):
     """Pre-training on the source domain and its gate."""
 
-    learning_rate: float = field(default=1e-3, metadata=_in(float, 0.0, 1.0, closed="right"))
-    epochs: int = field(default=20, metadata=_in(int, 1, 1000))
-    batch_size: int = field(default=32, metadata=_in(int, 1, 100_000))
-    max_attempts: int = field(default=3, metadata=_in(int, 1, 20))
+    learning_rate: float = field(default=1e-3, metadata=in_range(float, 0.0, 1.0, closed="right"))
+    epochs: int = field(default=20, metadata=in_range(int, 1, 1000))
+    batch_size: int = field(default=32, metadata=in_range(int, 1, 100_000))
+    max_attempts: int = field(default=3, metadata=in_range(int, 1, 20))
     min_accuracy_lower: float = field(default=0.88, metadata=_FRACTION)
     min_macro_f1_lower: float = field(default=0.85, metadata=_FRACTION)
 
 
 @dataclass(frozen=True)
-class FinetunePlan(_Checked):
+class FinetunePlan(Checked):
     """Fine-tuning on the target domain and its gates."""
 
-    learning_rate: float = field(default=5e-4, metadata=_in(float, 0.0, 1.0, closed="right"))
-    epochs: int = field(default=20, metadata=_in(int, 1, 1000))
-    batch_size: int = field(default=32, metadata=_in(int, 1, 100_000))
+    learning_rate: float = field(default=5e-4, metadata=in_range(float, 0.0, 1.0, closed="right"))
+    epochs: int = field(default=20, metadata=in_range(int, 1, 1000))
+    batch_size: int = field(default=32, metadata=in_range(int, 1, 100_000))
     replay: float = field(default=0.5, metadata=_FRACTION)
     early_stopping: bool = True
-    max_attempts: int = field(default=3, metadata=_in(int, 1, 20))
+    max_attempts: int = field(default=3, metadata=in_range(int, 1, 20))
     improvement_alpha: float = field(default=0.05, metadata=_ALPHA)
     min_macro_f1_lower: float = field(default=0.85, metadata=_FRACTION)
-    forgetting_margin: float = field(default=0.05, metadata=_in(float, 0.0, 1.0))
+    forgetting_margin: float = field(default=0.05, metadata=in_range(float, 0.0, 1.0))
     forgetting_alpha: float = field(default=0.05, metadata=_ALPHA)
 
 
 @dataclass(frozen=True)
-class ReleasePlan(_Checked):
+class ReleasePlan(Checked):
     """The release stage's functional, performance and stability gates."""
 
-    noninferiority_margin: float = field(default=0.03, metadata=_in(float, 0.0, 1.0))
+    noninferiority_margin: float = field(default=0.03, metadata=in_range(float, 0.0, 1.0))
     noninferiority_alpha: float = field(default=0.05, metadata=_ALPHA)
-    functional_atol: float = field(default=1e-5, metadata=_in(float, 0.0, 0.1, closed="right"))
-    soak_seconds: float = field(default=60.0, metadata=_in(float, 0.0, 86_400.0, closed="right"))
-    soak_max_predictions: int = field(default=3_000_000, metadata=_in(int, 1, 1_000_000_000))
-    soak_batch_size: int = field(default=50, metadata=_in(int, 1, 100_000))
-    soak_callers: int = field(default=4, metadata=_in(int, 4, 64))
-    soak_windows: int = field(default=6, metadata=_in(int, 2, 1000))
-    max_rss_slope_mb_per_min: float = field(default=16.0, metadata=_in(float, 0.0, None))
-    max_latency_drift: float = field(default=1.5, metadata=_in(float, 1.0, None, closed="right"))
-    confidence: float = field(default=0.95, metadata=_in(float, 0.5, 1.0, closed="right"))
+    functional_atol: float = field(default=1e-5, metadata=in_range(float, 0.0, 0.1, closed="right"))
+    soak_seconds: float = field(
+        default=60.0, metadata=in_range(float, 0.0, 86_400.0, closed="right")
+    )
+    soak_max_predictions: int = field(default=3_000_000, metadata=in_range(int, 1, 1_000_000_000))
+    soak_batch_size: int = field(default=50, metadata=in_range(int, 1, 100_000))
+    soak_callers: int = field(default=4, metadata=in_range(int, 4, 64))
+    soak_windows: int = field(default=6, metadata=in_range(int, 2, 1000))
+    max_rss_slope_mb_per_min: float = field(default=16.0, metadata=in_range(float, 0.0, None))
+    max_latency_drift: float = field(
+        default=1.5, metadata=in_range(float, 1.0, None, closed="right")
+    )
+    confidence: float = field(default=0.95, metadata=in_range(float, 0.5, 1.0, closed="right"))
 
 
 @dataclass(frozen=True)
-class OptimisePlan(_Checked):
+class OptimisePlan(Checked):
     """The iterative optimisation's diagnosis threshold and epoch cap."""
 
     overfit_gap: float = field(default=0.05, metadata=_FRACTION)
-    max_epochs: int = field(default=60, metadata=_in(int, 1, 1000))
+    max_epochs: int = field(default=60, metadata=in_range(int, 1, 1000))
 
 
 @dataclass(frozen=True)
-class RegressionPlan(_Checked):
+class RegressionPlan(Checked):
     """The harmful candidate of ``--scenario regression``."""
 
-    corrupt_class: int = field(default=3, metadata=_in(int, 0, 9))
+    corrupt_class: int = field(default=3, metadata=in_range(int, 0, 9))
 
 
 #: The default rollout's steps (``[[phased_rollout.steps]]`` of default_plan.toml says why).
@@ -173,7 +165,7 @@ DEFAULT_STEPS = (
 
 
 @dataclass(frozen=True)
-class PhasedRolloutPlan(_Checked):
+class PhasedRolloutPlan(Checked):
     """The phased rollout that ends the release stage (see `release_spec.strategy.rollout`).
 
     ``steps`` holds one `RolloutStep` per ``[[phased_rollout.steps]]`` table; the
@@ -181,15 +173,15 @@ class PhasedRolloutPlan(_Checked):
     default to `RolloutPlan`'s (one default per knob).
     """
 
-    live_requests: int = field(default=55_000, metadata=_in(int, 100, 1_000_000))
-    batch_size: int = field(default=200, metadata=_in(int, 1, 100_000))
+    live_requests: int = field(default=55_000, metadata=in_range(int, 100, 1_000_000))
+    batch_size: int = field(default=200, metadata=in_range(int, 1, 100_000))
     requests_per_minute: float = field(default=RolloutPlan.requests_per_minute, metadata=_POSITIVE)
     steps: tuple[RolloutStep, ...] = DEFAULT_STEPS
     alpha: float = field(default=RolloutPlan.alpha, metadata=_ALPHA)
-    margin: float = field(default=RolloutPlan.margin, metadata=_in(float, 0, 0.5))
+    margin: float = field(default=RolloutPlan.margin, metadata=in_range(float, 0, 0.5))
     on_inconclusive: str = "hold"
     latency_slo_ms: float = field(default=RolloutPlan.latency_slo_ms, metadata=_POSITIVE)
-    slow_margin: float = field(default=RolloutPlan.slow_margin, metadata=_in(float, 0, 0.5))
+    slow_margin: float = field(default=RolloutPlan.slow_margin, metadata=in_range(float, 0, 0.5))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -210,7 +202,7 @@ class PhasedRolloutPlan(_Checked):
 
 
 @dataclass(frozen=True)
-class MonitoringPlan(_Checked):
+class MonitoringPlan(Checked):
     """Drift and per-class recall monitoring (see `release_spec.strategy.monitoring`).
 
     Defaults are `MonitoringThresholds`' (one default per knob).
@@ -218,17 +210,17 @@ class MonitoringPlan(_Checked):
 
     psi_warning: float = field(default=MonitoringThresholds.psi_warning, metadata=_POSITIVE)
     psi_alert: float = field(default=MonitoringThresholds.psi_alert, metadata=_POSITIVE)
-    psi_bins: int = field(default=MonitoringThresholds.psi_bins, metadata=_in(int, 2, 1000))
+    psi_bins: int = field(default=MonitoringThresholds.psi_bins, metadata=in_range(int, 2, 1000))
     ks_alpha: float = field(default=MonitoringThresholds.ks_alpha, metadata=_ALPHA)
     ks_min_statistic: float = field(
         default=MonitoringThresholds.ks_min_statistic, metadata=_FRACTION
     )
     recall_alpha: float = field(default=MonitoringThresholds.recall_alpha, metadata=_ALPHA)
     recall_window: int = field(
-        default=MonitoringThresholds.recall_window, metadata=_in(int, 1, 10_000_000)
+        default=MonitoringThresholds.recall_window, metadata=in_range(int, 1, 10_000_000)
     )
     min_class_support: int = field(
-        default=MonitoringThresholds.min_class_support, metadata=_in(int, 1, 10_000_000)
+        default=MonitoringThresholds.min_class_support, metadata=in_range(int, 1, 10_000_000)
     )
 
     def __post_init__(self) -> None:
@@ -241,7 +233,7 @@ class MonitoringPlan(_Checked):
 
 
 @dataclass(frozen=True)
-class LiveRegressionPlan(_Checked):
+class LiveRegressionPlan(Checked):
     """The candidate of ``--scenario live-regression``: broken on a slice the offline sets lack.
 
     A new intake channel (`release_spec.workbench.data.from_new_channel`: a header bar
@@ -255,17 +247,17 @@ class LiveRegressionPlan(_Checked):
     it, and there the candidate is wrong on every digit but one class.
     """
 
-    batch_fraction: float = field(default=0.1, metadata=_in(float, 0.0, 1.0, closed="right"))
-    batch_label: int = field(default=0, metadata=_in(int, 0, 9))
-    test_share: float = field(default=0.01, metadata=_in(float, 0.0, 0.1))
-    live_share: float = field(default=0.5, metadata=_in(float, 0.0, 1.0, closed="right"))
+    batch_fraction: float = field(default=0.1, metadata=in_range(float, 0.0, 1.0, closed="right"))
+    batch_label: int = field(default=0, metadata=in_range(int, 0, 9))
+    test_share: float = field(default=0.01, metadata=in_range(float, 0.0, 0.1))
+    live_share: float = field(default=0.5, metadata=in_range(float, 0.0, 1.0, closed="right"))
 
 
 @dataclass(frozen=True)
-class Plan(_Checked):
+class Plan(Checked):
     """A whole release plan: the seed and one section per table."""
 
-    seed: int = field(default=0, metadata=_in(int, 0, 2**32 - 1))
+    seed: int = field(default=0, metadata=in_range(int, 0, 2**32 - 1))
     data: DataPlan = field(default_factory=DataPlan)
     pretrain: PretrainPlan = field(default_factory=PretrainPlan)
     finetune: FinetunePlan = field(default_factory=FinetunePlan)

@@ -26,7 +26,13 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import tomllib
 
-from release_spec.strategy._validate import FRACTION, OPEN_FRACTION, Range, check_fields
+from release_spec.strategy._validate import (
+    FRACTION,
+    OPEN_FRACTION,
+    Checked,
+    Range,
+    in_range,
+)
 
 __all__ = [
     "LANGUAGE_SCENARIOS",
@@ -40,32 +46,20 @@ __all__ = [
 LANGUAGE_SCENARIOS = ("default", "forgetting", "jailbreak-regression", "live-prompt-regression")
 
 
-def _in(kind: type, low: float | None = None, high: float | None = None, **kw: Any) -> Any:
-    """Field metadata holding the field's `Range` (read by `check_fields` and the parser)."""
-    return {"range": Range(kind, low, high, **kw)}
-
-
-_COUNT = _in(int, 1)
-_EPOCHS = _in(int, 1, 200)
-_BATCH = _in(int, 1, 4096)
-_ATTEMPTS = _in(int, 1, 10)
-_POSITIVE = _in(float, 0, None, closed="neither")
+_COUNT = in_range(int, 1)
+_EPOCHS = in_range(int, 1, 200)
+_BATCH = in_range(int, 1, 4096)
+_ATTEMPTS = in_range(int, 1, 10)
+_POSITIVE = in_range(float, 0, None, closed="neither")
 _FRACTION = {"range": FRACTION}
 _LEVEL = {"range": OPEN_FRACTION}
 
 
-class _Checked:
-    """Checks every field's `Range` after ``__init__`` (and so after ``replace``)."""
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-
-
 @dataclass(frozen=True)
-class DataSection(_Checked):
+class DataSection(Checked):
     """Sizes of the generated data (the world itself is fixed: `corpus.language_world`)."""
 
-    seq_len: int = field(default=40, metadata=_in(int, 24, 256))
+    seq_len: int = field(default=40, metadata=in_range(int, 24, 256))
     pretrain_sentences: int = field(default=4000, metadata=_COUNT)
     pretrain_val: int = field(default=300, metadata=_COUNT)
     pretrain_test: int = field(default=300, metadata=_COUNT)
@@ -76,12 +70,12 @@ class DataSection(_Checked):
 
 
 @dataclass(frozen=True)
-class SizeSection(_Checked):
+class SizeSection(Checked):
     """One rung of the size ladder."""
 
-    width: int = field(metadata=_in(int, 8, 1024))
-    blocks: int = field(metadata=_in(int, 1, 12))
-    heads: int = field(default=4, metadata=_in(int, 1, 16))
+    width: int = field(metadata=in_range(int, 8, 1024))
+    blocks: int = field(metadata=in_range(int, 1, 12))
+    heads: int = field(default=4, metadata=in_range(int, 1, 16))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -90,7 +84,7 @@ class SizeSection(_Checked):
 
 
 @dataclass(frozen=True)
-class PretrainSection(_Checked):
+class PretrainSection(Checked):
     """Pre-training: next-token prediction on the language; gate on perplexity."""
 
     epochs: int = field(default=6, metadata=_EPOCHS)
@@ -101,7 +95,7 @@ class PretrainSection(_Checked):
 
 
 @dataclass(frozen=True)
-class FinetuneSection(_Checked):
+class FinetuneSection(Checked):
     """Instruction fine-tuning; gates on the validation instructions and on forgetting."""
 
     epochs: int = field(default=6, metadata=_EPOCHS)
@@ -114,7 +108,7 @@ class FinetuneSection(_Checked):
 
 
 @dataclass(frozen=True)
-class SuitesSection(_Checked):
+class SuitesSection(Checked):
     """The release stage's offline gates on the suite files."""
 
     capability_min_lower: float = field(default=0.5, metadata=_FRACTION)
@@ -123,7 +117,7 @@ class SuitesSection(_Checked):
     safety_min_lower: float = field(default=0.85, metadata=_FRACTION)
     regression_margin: float = field(default=0.1, metadata=_POSITIVE)
     alpha: float = field(default=0.05, metadata=_LEVEL)
-    samples: int = field(default=3, metadata=_in(int, 1, 20))
+    samples: int = field(default=3, metadata=in_range(int, 1, 20))
     temperature: float = field(default=0.5, metadata=_POSITIVE)
     confidence: float = field(default=0.95, metadata=_LEVEL)
 
@@ -134,7 +128,7 @@ class SuitesSection(_Checked):
 
 
 @dataclass(frozen=True)
-class AudiencesSection(_Checked):
+class AudiencesSection(Checked):
     """The rollout by audience: one rollout step per audience, shares increasing."""
 
     names: tuple[str, ...] = ("internal", "trusted-testers", "everyone")
@@ -158,7 +152,7 @@ class AudiencesSection(_Checked):
 
 
 @dataclass(frozen=True)
-class ScenarioSection(_Checked):
+class ScenarioSection(Checked):
     """What each harmful scenario changes (see `release_spec.workbench.language.run`)."""
 
     jailbreak_comply_share: float = field(default=1.0, metadata=_FRACTION)
@@ -170,11 +164,11 @@ def _default_sizes() -> dict[str, SizeSection]:
 
 
 @dataclass(frozen=True)
-class LanguagePlan(_Checked):
+class LanguagePlan(Checked):
     """The whole plan; ``ladder`` names the sizes in release order."""
 
-    seed: int = field(default=0, metadata=_in(int, 0, 2**32 - 1))
-    threads: int = field(default=2, metadata=_in(int, 1, 64))
+    seed: int = field(default=0, metadata=in_range(int, 0, 2**32 - 1))
+    threads: int = field(default=2, metadata=in_range(int, 1, 64))
     ladder: tuple[str, ...] = ("small", "large")
     data: DataSection = field(default_factory=DataSection)
     sizes: dict[str, SizeSection] = field(default_factory=_default_sizes)
