@@ -361,21 +361,23 @@ def _sweep() -> SeedSweep:
     return SeedSweep.from_json(json.loads(SEEDS_JSON.read_text(encoding="utf-8")))
 
 
-# The runs of the committed sweep that miss their scenario's claim, as the page lists them
-# ("Not met"): the claims are targets until a sweep meets them all. A run that newly misses,
-# or a listed miss that a new sweep fixes, fails the test until page and list are updated.
-KNOWN_MISSES = {
-    (2, "live-prompt-regression"): "held",
-    (5, "live-prompt-regression"): "released",
-    (9, "default"): "stopped",
-    (9, "live-prompt-regression"): "stopped",
+# The runs of the committed sweep that miss their scenario's claim, as the page lists them:
+# the claims are targets until a sweep meets them all. A run that newly misses, or a listed
+# miss that a new sweep fixes, fails the test until page and list are updated.
+KNOWN_MISSES: dict[tuple[int, str], str] = {}
+
+# The committed sweep is partial (the page says so): every scenario on seeds 0 and 5, three
+# on seeds 1 and 6 (live-prompt-regression was still running at the cut-off).
+SWEPT = {(s, sc) for s in (0, 5) for sc in LANGUAGE_SCENARIOS} | {
+    (s, sc) for s in (1, 6) for sc in LANGUAGE_SCENARIOS[:3]
 }
 
 
 def test_committed_sweep_misses_only_the_claims_the_page_lists() -> None:
     """Every committed run ended as its scenario claims, except the misses the page states."""
     runs = _sweep().runs
-    assert len(runs) == 40
+    assert {(r.seed, r.scenario) for r in runs} == SWEPT
+    assert f"**partial**: {len(SWEPT)} of the 40 runs" in PAGE.read_text(encoding="utf-8")
     wrong = {(r.seed, r.scenario): r.outcome.value for r in runs if not r.as_expected}
     assert wrong == KNOWN_MISSES
     text = PAGE.read_text(encoding="utf-8")
