@@ -329,3 +329,25 @@ def test_equation_ids_and_anchors_are_read() -> None:
     text = "# T\n\n## 更新规则 { #update-rule }\n\n### $$x$$ {#eq-adam}\n\n## Staged release\n"
     assert equation_ids(text) == ["eq-adam"]
     assert heading_ids(text) == ["eq-adam", "staged-release", "update-rule"]
+
+
+def test_mkdocs_yml_has_no_repeated_key() -> None:
+    """YAML keeps the last of two equal keys: a nav translation given twice, with two
+    different titles, would silently lose one (found in nav_translations)."""
+    import yaml
+
+    repeated: list[str] = []
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> object:
+        keys = [str(loader.construct_object(k)) for k, _ in node.value]
+        repeated.extend(k for k in set(keys) if keys.count(k) > 1)
+        return loader.construct_mapping(node)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    assert repeated == []
