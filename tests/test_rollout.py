@@ -740,3 +740,25 @@ def test_plan_file_latency_keys_reach_the_judge() -> None:
     assert rp.judge_config().slow_margin == 0.05
     with pytest.raises(ValueError, match=r"phased_rollout\.slow_margin"):
         parse_plan({"phased_rollout": {"slow_margin": 0.9}})
+
+
+def test_a_judge_of_errors_only_is_not_quoted_on_slow_requests() -> None:
+    """The language run judges errors only: its reasons must not print "inf < slow_margin"."""
+    from release_spec.strategy.judge import CanaryJudge, JudgeConfig
+
+    plan = _plan((10.0, 20, 1.0), (50.0, 20, 1.0), alpha=0.05, margin=0.5)
+
+    def judge() -> CanaryJudge:
+        return CanaryJudge(JudgeConfig(alpha=0.05, margin=0.5))
+
+    c = RolloutController(plan, production="v1", judge_factory=judge)
+    c.start("v2")
+    s = c.state
+    for _ in range(20):
+        s = c.observe(batch(100, 100))
+        if s.status == "promotion_pending":
+            break
+    assert s.status == "promotion_pending"
+    reason = s.events[-1].reason
+    assert "upper bound on the error-rate difference" in reason
+    assert "slow" not in reason and "inf" not in reason

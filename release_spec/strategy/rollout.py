@@ -609,17 +609,28 @@ class RolloutController:
             reason = (
                 f"step {s.step}: {s.step_counts.canary_requests} canary requests >= "
                 f"{step.min_canary_requests}, upper bound on the error-rate difference "
-                f"{s.upper_bound:.4f} < margin {self.plan.margin:g}, on the slow-request-rate "
-                f"difference {s.slow_upper_bound:.4f} < slow_margin {self.plan.slow_margin:g}"
+                f"{s.upper_bound:.4f} < margin {self.plan.margin:g}"
             )
+            if math.isfinite(s.slow_upper_bound):  # infinite: the judge judges errors only
+                reason += (
+                    f", on the slow-request-rate difference {s.slow_upper_bound:.4f} "
+                    f"< slow_margin {self.plan.slow_margin:g}"
+                )
             return self._move(RolloutStatus.PROMOTION_PENDING, "promotion_ready", reason)
         baked = s.step_requests >= step.max_bake_minutes * self.plan.requests_per_minute
         if baked and s.status == RolloutStatus.ANALYSING:
+            bounds = f"{s.upper_bound:.4f} vs margin {self.plan.margin:g}"
+            if math.isfinite(s.slow_upper_bound):  # infinite: the judge judges errors only
+                bounds = (
+                    f"upper bounds {bounds} and "
+                    f"{s.slow_upper_bound:.4f} vs slow_margin {self.plan.slow_margin:g}"
+                )
+            else:
+                bounds = f"upper bound {bounds}"
             why = (
                 f"step {s.step} baked {step.max_bake_minutes:g} min without a decision "
                 f"({s.step_counts.canary_requests} canary requests, p = {s.p_value:.3g}, "
-                f"upper bounds {s.upper_bound:.4f} vs margin {self.plan.margin:g} and "
-                f"{s.slow_upper_bound:.4f} vs slow_margin {self.plan.slow_margin:g})"
+                f"{bounds})"
             )
             if self.plan.on_inconclusive == "rollback":
                 return self.abort(f"inconclusive: {why}")
