@@ -358,10 +358,11 @@ class SequentialErrorRateTest:
     canary-worse side) gives
 
     $$
-    M_k = \sum_j w_j \prod_{i \le k}
-          \frac{\theta_j^{\,x_i}}{\bigl(1 + \rho_i(\theta_j - 1)\bigr)^{n_i}},
-    \qquad
-    p_k = \min\Bigl(1, \frac{1}{\max_{i \le k} M_i}\Bigr),
+    \begin{aligned}
+    M_k &= \sum_j w_j \prod_{i \le k}
+          \frac{\theta_j^{\,x_i}}{\bigl(1 + \rho_i(\theta_j - 1)\bigr)^{n_i}},\\
+    p_k &= \min\Bigl(1, \frac{1}{\max_{i \le k} M_i}\Bigr),
+    \end{aligned}
     $$
 
     and the test rejects at the first $k$ with $p_k \le \alpha$.
@@ -502,9 +503,11 @@ def two_proportion_z_test(
     r"""Pooled two-proportion z-test: valid at one pre-planned look, not at every look.
 
     $$
-    \hat p = \frac{x_c + x_b}{m_c + m_b},\qquad
-    z = \frac{x_c/m_c - x_b/m_b}{\sqrt{\hat p(1-\hat p)(1/m_c + 1/m_b)}},\qquad
-    p = 1 - \Phi(z)\ \text{(greater)}\ \text{or}\ 2(1 - \Phi(|z|)).
+    \begin{aligned}
+    \hat p &= \frac{x_c + x_b}{m_c + m_b},\qquad
+    z = \frac{x_c/m_c - x_b/m_b}{\sqrt{\hat p(1-\hat p)(1/m_c + 1/m_b)}},\\
+    p &= 1 - \Phi(z)\ \text{(greater)}\ \text{or}\ 2(1 - \Phi(|z|)).
+    \end{aligned}
     $$
 
     Repeating it on the cumulative counts at every look and stopping at the first
@@ -640,8 +643,11 @@ def bernoulli_confidence_sequence(
 def _beta_binomial_interval(x: float, n: float, threshold: float) -> tuple[float, float]:
     """Scalar form of the same bisection (a rollout's single update), ~50x faster than NumPy.
 
-    Bit for bit the 60 halvings of the array form: the same midpoints, each classified
-    as inside or outside exactly as ``inside`` would, but most without computing it.
+    The same 60 halvings as the array form, most midpoints classified without computing
+    the log-likelihood. Not bit for bit: the array form's ``inside`` uses ``xlogy`` and
+    ``xlog1py``, this one ``math.log`` and ``log1p``, so a midpoint within rounding of
+    the threshold can fall on the other side. Measured on 1,000 random (x, n) with
+    n < 50,000: 386 differ in an end, by at most 2.2e-15.
     """
     p_hat = x / n if n > 0 else 0.5
     m = n - x
@@ -985,10 +991,12 @@ def fixed_horizon_sample_size(
     ($z_{1-\alpha/2}$ two-sided, $z_{1-\alpha}$ one-sided) and $z_\beta = z_{\text{power}}$,
 
     $$
-    n_c = \frac{(z_\alpha + z_\beta)^2\,\bigl(p_1(1-p_1) + p_0(1-p_0)/k\bigr)}{(p_1-p_0)^2}
-    \quad\text{(wald)},\qquad
-    n_c = \Bigl(\frac{z_\alpha + z_\beta}{h}\Bigr)^2 \Bigl(1 + \frac1k\Bigr),\
+    \begin{aligned}
+    n_c &= \frac{(z_\alpha + z_\beta)^2\,\bigl(p_1(1-p_1) + p_0(1-p_0)/k\bigr)}{(p_1-p_0)^2}
+    \quad\text{(wald)},\\
+    n_c &= \Bigl(\frac{z_\alpha + z_\beta}{h}\Bigr)^2 \Bigl(1 + \frac1k\Bigr),\
     h = 2\arcsin\sqrt{p_1} - 2\arcsin\sqrt{p_0}\quad\text{(arcsine)},
+    \end{aligned}
     $$
 
     and $n_b = k\,n_c$, both rounded up. For 2 % → 4 % at a 5 % share, two-sided
@@ -1136,9 +1144,11 @@ def mcnemar_exact(
     \mathrm{Binomial}(b + c, \tfrac12)$:
 
     $$
-    p_{\text{two-sided}} = \min\Bigl(1,\ 2\sum_{i=0}^{\min(b,c)}
-        \binom{b+c}{i} 2^{-(b+c)}\Bigr),\quad
-    p_{\text{greater}} = P(B \ge b),\quad p_{\text{less}} = P(B \le b).
+    \begin{aligned}
+    p_{\text{two-sided}} &= \min\Bigl(1,\ 2\sum_{i=0}^{\min(b,c)}
+        \binom{b+c}{i} 2^{-(b+c)}\Bigr),\\
+    p_{\text{greater}} &= P(B \ge b),\quad p_{\text{less}} = P(B \le b).
+    \end{aligned}
     $$
 
     Spec: eq-mcnemar
@@ -1230,10 +1240,12 @@ def paired_noninferiority(
     the margin $\delta$) with Tango's score statistic
 
     $$
-    Z(\Delta_0) = \frac{b - c - n\Delta_0}{\sqrt{n\,\bigl(2\tilde q + \Delta_0(1-\Delta_0)\bigr)}},
-    \quad
-    \tilde q = \frac{\sqrt{W^2 + 8nc\,\Delta_0(1-\Delta_0)} - W}{4n},\quad
+    \begin{aligned}
+    Z(\Delta_0) &= \frac{b - c - n\Delta_0}
+        {\sqrt{n\,\bigl(2\tilde q + \Delta_0(1-\Delta_0)\bigr)}},\\
+    \tilde q &= \frac{\sqrt{W^2 + 8nc\,\Delta_0(1-\Delta_0)} - W}{4n},\quad
     W = -b - c + \Delta_0(2n - b + c),
+    \end{aligned}
     $$
 
     written for $\Delta_0 \ge 0$, with $\tilde q$ the maximum-likelihood estimate of the
@@ -1630,11 +1642,12 @@ def perplexity_interval(
     linearised (delta-method) variance, with $N = \sum_i n_i$, is
 
     $$
-    \widehat{\mathrm{se}}^2 = \frac{m}{m-1}\,\frac{1}{N^2}
-        \sum_{i=1}^{m} \bigl(L_i - \hat R\, n_i\bigr)^2,
-    \qquad
-    \mathrm{PPL} \in \Bigl[e^{\hat R - t\,\widehat{\mathrm{se}}},\
+    \begin{aligned}
+    \widehat{\mathrm{se}}^2 &= \frac{m}{m-1}\,\frac{1}{N^2}
+        \sum_{i=1}^{m} \bigl(L_i - \hat R\, n_i\bigr)^2,\\
+    \mathrm{PPL} &\in \Bigl[e^{\hat R - t\,\widehat{\mathrm{se}}},\
                             e^{\hat R + t\,\widehat{\mathrm{se}}}\Bigr],
+    \end{aligned}
     $$
 
     with $t$ the $1 - (1-\text{confidence})/2$ quantile of Student's t with
@@ -1739,18 +1752,21 @@ def clustered_paired_noninferiority(
     independent units:
 
     $$
-    d_i = \frac{1}{k_i^c}\sum_{j} c_{ij} - \frac{1}{k_i^p}\sum_{j} p_{ij},
+    \begin{aligned}
+    d_i &= \frac{1}{k_i^c}\sum_{j} c_{ij} - \frac{1}{k_i^p}\sum_{j} p_{ij},
     \quad
-    \bar d = \frac1m\sum_i d_i,
-    \quad
-    \widehat{\mathrm{se}} = \sqrt{\frac{1}{m(m-1)}\sum_i (d_i - \bar d)^2},
+    \bar d = \frac1m\sum_i d_i,\\
+    \widehat{\mathrm{se}} &= \sqrt{\frac{1}{m(m-1)}\sum_i (d_i - \bar d)^2},
+    \end{aligned}
     $$
 
     $$
-    H_0: \Delta \le -\delta,\quad
+    \begin{aligned}
+    &H_0: \Delta \le -\delta,\quad
     T = \frac{\bar d + \delta}{\widehat{\mathrm{se}}},\quad
-    p = P(t_{m-1} \ge T),\quad
-    \text{lower} = \bar d - t_{1-\alpha,\,m-1}\,\widehat{\mathrm{se}} .
+    p = P(t_{m-1} \ge T),\\
+    &\text{lower} = \bar d - t_{1-\alpha,\,m-1}\,\widehat{\mathrm{se}} .
+    \end{aligned}
     $$
 
     The gate passes when $p \le \alpha$, equivalently lower $\ge -\delta$.
