@@ -33,15 +33,15 @@ from release_spec.strategy.stages import State, TrainingCurves
 from release_spec.workbench.report import render_markdown, write_report
 from release_spec.workbench.report_schema import ProductionReport, to_json
 
-# Every plan's soak is 3 s with a latency-drift bound of 3: these tests are about the run's
-# outcomes, and a 1-s soak with the default bound of 1.5 on a loaded machine has stopped runs
-# on too few calls in a window or on a drift of 1.8 (the stability gates are tested on a
-# virtual clock in tests/test_gates.py).
+# Every plan's soak is 3 s, and its latency drift is not judged (a bound of 1000): these tests
+# are about the run's outcomes, which no wall-clock figure may decide; a 1-s soak with the
+# default bound of 1.5 on a loaded machine has stopped runs on too few calls in a window or on
+# a drift of 1.8. The stability gates are tested on a virtual clock in tests/test_gates.py.
 SHORT_SOAK = """\
 [release]
 soak_seconds = 3.0
 soak_windows = 2
-max_latency_drift = 3.0
+max_latency_drift = 1000.0
 # A 3-s soak cannot tell a leak from a one-off allocation (1 MB in it reads as 20 MB/min);
 # leaks are tested on the soak itself (tests/test_gates.py, virtual clock).
 max_rss_slope_mb_per_min = 1000.0

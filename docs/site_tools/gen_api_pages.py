@@ -67,7 +67,9 @@ def main() -> None:
             with mkdocs_gen_files.open(f"api/{page}", "w") as f:
                 f.write(SEARCH_EXCLUDED + f"::: release_spec.{m}\n")
             mkdocs_gen_files.set_edit_path(f"api/{page}", f"../release_spec/{page[:-3]}.py")
-            rows.append(f"| {layer} | [`release_spec.{m}`]({page}) | {summary(m)} |")
+            # <wbr> after each dot: at 400 px a name breaks between its parts, not mid-word.
+            name = "release_spec.<wbr>" + m.replace(".", ".<wbr>")
+            rows.append(f"| {layer} | [<code>{name}</code>]({page}) | {summary(m)} |")
     for entry in mkdocs_gen_files.config.nav or []:
         if isinstance(entry, dict) and "API reference" in entry:
             entry["API reference"] = nav
