@@ -78,15 +78,10 @@ return out;
 
 
 # Blocks that still overflow at 1400 px, by page (the Chinese copy under zh/
-# counts as the same page) and the start of the finding, with who fixes them.
-# A finding not listed here fails the test; a listed one that is gone is
-# reported as a warning so that the list is pruned.
-KNOWN_WIDE: dict[str, tuple[str, ...]] = {
-    # Display equations in release_spec/statistics.py's docstrings, up to 1069 px in
-    # 688 (the statistics page's own copies are on aligned lines): the fix is in the
-    # docstrings, which the statistics module's owner edits, not in the site.
-    "api/statistics/": ("scrolls: span.katex-display",),
-}
+# counts as the same page) and the start of the finding, with who fixes them;
+# none today. A finding not listed here fails the test; a listed one that is
+# gone is reported as a warning so that the list is pruned.
+KNOWN_WIDE: dict[str, tuple[str, ...]] = {}
 
 
 def _unknown(
