@@ -168,15 +168,20 @@ def bench_figure(rows: list[dict[str, Any]]) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     values = [headroom(r) for r in rows]
     with plt.rc_context({"svg.fonttype": "none", "font.size": 11, "text.color": "#546e7a"}):
-        fig, ax = plt.subplots(figsize=(7.2, 0.42 * len(rows) + 1.1))
+        fig, ax = plt.subplots(figsize=(7.2, 0.62 * len(rows) + 1.1))
         y = range(len(rows))
         ax.barh(y, values, color=["#2e7d32" if v >= 1 else "#c62828" for v in values])
         ax.set_xscale("log")
+        # One label a decade, written as a ratio; no minor labels (they overlapped).
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}×"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.axvline(1.0, color="#546e7a", linestyle="--", linewidth=1)
-        ax.set_yticks(list(y), [str(r["subject"]) for r in rows])
+        # A subject can be measured against several peers: each bar names both.
+        ax.set_yticks(list(y), [f"{r['subject']}\nvs {r['peer']}" for r in rows])
         ax.invert_yaxis()
         ax.set_xlabel("headroom: bound ÷ measured ratio (log scale; ≥ 1× = target met)")
         for i, v in enumerate(values):
@@ -185,7 +190,9 @@ def bench_figure(rows: list[dict[str, Any]]) -> str:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         lo, hi = min(values), max(values)
-        ax.set_xlim(min(0.5, lo / 1.5), max(2.0, hi * 2.5))
+        left, right = min(0.5, lo / 1.5), max(2.0, hi * 2.5)
+        ax.set_xlim(left, right)
+        ax.set_xticks([t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16) if left <= t <= right])
         buf = io.StringIO()
         fig.savefig(buf, format="svg", bbox_inches="tight", transparent=True)
         plt.close(fig)
