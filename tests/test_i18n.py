@@ -38,9 +38,8 @@ DOCS = ROOT / "docs"
 NOT_PAGES = ("hooks/", "overrides/", "site_tools/", "search/", "assets/", "release/run/", "api/")
 
 # English pages whose Chinese edition is still to be written (the build falls back to
-# the English page under /zh/ meanwhile):
-# - changelog.md: a record of renames for people updating code, kept in English.
-PENDING_ZH: frozenset[str] = frozenset({"changelog.md"})
+# the English page under /zh/ meanwhile): none at present.
+PENDING_ZH: frozenset[str] = frozenset()
 
 _FENCE = re.compile(r"^([ \t]*)(```|~~~).*?^\1\2[ \t]*$", re.MULTILINE | re.DOTALL)
 _FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
