@@ -323,7 +323,7 @@ def test_plan_errors_name_the_key(data: dict[str, object], message: str) -> None
             lambda p: replace(p.suites, capability_bars={"add": 2.0}),
             r"^capability_bars\.add: expected a number in \[0, 1\]",
         ),
-        (lambda p: replace(p.sizes["small"], heads=3), r"^width: 64 must be divisible by heads"),
+        (lambda p: replace(p.sizes["large"], heads=3), r"^width: 64 must be divisible by heads"),
     ],
 )
 def test_plan_sections_check_their_ranges_when_replaced(change, message):

@@ -168,7 +168,7 @@ class LanguagePlan(Checked):
     """The whole plan; ``ladder`` names the sizes in release order."""
 
     seed: int = field(default=0, metadata=in_range(int, 0, 2**32 - 1))
-    threads: int = field(default=2, metadata=in_range(int, 1, 64))
+    threads: int = field(default=1, metadata=in_range(int, 1, 64))
     ladder: tuple[str, ...] = ("small", "large")
     data: DataSection = field(default_factory=DataSection)
     sizes: dict[str, SizeSection] = field(default_factory=_default_sizes)
