@@ -61,7 +61,9 @@ def implementations(package_dir: Path) -> dict[str, list[Implementation]]:
     found: dict[str, list[Implementation]] = defaultdict(list)
     for path in sorted(package_dir.rglob("*.py")):
         module = ".".join(path.relative_to(package_dir.parent).with_suffix("").parts)
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        if "Spec:" not in (text := path.read_text(encoding="utf-8")):
+            continue  # parsed only where a docstring can declare an id (a build parses this)
+        tree = ast.parse(text, filename=str(path))
         for qualname, node in _walk(tree):
             for eq in _declared_ids(node):
                 found[eq].append(Implementation(eq, module, qualname, path, node.lineno))
@@ -102,7 +104,9 @@ def spec_tests(tests_dir: Path) -> dict[str, list[SpecTest]]:
     """Map each equation id to the tests marked with it (class marks apply to methods)."""
     found: dict[str, list[SpecTest]] = defaultdict(list)
     for path in sorted(tests_dir.rglob("test_*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        if "spec" not in (text := path.read_text(encoding="utf-8")):
+            continue  # no mark can name an id
+        tree = ast.parse(text, filename=str(path))
         for node in tree.body:
             if isinstance(node, ast.ClassDef):
                 class_marks = _spec_marks(node.decorator_list)

@@ -24,6 +24,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,17 @@ def test_each_language_has_its_own_search_index(site_dir: Path) -> None:
     assert any("统计" in d["title"] for d in zh["docs"])
     # The API module pages are left out (docs/site_tools/gen_api_pages.py); the API index is in.
     assert {p for p in en_pages | zh_pages if p.startswith("api/")} == {"api/"}
+
+
+def test_inventory_lists_the_english_api_pages(site_dir: Path) -> None:
+    # objects.inv, for other projects' cross-references, is the default language's: the
+    # Chinese build used to overwrite it with zh/ URLs (docs/hooks/i18n_generated.py).
+    header = (site_dir / "objects.inv").read_bytes().split(b"\n", 4)
+    lines = zlib.decompress(header[4]).decode("utf-8").splitlines()
+    uris = {line.split()[3].split("#")[0] for line in lines}
+    assert len(lines) > 500, len(lines)
+    assert "api/losses/" in uris
+    assert not {u for u in uris if u.startswith("zh/")}, sorted(uris)[:5]
 
 
 def test_no_request_leaves_the_local_server(visits: dict[str, Visit], base_url: str) -> None:

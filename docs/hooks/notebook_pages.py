@@ -1,10 +1,6 @@
-"""mkdocs-jupyter's (0.26) pages made to fit the site; code kept out of the search index.
-
-Notebook pages lose the MathJax and Mermaid loaders (KaTeX is vendored), link the 575 kB
-JupyterLab stylesheet (docs/site_tools/executed.py adds it once) instead of inlining it,
-and get page URLs for links to ``.md``/``.ipynb`` sources. Code and outputs on every page
-are ``data-search-exclude``.
-"""
+"""mkdocs-jupyter's (0.26) pages made to fit: no MathJax or Mermaid loader (KaTeX is vendored), a
+link to the JupyterLab stylesheet (executed.py adds it once), not 575 kB inline, page URLs for
+links to ``.md``/``.ipynb``; code and outputs on every page out of search."""
 
 import posixpath
 import re

@@ -1,9 +1,5 @@
-"""One search index per language: a page fetches only its own language's entries.
-
-mkdocs-static-i18n (1.3) writes one ``search/search_index.json`` for all languages; it is
-split here by location: ``zh/...`` entries go to ``zh/search/`` without their prefix, and
-Chinese pages get ``zh/`` as the base URL from which Material's script fetches the index
-(``.js`` for file://, as Material's offline plugin inlines it) and resolves results.
+"""One search index per language (mkdocs-static-i18n 1.3 writes one for all): ``zh/`` entries go
+to ``zh/search/`` unprefixed, fetched with base URL ``zh/`` (``.js`` for Material's offline plugin).
 """
 
 import json
@@ -22,8 +18,7 @@ def on_page_context(context: dict[str, Any], page: Any, config: Any, nav: Any) -
 
 @event_priority(-110)  # after mkdocs-static-i18n (-100) has built every language
 def on_post_build(config: Any) -> None:
-    i18n = config.plugins["i18n"]
-    if i18n.building:  # the build of another language, nested in the default one's
+    if (i18n := config.plugins["i18n"]).building:  # another language's build, nested in this
         return
     index = json.loads(Path(config.site_dir, "search", "search_index.json").read_text("utf-8"))
 

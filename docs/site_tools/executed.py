@@ -50,9 +50,15 @@ def inputs_digest() -> str:
     for path in sorted([*files, *(ROOT / "docs/release").glob("*.toml")]):
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
-    versions = {(d.metadata["Name"] or "").lower(): d.version for d in md.distributions()}
-    names = [*PACKAGES.split(), "nbclient", "nbconvert", "mkdocs-jupyter"]
-    return hashlib.sha256(h.digest() + str([versions.get(n) for n in names]).encode()).hexdigest()
+    versions = [_version(n) for n in [*PACKAGES.split(), "nbclient", "nbconvert", "mkdocs-jupyter"]]
+    return hashlib.sha256(h.digest() + str(versions).encode()).hexdigest()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
 
 
 def run_key() -> str:
