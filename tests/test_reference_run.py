@@ -34,6 +34,14 @@ out.mkdir(parents=True)
 (out / "g.png").write_bytes(b"PNG")
 (out / "store").mkdir()
 (out / "store" / "model.keras").write_bytes(b"weights")
+if os.environ.get("FAKE_WAIT_FOR"):  # the run ends once the build's other work has begun
+    import time
+    for _ in range(600):
+        if Path(os.environ["FAKE_WAIT_FOR"]).exists():
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit(4)
 print("outcome: released")
 sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
 """
@@ -96,6 +104,36 @@ def test_a_changed_input_reruns(
     assert (out / "report.md").read_text() == "# Release report: released\n"
 
 
+def test_the_build_works_while_the_run_does(
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake run waits for a file that only `meanwhile` writes: run one after the
+    # other, the run would give up (exit 4) and the build would fail.
+    go = tmp_path / "go"
+    monkeypatch.setenv("FAKE_WAIT_FOR", str(go))
+    calls: list[int] = []
+    out = executed.reference_run(meanwhile=lambda: calls.append(go.touch() or 1))
+    assert calls == [1]
+    assert (out / "KEY").read_text() == executed.run_key()
+    executed.reference_run(meanwhile=lambda: calls.append(2))  # reused: still called, once
+    assert calls == [1, 2]
+
+
+def test_a_failure_meanwhile_stops_the_run_and_leaves_nothing(
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_WAIT_FOR", str(tmp_path / "never"))
+    before = _tmp_dirs(executed)
+
+    def notebook_fails() -> None:
+        raise PluginError("a notebook cell raised")
+
+    with pytest.raises(PluginError, match="a notebook cell raised"):
+        executed.reference_run(meanwhile=notebook_fails)
+    assert not (tmp_path / "run").exists()
+    assert _tmp_dirs(executed) == before
+
+
 def test_notebooks_use_this_python_and_the_cache_of_the_current_inputs(
     executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,3 +180,45 @@ def test_real_run_is_released_with_its_figures(
     assert all((run_dir / name).is_file() for name in names)
     assert not (run_dir / "store").exists()
     assert (run_dir / "report.md").read_text().startswith("# ")
+
+
+def test_notebooks_are_executed_into_mkdocs_jupyters_cache(
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mkdocs.config import load_config
+    from mkdocs.structure.files import get_files
+    from mkdocs.structure.pages import Page
+    from mkdocs_jupyter import convert
+
+    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
+    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
+    (tmp_path / "docs").mkdir()
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": []}
+    notebook = {
+        "cells": [{**cell, "id": "c1", "source": "print(6 * 7)"}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (tmp_path / "docs" / "nb.ipynb").write_text(json.dumps(notebook))
+    (tmp_path / "docs" / "index.md").write_text("# Home\n")
+    (tmp_path / "mkdocs.yml").write_text(
+        "site_name: t\nplugins:\n  - mkdocs-jupyter:\n      execute: true\n      cache: true\n"
+    )
+    config = load_config(str(tmp_path / "mkdocs.yml"))
+    executed.notebook_setup(config.plugins["mkdocs-jupyter"].config)
+    config.plugins.on_pre_build(config=config)
+    files = config.plugins.on_files(get_files(config), config=config)
+    executed.execute_notebooks(config, files)
+    (entry,) = (tmp_path / "nb").rglob("*.json")
+    assert "42" in json.loads(entry.read_text())["content"]
+    assert files.get_file_from_path("nb.ipynb").page is None  # the build makes its own page
+
+    def no_second_execution(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the page's render executed the notebook again")
+
+    monkeypatch.setattr(convert, "nb2html", no_second_execution)
+    page = Page(None, files.get_file_from_path("nb.ipynb"), config)
+    page = config.plugins["mkdocs-jupyter"].on_pre_page(page, config=config, files=files)
+    page.render(config, files)  # the site's page: read from the cache
+    assert "42" in (page.content or "")
