@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from mkdocs.exceptions import PluginError
@@ -182,33 +183,38 @@ def test_real_run_is_released_with_its_figures(
     assert (run_dir / "report.md").read_text().startswith("# ")
 
 
-def test_notebooks_are_executed_into_mkdocs_jupyters_cache(
-    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _notebook_project(tmp_path: Path, executed: ModuleType, source: str) -> tuple[Any, Any]:
+    """A one-notebook MkDocs project, loaded as the site's build loads it (its files, config)."""
     from mkdocs.config import load_config
     from mkdocs.structure.files import get_files
-    from mkdocs.structure.pages import Page
-    from mkdocs_jupyter import convert
 
-    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
-    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
     (tmp_path / "docs").mkdir()
     cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": []}
     notebook = {
-        "cells": [{**cell, "id": "c1", "source": "print(6 * 7)"}],
+        "cells": [{**cell, "id": "c1", "source": source}],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
         "nbformat": 4,
         "nbformat_minor": 5,
     }
     (tmp_path / "docs" / "nb.ipynb").write_text(json.dumps(notebook))
     (tmp_path / "docs" / "index.md").write_text("# Home\n")
-    (tmp_path / "mkdocs.yml").write_text(
-        "site_name: t\nplugins:\n  - mkdocs-jupyter:\n      execute: true\n      cache: true\n"
-    )
+    plugin = "mkdocs-jupyter:\n      execute: true\n      cache: true\n      allow_errors: false"
+    (tmp_path / "mkdocs.yml").write_text(f"site_name: t\nplugins:\n  - {plugin}\n")
     config = load_config(str(tmp_path / "mkdocs.yml"))
     executed.notebook_setup(config.plugins["mkdocs-jupyter"].config)
     config.plugins.on_pre_build(config=config)
-    files = config.plugins.on_files(get_files(config), config=config)
+    return config.plugins.on_files(get_files(config), config=config), config
+
+
+def test_notebooks_are_executed_into_mkdocs_jupyters_cache(
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mkdocs.structure.pages import Page
+    from mkdocs_jupyter import convert
+
+    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
+    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
+    files, config = _notebook_project(tmp_path, executed, "print(6 * 7)")
     executed.execute_notebooks(config, files)
     (entry,) = (tmp_path / "nb").rglob("*.json")
     assert "42" in json.loads(entry.read_text())["content"]
@@ -222,3 +228,14 @@ def test_notebooks_are_executed_into_mkdocs_jupyters_cache(
     page = config.plugins["mkdocs-jupyter"].on_pre_page(page, config=config, files=files)
     page.render(config, files)  # the site's page: read from the cache
     assert "42" in (page.content or "")
+
+
+def test_a_notebook_that_raises_fails_the_build_by_name(
+    executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
+    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
+    files, config = _notebook_project(tmp_path, executed, "raise ValueError('boom')")
+    with pytest.raises(PluginError, match=r"notebook nb\.ipynb failed to execute"):
+        executed.execute_notebooks(config, files)
+    assert not list((tmp_path / "nb").rglob("*.json"))  # nothing cached

@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import subprocess
@@ -34,10 +36,11 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import Files
+from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,14 +117,43 @@ def execute_notebooks(config: MkDocsConfig, files: Files) -> None:
     """The notebooks that mkdocs-jupyter's cache lacks, executed now by mkdocs-jupyter itself.
 
     Its ``on_pre_page`` and the render it installs, on a page made for the purpose: they write
-    the cache entry its own render of the site's page then reads (a hit reads it here too).
+    the cache entry its own render of the site's page then reads.
+    Two at a time, each in a process forked from this one: mkdocs-jupyter numbers a
+    notebook's cells in a module global, which conversions in two threads would share.
     """
     plugin = config.plugins["mkdocs-jupyter"]
-    for file in files.documentation_pages():
-        if file.src_uri.endswith(".ipynb"):
-            page = Page(None, file, config)
-            plugin.on_pre_page(page, config=config, files=files).render(config, files)
-            file.page = None  # the build makes the site's page
+
+    def execute(file: File) -> None:
+        Page(None, file, config)  # sets file.page, only in the child
+        plugin.on_pre_page(file.page, config=config, files=files).render(config, files)
+
+    fork = multiprocessing.get_context("fork")  # from this thread: the child has its state
+    pending = [f for f in files.documentation_pages() if f.src_uri.endswith(".ipynb")]
+    pending = [f for f in pending if not _cache_path(plugin.config, f.abs_src_path).is_file()]
+    running: dict[int, tuple[multiprocessing.process.BaseProcess, File]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < 2:
+                child = fork.Process(target=execute, args=(file := pending.pop(0),))
+                child.start()
+                running[child.sentinel] = (child, file)
+            for ended in multiprocessing.connection.wait(list(running)):
+                child, file = running.pop(ended)  # type: ignore[index]
+                child.join()
+                if child.exitcode != 0:
+                    raise PluginError(f"notebook {file.src_uri} failed to execute (see above)")
+    finally:
+        for child, _ in running.values():
+            child.kill()
+            child.join()
+
+
+def _cache_path(options: Any, notebook: str | None) -> Path:
+    """mkdocs-jupyter's (0.26) cache entry for the notebook (the key of its ``on_pre_page``)."""
+    from mkdocs_jupyter.plugin import _compute_cache_key, _get_cache_path
+
+    key = _compute_cache_key(notebook, options, options["execute"])
+    return Path(_get_cache_path(options["cache_dir"], key))
 
 
 def notebook_setup(plugin_config: dict[str, object]) -> None:
