@@ -177,3 +177,52 @@ def test_head_override_is_materials_block_without_the_alternate_links() -> None:
     assert ours is not None
     assert ours.group(1) == expected
     assert 'rel="alternate" href="{{ alt.link' not in override
+
+
+# -- API pages rendered once for both languages ---------------------------------
+
+
+def _build_config(building: bool) -> Any:
+    mkdocstrings = SimpleNamespace(config=SimpleNamespace(enable_inventory=None))
+    return SimpleNamespace(
+        plugins={"i18n": SimpleNamespace(building=building), "mkdocstrings": mkdocstrings}
+    )
+
+
+def test_api_html_is_rendered_once_per_build_and_replays_its_headings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mkdocstrings_handlers.python import PythonHandler
+
+    calls: list[str] = []
+
+    def render(self: Any, data: Any, options: Any, locale: str | None = None) -> str:
+        calls.append(data.path)
+        self._headings.append(f"<h2 id={data.path}>")  # what a render leaves for the TOC
+        return f"<div>{data.path} v{len(calls)}</div>"
+
+    monkeypatch.setattr(PythonHandler, "render", render)
+    hook = _hook("i18n_generated")  # captures `render` as the original
+    first, second = SimpleNamespace(_headings=[]), SimpleNamespace(_headings=[])
+    losses = SimpleNamespace(path="release_spec.losses")
+
+    hook.on_pre_build(_build_config(building=False))  # the English build
+    assert PythonHandler.render(first, losses, "opts", "en") == "<div>release_spec.losses v1</div>"
+    hook.on_pre_build(_build_config(building=True))  # the Chinese one, nested in it
+    assert PythonHandler.render(second, losses, "opts", "en") == "<div>release_spec.losses v1</div>"
+    assert calls == ["release_spec.losses"]
+    assert second._headings == first._headings == ["<h2 id=release_spec.losses>"]
+    assert PythonHandler.render(second, losses, "other", "en").endswith("v2</div>")  # new options
+
+    english = _build_config(building=False)
+    hook.on_pre_build(english)  # the next build (mkdocs serve, after an edit): rendered anew
+    assert PythonHandler.render(first, losses, "opts", "en").endswith("v3</div>")
+    assert english.plugins["mkdocstrings"].config.enable_inventory is None
+    chinese = _build_config(building=True)
+    hook.on_pre_build(chinese)
+    assert chinese.plugins["mkdocstrings"].config.enable_inventory is False  # objects.inv: English
+
+    again = _hook("i18n_generated")  # mkdocs serve reloads the hooks: no wrapper of a wrapper
+    again.on_pre_build(_build_config(building=False))
+    assert PythonHandler.render(first, losses, "opts", "en").endswith("v4</div>")
+    assert again._render is render
