@@ -104,8 +104,8 @@ def spec_tests(tests_dir: Path) -> dict[str, list[SpecTest]]:
     """Map each equation id to the tests marked with it (class marks apply to methods)."""
     found: dict[str, list[SpecTest]] = defaultdict(list)
     for path in sorted(tests_dir.rglob("test_*.py")):
-        if "spec" not in (text := path.read_text(encoding="utf-8")):
-            continue  # no mark can name an id
+        if "mark.spec" not in (text := path.read_text(encoding="utf-8")):
+            continue  # no decorator can be a spec mark (see _spec_marks)
         tree = ast.parse(text, filename=str(path))
         for node in tree.body:
             if isinstance(node, ast.ClassDef):
