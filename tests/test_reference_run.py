@@ -183,11 +183,16 @@ def test_real_run_is_released_with_its_figures(
     assert (run_dir / "report.md").read_text().startswith("# ")
 
 
-def _notebook_project(tmp_path: Path, executed: ModuleType, source: str) -> tuple[Any, Any]:
-    """A one-notebook MkDocs project, loaded as the site's build loads it (its files, config)."""
+def _notebook_project(
+    tmp_path: Path, executed: ModuleType, monkeypatch: pytest.MonkeyPatch, source: str
+) -> tuple[Any, Any]:
+    """A one-notebook MkDocs project, loaded as the site's build loads it (its files, config),
+    with the notebook cache and kernel spec under tmp_path."""
     from mkdocs.config import load_config
     from mkdocs.structure.files import get_files
 
+    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
+    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
     (tmp_path / "docs").mkdir()
     cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": []}
     notebook = {
@@ -212,9 +217,7 @@ def test_notebooks_are_executed_into_mkdocs_jupyters_cache(
     from mkdocs.structure.pages import Page
     from mkdocs_jupyter import convert
 
-    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
-    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
-    files, config = _notebook_project(tmp_path, executed, "print(6 * 7)")
+    files, config = _notebook_project(tmp_path, executed, monkeypatch, "print(6 * 7)")
     executed.execute_notebooks(config, files)
     (entry,) = (tmp_path / "nb").rglob("*.json")
     assert "42" in json.loads(entry.read_text())["content"]
@@ -233,9 +236,7 @@ def test_notebooks_are_executed_into_mkdocs_jupyters_cache(
 def test_a_notebook_that_raises_fails_the_build_by_name(
     executed: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(executed, "NB_CACHE", tmp_path / "nb")
-    monkeypatch.setattr(executed, "KERNELS", tmp_path / "jupyter")
-    files, config = _notebook_project(tmp_path, executed, "raise ValueError('boom')")
+    files, config = _notebook_project(tmp_path, executed, monkeypatch, "raise ValueError('boom')")
     with pytest.raises(PluginError, match=r"notebook nb\.ipynb failed to execute"):
         executed.execute_notebooks(config, files)
     assert not list((tmp_path / "nb").rglob("*.json"))  # nothing cached
