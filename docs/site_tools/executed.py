@@ -80,7 +80,8 @@ def reference_run(meanwhile: Callable[[], object] = lambda: None) -> Path:
     """``docs/release/run/`` reused or run now (PluginError unless released).
 
     ``meanwhile`` is called in this process while the run works in its own: the build
-    executes its notebooks there, about a minute and a half of the run being its soak.
+    executes its notebooks there (the run takes about a minute and a half, a minute of it
+    its soak).
     """
     key = run_key()
     if (OUT / "KEY").is_file() and (OUT / "KEY").read_text() == key:
