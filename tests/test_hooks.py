@@ -182,8 +182,15 @@ def test_head_override_is_materials_block_without_the_alternate_links() -> None:
 # -- API pages rendered once for both languages ---------------------------------
 
 
-def _build_config(building: bool) -> Any:
-    mkdocstrings = SimpleNamespace(config=SimpleNamespace(enable_inventory=None))
+def _handler() -> Any:
+    return SimpleNamespace(_modules_collection=object(), _lines_collection=object())
+
+
+def _build_config(building: bool, python: Any = None) -> Any:
+    python = python or _handler()
+    mkdocstrings = SimpleNamespace(
+        config=SimpleNamespace(enable_inventory=None), get_handler={"python": python}.__getitem__
+    )
     return SimpleNamespace(
         plugins={"i18n": SimpleNamespace(building=building), "mkdocstrings": mkdocstrings}
     )
@@ -226,3 +233,22 @@ def test_api_html_is_rendered_once_per_build_and_replays_its_headings(
     again.on_pre_build(_build_config(building=False))
     assert PythonHandler.render(first, losses, "opts", "en").endswith("v4</div>")
     assert again._render is render
+
+
+def test_the_second_build_uses_the_modules_griffe_loaded_for_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mkdocstrings_handlers.python import PythonHandler
+
+    monkeypatch.setattr(PythonHandler, "render", PythonHandler.render)  # restored afterwards
+    hook = _hook("i18n_generated")
+    english, chinese, english_again = _handler(), _handler(), _handler()
+    loaded = (english._modules_collection, english._lines_collection)
+    fresh = (english_again._modules_collection, english_again._lines_collection)
+
+    hook.on_pre_build(_build_config(building=False, python=english))
+    hook.on_pre_build(_build_config(building=True, python=chinese))  # nested in the English one
+    assert (chinese._modules_collection, chinese._lines_collection) == loaded
+    assert (english._modules_collection, english._lines_collection) == loaded
+    hook.on_pre_build(_build_config(building=False, python=english_again))  # after an edit
+    assert (english_again._modules_collection, english_again._lines_collection) == fresh

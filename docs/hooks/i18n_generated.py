@@ -1,8 +1,8 @@
 """Both builds of mkdocs-static-i18n (1.3). Its ``on_files`` (-100) drops mkdocs-gen-files'
 pages and mkdocs-jupyter's ``NotebookFile`` wrapper: put back at -110, under ``zh/`` in the
-Chinese build. mkdocstrings' HTML is the same in both: the second build reuses the first's
-(with the headings its render leaves for the TOC); objects.inv stays the default language's.
-"""
+Chinese build. mkdocstrings' work is the same in both: the second build reuses the modules
+griffe loaded and the HTML rendered (with its TOC headings) in the first; objects.inv is the
+first's."""
 
 import copy
 import os
@@ -15,6 +15,7 @@ from mkdocstrings_handlers.python import PythonHandler
 
 _aside: list[File] = []
 _rendered: dict[tuple[str, str, str | None], tuple[str, list[Any]]] = {}
+_griffe: dict[str, Any] = {}  # the handler's collections: modules and their source lines
 _render = getattr(PythonHandler.render, "__wrapped__", PythonHandler.render)  # on serve's reload
 
 
@@ -69,4 +70,8 @@ def on_pre_build(config: Any) -> None:
     PythonHandler.render, _render_once.__wrapped__ = _render_once, _render  # type: ignore
     if not (nested := config.plugins["i18n"].building):  # else the other language's build
         _rendered.clear()
+        _griffe.clear()
+    python = config.plugins["mkdocstrings"].get_handler("python")  # griffe loads in the first
+    python._modules_collection = _griffe.setdefault("modules", python._modules_collection)
+    python._lines_collection = _griffe.setdefault("lines", python._lines_collection)
     config.plugins["mkdocstrings"].config.enable_inventory = False if nested else None

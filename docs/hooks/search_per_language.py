@@ -21,18 +21,13 @@ def on_post_build(config: Any) -> None:
     if (i18n := config.plugins["i18n"]).building:  # another language's build, nested in this
         return
     index = json.loads(Path(config.site_dir, "search", "search_index.json").read_text("utf-8"))
-
-    def language(location: str) -> str:
-        first = location.split("/", 1)[0]
-        return first if first in i18n.build_languages else i18n.default_language
-
-    for lang in i18n.build_languages:
+    docs: dict[str, list[dict[str, Any]]] = {lang: [] for lang in i18n.build_languages}
+    for doc in index["docs"]:  # a page's language is its first folder, or the default one
+        first = doc["location"].split("/", 1)[0]
+        docs[first if first in docs else i18n.default_language].append(doc)
+    for lang, entries in docs.items():
         prefix = "" if lang == i18n.default_language else f"{lang}/"
-        entries = [
-            {**doc, "location": doc["location"].removeprefix(prefix)}
-            for doc in index["docs"]
-            if language(doc["location"]) == lang
-        ]
+        entries = [{**doc, "location": doc["location"].removeprefix(prefix)} for doc in entries]
         # Chinese pages name code and libraries in English: both lunr pipelines for them.
         settings = {**index["config"], "lang": list(dict.fromkeys(["en", lang]))}
         data = json.dumps({"config": settings, "docs": entries}, ensure_ascii=False)
