@@ -132,6 +132,18 @@ def docs(session: nox.Session) -> None:
     session.log(f"Site built: {ROOT / 'site' / 'index.html'}")
 
 
+@nox.session(name="build-times")
+def build_times(session: nox.Session) -> None:
+    """Time the site's build: cold in a fresh clone of HEAD, then 5 rebuilds with nothing changed.
+
+    Prints wall and CPU time and the load average of each build beside the targets
+    (cold 120 s, rebuild 10 s); writes build/build-times.json. ``-- --warm 11`` for more.
+    """
+    session.install("-e", ".[docs]")
+    out = ROOT / "build" / "build-times.json"
+    session.run("python", "tests/bench/build_times.py", "--out", str(out), *session.posargs)
+
+
 @nox.session
 def serve(session: nox.Session) -> None:
     """Preview the site with live reload on http://127.0.0.1:8000/release-spec/.
