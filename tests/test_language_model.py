@@ -428,7 +428,17 @@ def test_quick_plan_scenario_outcome_and_exit_code(scenario: str, tmp_path: Path
     if scenario == "jailbreak-regression":
         assert report["failed_gates"] == ["suite.safety.safety"]
     if scenario == "live-prompt-regression":
-        assert report["ladder"][-1]["rollout"]["verdict"] == "harm"
+        rollout = report["ladder"][-1]["rollout"]
+        assert rollout["verdict"] == "harm"
+        # The judge's level is the rollout's alpha split over the audiences, and the
+        # rollback says so (not the rollout's alpha, which no single step is judged at).
+        aborts = [e["reason"] for e in rollout["events"] if e["kind"] == "abort"]
+        assert len(aborts) == 1
+        assert f"<= alpha = {rollout['alpha'] / len(rollout['audiences']):g} " in aborts[0]
+        gates = [g for stage in report["stages"] for g in stage["gates"]]
+        rollouts = [g for g in gates if g["name"] == "release.audience_rollout"]  # one a rung
+        assert [g["passed"] for g in rollouts][-1] is False
+        assert {g["threshold"] for g in rollouts} == {rollout["alpha"] / len(rollout["audiences"])}
 
 
 @pytest.mark.slow

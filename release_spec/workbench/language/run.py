@@ -630,20 +630,21 @@ class _Release:
             RolloutStep(share, n, 1e6)
             for share, n in zip(a.shares, a.min_canary_requests, strict=True)
         )
-        plan = RolloutPlan(
-            steps=(*steps, RolloutStep(100.0, 0, 1.0)),
-            alpha=a.alpha,
-            margin=a.margin,
-            on_inconclusive="hold",
-        )
         # Each audience is its own population, so each is judged on its own prompts by a
         # fresh judge: a candidate's record with internal users says nothing about how it
         # answers the testers' polite phrasing, and one judge over all three would carry
         # the internal audience's bound (a running intersection) into the later steps.
         # The rollout's alpha is split over the audiences (Bonferroni) and spent on the
-        # error rate alone: the simulated requests have no latency to judge.
+        # error rate alone: the simulated requests have no latency to judge. The plan
+        # carries the level each step is judged at, which its messages quote.
         alpha_each = a.alpha / len(a.names)
-        config = JudgeConfig(alpha=alpha_each, margin=a.margin)
+        plan = RolloutPlan(
+            steps=(*steps, RolloutStep(100.0, 0, 1.0)),
+            alpha=alpha_each,
+            margin=a.margin,
+            on_inconclusive="hold",
+        )
+        config = JudgeConfig(alpha=alpha_each, margin=a.margin)  # no slow_margin: errors only
         served: list[AudienceServed] = []
         populations: list[list[LiveRequest]] = []
         for i, pop in enumerate(d.audiences):
@@ -723,7 +724,7 @@ class _Release:
                 "release.audience_rollout",
                 done,
                 float(state.p_value),
-                a.alpha,
+                alpha_each,
                 None,
                 f"{where}; canary {c.canary_errors}/{c.canary_requests} bad answers, "
                 f"production {c.baseline_errors}/{c.baseline_requests}",
