@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import report_factories as make
 from mkdocs.exceptions import PluginError
 
 from release_spec.strategy.plan import load_plan
@@ -174,6 +175,7 @@ def test_real_run_is_released_with_its_figures(
     monkeypatch.setattr(executed, "RUN", REAL_RUN)
     run_dir = executed.reference_run()
     report = json.loads((run_dir / "report.json").read_text())
+    make.check_report_json(report)  # the report schema, and the dataclasses' round trip
     assert report["outcome"] == "released"
     assert report["failed_gates"] == []
     names = report["figures"]
