@@ -1,4 +1,5 @@
-"""Test doubles shared by the test files: fake ``.keras`` files and child-process settings.
+"""Test doubles shared by the test files: fake ``.keras`` files, child-process settings, and
+scripts loaded as modules.
 
 The fixtures in tests/conftest.py wrap these; module-level helpers of a test
 file import them directly (``from fakes import fake_keras_file``).
@@ -7,14 +8,16 @@ file import them directly (``from fakes import fake_keras_file``).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-__all__ = ["CHILD_ENV", "ROOT", "fake_keras_file", "reseal"]
+__all__ = ["CHILD_ENV", "ROOT", "fake_keras_file", "load_script", "reseal"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,3 +73,14 @@ def reseal(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     data["checksum"] = hashlib.sha256(canonical).hexdigest()
     path.write_text(json.dumps(data))
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """The file at ``path`` (a hook, a benchmark: not on ``sys.path``) imported as ``name``,
+    afresh on every call."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

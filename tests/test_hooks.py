@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -10,18 +9,14 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from fakes import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = ROOT / "docs" / "hooks"
 
 
 def _hook(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"hook_{name}", HOOKS / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"hook_{name}", HOOKS / f"{name}.py")
 
 
 def test_hooks_stay_within_150_lines() -> None:
